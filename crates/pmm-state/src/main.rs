@@ -1,0 +1,3 @@
+//! State bootstrapper (5704): Postgres migrations and Redis bootstrap.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Test harness: anvil devnet, fixture deployment, funded accounts, a fresh Postgres database and Redis namespace per test.
