@@ -1,0 +1,37 @@
+# Recipes for the PMM agent stack. `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", "/var/tmp/pmm-target")
+export PATH := justfile_directory() + "/tools/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin:" + justfile_directory() + "/tools/npm/node_modules/@foundry-rs/cast-linux-amd64/bin:" + env_var("PATH")
+
+# Show the recipes.
+default:
+    @just --list
+
+# Every check CI runs: tests, clippy, rustfmt, fixture artifacts.
+check: artifacts-check fmt-check lint test
+
+# All workspace tests (needs Postgres, Redis, anvil and llama-server: see scripts/bootstrap.sh).
+test:
+    cargo test --workspace --all-targets --no-fail-fast
+
+# Clippy over every target, warnings are errors.
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Formatting check.
+fmt-check:
+    cargo fmt --all --check
+
+# Fail when the committed Solidity artifacts are stale.
+artifacts-check:
+    node tests/fixtures/build.js --check
+
+# Recompile the Solidity fixtures into tests/fixtures/artifacts.
+artifacts:
+    node tests/fixtures/build.js
+
+# A local anvil devnet with one fixture pool of each type; writes var/devnet.json; runs until Ctrl-C.
+devnet *ARGS:
+    cargo run -q -p pmm-testkit --bin pmm-devnet -- --out var/devnet.json {{ARGS}}
