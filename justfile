@@ -35,3 +35,19 @@ artifacts:
 # A local anvil devnet with one fixture pool of each type; writes var/devnet.json; runs until Ctrl-C.
 devnet *ARGS:
     cargo run -q -p pmm-testkit --bin pmm-devnet -- --out var/devnet.json {{ARGS}}
+
+# Deploy the MCP hub to VM 5701 (ssh destination in PMM_HOST_5701).
+deploy-5701:
+    scripts/deploy.sh 5701
+
+# Deploy the inference proxy and llama-server to VM 5702 (PMM_HOST_5702).
+deploy-5702:
+    scripts/deploy.sh 5702
+
+# Deploy the agent worker to VM 5703 (PMM_HOST_5703).
+deploy-5703:
+    scripts/deploy.sh 5703
+
+# Deploy the migrator to VM 5704 and run it (PMM_HOST_5704).
+deploy-5704:
+    scripts/deploy.sh 5704
