@@ -9,6 +9,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod identify;
+pub mod raw;
 pub mod read;
 pub mod simulate;
 pub mod types;
@@ -18,6 +19,6 @@ pub use endpoint::Endpoint;
 pub use error::ChainError;
 pub use simulate::Simulation;
 pub use types::{
-    BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolKind, PoolRead, RawPmmState, RawV1State,
+    BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState, RawV1State,
     ReadSpec, TokenInfo,
 };

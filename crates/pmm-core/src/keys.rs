@@ -1,1 +1,121 @@
-//! Placeholder, filled by its owner.
+//! Redis key names and stored value types shared by the hub, the agent and the store.
+//!
+//! Keys embed the chain name (restricted to `[a-z0-9_-]`, so no `:`) and the pool address as
+//! lowercase hex, so two spellings of one address always name one key.
+
+use alloy_primitives::Address;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::ChainName;
+
+/// Seconds in one accounting day for the daily notional window (UTC days).
+pub const SECONDS_PER_DAY: u64 = 86_400;
+
+/// Lowercase `0x`-prefixed hex of an address.
+fn lower(pool: Address) -> String {
+    format!("{pool:#x}")
+}
+
+/// Circuit-breaker key of a pool: `cb:<chain>:<pool>`; its value is a JSON [`BreakerState`].
+pub fn breaker_key(chain: &ChainName, pool: Address) -> String {
+    format!("cb:{chain}:{}", lower(pool))
+}
+
+/// Cooldown key of a pool: `cooldown:<chain>:<pool>`; its value is the Unix time (seconds) before
+/// which no new write to the pool is allowed.
+pub fn cooldown_key(chain: &ChainName, pool: Address) -> String {
+    format!("cooldown:{chain}:{}", lower(pool))
+}
+
+/// The UTC day number (days since the Unix epoch) a timestamp falls in.
+pub fn utc_day(unix_s: u64) -> u64 {
+    unix_s / SECONDS_PER_DAY
+}
+
+/// Daily notional key of a pool: `notional:<chain>:<pool>:<utc_day>`; its value is the decimal
+/// string of quote raw units already committed that day (see [`utc_day`]). A new day is a new
+/// key, so the window resets without a cleanup job (give the key a TTL of a couple of days).
+pub fn daily_notional_key(chain: &ChainName, pool: Address, day: u64) -> String {
+    format!("notional:{chain}:{}:{day}", lower(pool))
+}
+
+/// The value stored under [`breaker_key`]. A missing key means "not tripped"; a key the reader
+/// cannot read or parse must be treated as unknown, which the policy denies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerState {
+    /// Whether writes to the pool are blocked.
+    pub tripped: bool,
+    /// Why it was tripped (or reset).
+    pub reason: String,
+    /// Unix time of the last change.
+    pub ts: u64,
+}
+
+impl BreakerState {
+    /// The state meaning "no breaker key present".
+    pub fn clear() -> Self {
+        Self {
+            tripped: false,
+            reason: String::new(),
+            ts: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::address;
+
+    use super::*;
+
+    fn chain() -> ChainName {
+        ChainName::new("devnet").unwrap()
+    }
+
+    const POOL: Address = address!("00000000000000000000000000000000000000aA");
+
+    #[test]
+    fn keys_use_lowercase_addresses() {
+        assert_eq!(
+            breaker_key(&chain(), POOL),
+            "cb:devnet:0x00000000000000000000000000000000000000aa"
+        );
+        assert_eq!(
+            cooldown_key(&chain(), POOL),
+            "cooldown:devnet:0x00000000000000000000000000000000000000aa"
+        );
+        assert_eq!(
+            daily_notional_key(&chain(), POOL, utc_day(1_700_000_000)),
+            "notional:devnet:0x00000000000000000000000000000000000000aa:19675"
+        );
+    }
+
+    #[test]
+    fn utc_day_boundaries() {
+        assert_eq!(utc_day(0), 0);
+        assert_eq!(utc_day(86_399), 0);
+        assert_eq!(utc_day(86_400), 1);
+    }
+
+    #[test]
+    fn breaker_state_json_shape() {
+        let b = BreakerState {
+            tripped: true,
+            reason: "oracle deviation 250 bps".into(),
+            ts: 7,
+        };
+        let v = serde_json::to_value(&b).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"tripped": true, "reason": "oracle deviation 250 bps", "ts": 7})
+        );
+        assert_eq!(serde_json::from_value::<BreakerState>(v).unwrap(), b);
+        assert!(
+            serde_json::from_str::<BreakerState>(r#"{"tripped":false,"reason":"","ts":1,"x":1}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<BreakerState>(r#"{"tripped":"no","reason":"","ts":1}"#).is_err());
+    }
+}

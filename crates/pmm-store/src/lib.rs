@@ -1,1 +1,29 @@
 //! Postgres and Redis I/O: typed inserts and queries, breaker and cooldown state.
+//!
+//! [`PgStore`] holds the audit and accounting tables created by [`migrate`]; [`RedisStore`]
+//! holds the live policy state every replica shares. Both are pools and cheap to clone.
+
+pub mod decisions;
+pub mod error;
+pub mod keys;
+pub mod leases;
+pub mod ledger;
+pub mod migrate;
+pub mod pg;
+pub mod policy_events;
+pub mod redis;
+pub mod snapshots;
+pub mod tool_calls;
+pub mod transactions;
+
+pub use decisions::Decision;
+pub use error::{Result, StoreError};
+pub use leases::Lease;
+pub use ledger::{NotionalReservation, ReserveOutcome, WindowUsage};
+pub use migrate::{MigrateError, MigrateReport, MigrationSet, Migrator, SchemaStatus};
+pub use pg::PgStore;
+pub use policy_events::{PolicyEvent, PolicyEventKind};
+pub use redis::{BootstrapOutcome, BreakerState, CapReservation, RedisInfo, RedisStore};
+pub use snapshots::PoolSnapshot;
+pub use tool_calls::{ToolCall, ToolOutcome};
+pub use transactions::{StoredTx, TxRecord, TxStatus, TxUpsert};

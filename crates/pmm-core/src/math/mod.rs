@@ -1,9 +1,34 @@
 //! Exact DODO V2 PMM math on `U256`, reproducing the on-chain results to the wei.
 //!
-//! Every on-chain revert is a [`MathError`], never a panic.
+//! Every on-chain revert is a [`MathError`], never a panic. The formulas, their rounding and
+//! their revert points follow the deployed DVM 1.0.2 / DSP 1.0.1 contracts as described in the
+//! project's DODO notes (`/work/shared/dodo-pmm.md`):
+//!
+//! - [`fixed`]: SafeMath / DecimalMath building blocks (checked ops, floor / ceil, sqrt).
+//! - [`dodo_math`]: the curve primitives G ([`general_integrate`]), T
+//!   ([`solve_quadratic_for_target`]) and S ([`solve_quadratic_for_trade`]).
+//! - [`pmm`]: [`adjusted_target`], [`mid_price`], [`query_sell_base`], [`query_sell_quote`]
+//!   and the state a swap leaves ([`apply_sell_base`], [`apply_sell_quote`]).
+//! - [`shares`]: [`buy_shares`] and [`sell_shares`] for DVM and DSP pools.
+//!
+//! Every amount is in raw token units; prices and rates are 1e18 fixed point.
+
+pub mod dodo_math;
+pub mod fixed;
+pub mod pmm;
+pub mod shares;
+
+#[cfg(test)]
+mod tests;
 
 pub use alloy_primitives::U256;
+pub use dodo_math::{general_integrate, solve_quadratic_for_target, solve_quadratic_for_trade};
+pub use pmm::{
+    SwapQuote, adjusted_target, apply_fees, apply_sell_base, apply_sell_quote, mid_price,
+    query_sell_base, query_sell_quote, sell_base_gross, sell_quote_gross,
+};
 use serde::{Deserialize, Serialize};
+pub use shares::{BuyShares, LiquidityState, SellShares, Targets, buy_shares, sell_shares};
 
 /// 1.0 in the 18-decimal fixed point every PMM formula uses.
 pub const ONE: U256 = U256::from_limbs([1_000_000_000_000_000_000, 0, 0, 0]);
@@ -68,10 +93,86 @@ pub struct FeeRates {
     pub mt: U256,
 }
 
-/// Why a computation would revert on chain.
+/// The pool families whose share math differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    /// DODO Vending Machine: no stored targets (`Q0 = 0`, `R = ABOVE_ONE` always).
+    Dvm,
+    /// DODO Stable Pool: stored `uint112` targets and R state.
+    Dsp,
+}
+
+/// Why a computation would revert on chain. [`MathError::reason`] gives the revert string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MathError {
     /// An R state outside 0..=2.
     #[error("invalid R state {0}: expected 0 (ONE), 1 (ABOVE_ONE) or 2 (BELOW_ONE)")]
     InvalidRState(u8),
+    /// A product does not fit 256 bits.
+    #[error("multiplication overflow (reverts \"MUL_ERROR\")")]
+    MulOverflow,
+    /// A sum does not fit 256 bits.
+    #[error("addition overflow (reverts \"ADD_ERROR\")")]
+    AddOverflow,
+    /// A subtraction would go below zero.
+    #[error("subtraction underflow (reverts \"SUB_ERROR\")")]
+    Underflow,
+    /// A division by zero.
+    #[error("division by zero (reverts \"DIVIDING_ERROR\")")]
+    DivisionByZero,
+    /// The trade solver found a zero numerator: the trade is too large for the target, or K is tiny.
+    #[error("quadratic solution is zero (reverts \"DODOMath: should not be zero\")")]
+    RootIsZero,
+    /// A curve primitive got a zero target (a DVM sale past its base target, or an empty pool).
+    #[error("regression target is zero (reverts \"TARGET_IS_ZERO\")")]
+    TargetIsZero,
+    /// A DVM mint of 1000 shares or fewer (a first deposit needs more than 2001).
+    #[error("DVM mint of 1000 shares or fewer (reverts \"MINT_INVALID\")")]
+    MintInvalid,
+    /// A DSP mint of 1000 shares or fewer (a first deposit needs more than 2001).
+    #[error("DSP mint of 1000 shares or fewer (reverts \"MINT_AMOUNT_NOT_ENOUGH\")")]
+    MintAmountNotEnough,
+    /// A DSP first deposit without quote.
+    #[error("DSP first deposit without quote (reverts \"ZERO_QUOTE_AMOUNT\")")]
+    ZeroQuoteAmount,
+    /// A DSP first deposit whose quote target `mulFloor(shares, i)` is zero.
+    #[error("DSP first deposit gives a zero quote target (reverts \"QUOTE_TARGET_IS_ZERO\")")]
+    QuoteTargetIsZero,
+    /// `buyShares` without any base transferred in.
+    #[error("no base input (reverts \"NO_BASE_INPUT\")")]
+    NoBaseInput,
+    /// `sellShares` of more shares than the caller holds.
+    #[error("selling more shares than held (reverts \"DLP_NOT_ENOUGH\")")]
+    DlpNotEnough,
+    /// `sellShares` pays out less than the caller's minimum.
+    #[error("withdrawal below the minimum amounts (reverts \"WITHDRAW_NOT_ENOUGH\")")]
+    WithdrawNotEnough,
+    /// A reserve would exceed 2^112 - 1.
+    #[error("reserve above 2^112 - 1 (reverts \"OVERFLOW\")")]
+    ReserveOverflow,
+}
+
+impl MathError {
+    /// The exact revert reason string the contract uses, or `None` for a decoding error that
+    /// has no on-chain counterpart.
+    pub fn reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::InvalidRState(_) => return None,
+            Self::MulOverflow => "MUL_ERROR",
+            Self::AddOverflow => "ADD_ERROR",
+            Self::Underflow => "SUB_ERROR",
+            Self::DivisionByZero => "DIVIDING_ERROR",
+            Self::RootIsZero => "DODOMath: should not be zero",
+            Self::TargetIsZero => "TARGET_IS_ZERO",
+            Self::MintInvalid => "MINT_INVALID",
+            Self::MintAmountNotEnough => "MINT_AMOUNT_NOT_ENOUGH",
+            Self::ZeroQuoteAmount => "ZERO_QUOTE_AMOUNT",
+            Self::QuoteTargetIsZero => "QUOTE_TARGET_IS_ZERO",
+            Self::NoBaseInput => "NO_BASE_INPUT",
+            Self::DlpNotEnough => "DLP_NOT_ENOUGH",
+            Self::WithdrawNotEnough => "WITHDRAW_NOT_ENOUGH",
+            Self::ReserveOverflow => "OVERFLOW",
+        })
+    }
 }

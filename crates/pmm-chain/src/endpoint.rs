@@ -1,0 +1,99 @@
+//! An RPC endpoint whose credentials never reach a log line or an error message.
+
+use alloy::transports::http::reqwest::Url;
+
+use crate::error::ChainError;
+
+/// A parsed RPC URL plus a display form with user info, query and path tokens removed.
+#[derive(Clone)]
+pub struct Endpoint {
+    url: Url,
+    display: String,
+}
+
+impl Endpoint {
+    /// Parses `raw`; the error never echoes the URL back.
+    pub fn parse(raw: &str) -> Result<Self, ChainError> {
+        let url = Url::parse(raw).map_err(|e| ChainError::InvalidUrl(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ChainError::InvalidUrl(format!(
+                "scheme {:?} is not http or https",
+                url.scheme()
+            )));
+        }
+        // Providers put API keys in the user info, the query or the path, so only the origin is shown.
+        let display = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+            (Some(host), None) => format!("{}://{host}", url.scheme()),
+            _ => format!("{}://<no host>", url.scheme()),
+        };
+        Ok(Self { url, display })
+    }
+
+    /// The URL to connect with. Never log it.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Scheme, host and port only: safe for logs and health output.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Removes every spelling of the full URL (and its secret parts) from an error text.
+    pub fn scrub(&self, message: &str) -> String {
+        let full = self.url.as_str();
+        let mut out = message.replace(full, &self.display);
+        let trimmed = full.trim_end_matches('/');
+        if !trimmed.is_empty() {
+            out = out.replace(trimmed, &self.display);
+        }
+        for secret in [self.url.password(), self.url.query()].into_iter().flatten() {
+            if !secret.is_empty() {
+                out = out.replace(secret, "<redacted>");
+            }
+        }
+        if !self.url.username().is_empty() {
+            out = out.replace(self.url.username(), "<redacted>");
+        }
+        let path = self.url.path();
+        if path.len() > 1 {
+            out = out.replace(path, "/<redacted>");
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Endpoint").field(&self.display).finish()
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_scrub_hide_credentials() {
+        let e = Endpoint::parse("https://user:pw@rpc.example.org/v2/SECRETKEY?key=abc").unwrap();
+        assert_eq!(e.display(), "https://rpc.example.org");
+        let msg = "error sending request for url (https://user:pw@rpc.example.org/v2/SECRETKEY?key=abc)";
+        let s = e.scrub(msg);
+        assert!(!s.contains("SECRETKEY") && !s.contains("pw") && !s.contains("abc"), "{s}");
+        assert!(!format!("{e:?}").contains("SECRETKEY"));
+    }
+
+    #[test]
+    fn rejects_non_http_without_echoing() {
+        let err = Endpoint::parse("ws://secret@host").unwrap_err().to_string();
+        assert!(!err.contains("secret"));
+        assert!(Endpoint::parse("not a url").is_err());
+    }
+}

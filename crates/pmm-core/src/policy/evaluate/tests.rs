@@ -1,0 +1,644 @@
+use alloy_primitives::{Address, I256, U256, address};
+
+use super::*;
+use crate::config::PoolProfiles;
+use crate::math::{FeeRates, PmmState, RState};
+use crate::schema::{
+    ChainName, OracleKind, OracleRead, PoolType, RawPoolRead, TokenInfo, normalize,
+};
+
+const POOL: Address = address!("00000000000000000000000000000000000000a1");
+const OTHER_POOL: Address = address!("00000000000000000000000000000000000000a2");
+const BASE: Address = address!("00000000000000000000000000000000000000b1");
+const QUOTE: Address = address!("00000000000000000000000000000000000000c1");
+const NOW: u64 = 1_700_000_000;
+const GWEI: u128 = 1_000_000_000;
+
+fn e(n: u8) -> U256 {
+    U256::from(10u8).pow(U256::from(n))
+}
+
+fn usdc(n: u64) -> Amount {
+    Amount(U256::from(n) * e(6))
+}
+
+fn weth(n: u64) -> Amount {
+    Amount(U256::from(n) * e(18))
+}
+
+/// 10 WETH / 20,000 USDC DVM at 2000 USDC per WETH, oracle at 2001.5.
+fn state() -> PoolState {
+    let mid = U256::from(2000u64) * e(6);
+    normalize(RawPoolRead {
+        pool_address: POOL,
+        chain: ChainName::new("devnet").unwrap(),
+        pool_type: PoolType::Dvm,
+        profile: "dvm".into(),
+        version: "DVM 1.0.2".into(),
+        block_number: 10,
+        block_timestamp: NOW - 2,
+        pmm: PmmState {
+            i: mid,
+            k: e(17),
+            b: weth(10).0,
+            q: usdc(20_000).0,
+            b0: weth(10).0,
+            q0: U256::ZERO,
+            r: RState::AboveOne,
+        },
+        mid_price: mid,
+        base_reserve: weth(10).0,
+        quote_reserve: usdc(20_000).0,
+        fees: FeeRates::default(),
+        base_token: TokenInfo {
+            address: BASE,
+            symbol: "WETH".into(),
+            decimals: 18,
+        },
+        quote_token: TokenInfo {
+            address: QUOTE,
+            symbol: "USDC".into(),
+            decimals: 6,
+        },
+        oracle: Some(OracleRead {
+            kind: OracleKind::Chainlink,
+            answer: I256::try_from(200_150_000_000i64).unwrap(),
+            decimals: 8,
+            updated_at: NOW - 10,
+        }),
+    })
+    .unwrap()
+}
+
+/// Limits: 100 bps slippage, 10,000 USDC per tx, 50,000 per day, 60 s cooldown, 200 bps
+/// deviation, 1 h oracle age, 100 gwei.
+fn allowlist() -> Allowlist {
+    let profiles =
+        PoolProfiles::from_json_str(include_str!("../../../../../config/pool_profiles.json"))
+            .unwrap();
+    let json = serde_json::json!({
+        "chain": "devnet",
+        "chain_id": 31337,
+        "pools": [{
+            "address": POOL.to_string(),
+            "base_token": BASE.to_string(),
+            "quote_token": QUOTE.to_string(),
+            "profile": "dvm",
+            "pool_type": "dvm",
+            "oracle": {"kind": "chainlink", "address": "0x00000000000000000000000000000000000000d1"},
+            "limits": {
+                "max_slippage_bps": 100,
+                "max_notional_per_tx": usdc(10_000).to_string(),
+                "max_notional_per_day": usdc(50_000).to_string(),
+                "cooldown_s": 60,
+                "oracle_deviation_bps": 200,
+                "oracle_max_age_s": 3600,
+                "gas_cap_gwei": 100
+            }
+        }]
+    });
+    Allowlist::from_json_str(&json.to_string(), &profiles).unwrap()
+}
+
+fn add(base: Amount, quote: Amount, min_shares: u64) -> ActionProposal {
+    ActionProposal::AddLiquidity {
+        pool: POOL,
+        base_amount: base,
+        quote_amount: quote,
+        min_shares: Amount::from(u128::from(min_shares)),
+        reason: "rebalance".into(),
+    }
+}
+
+fn hold() -> ActionProposal {
+    ActionProposal::Hold {
+        reason: "wait".into(),
+    }
+}
+
+/// Owns everything a [`PolicyInput`] borrows, with values that pass every rule.
+struct Case {
+    proposal: ActionProposal,
+    state: PoolState,
+    allowlist: Allowlist,
+    expected: Option<ExpectedOutcome>,
+    oracle: Option<OraclePrice>,
+    breaker: Option<BreakerState>,
+    cooldown_until: Option<u64>,
+    daily_used: Option<Amount>,
+    gas_price_wei: Option<u128>,
+    now: u64,
+}
+
+impl Case {
+    /// Add 1 WETH + 2,000 USDC (notional 4,000 USDC), expecting 1000 shares, min 995 (50 bps).
+    fn ok() -> Self {
+        let state = state();
+        Self {
+            proposal: add(weth(1), usdc(2000), 995),
+            oracle: state.oracle_price.clone(),
+            state,
+            allowlist: allowlist(),
+            expected: Some(ExpectedOutcome::Add {
+                shares: Amount::from(1000u128),
+            }),
+            breaker: Some(BreakerState::clear()),
+            cooldown_until: Some(0),
+            daily_used: Some(Amount::ZERO),
+            gas_price_wei: Some(20 * GWEI),
+            now: NOW,
+        }
+    }
+
+    fn run(&self) -> RiskReport {
+        evaluate(&PolicyInput {
+            proposal: &self.proposal,
+            state: &self.state,
+            allowlist: &self.allowlist,
+            expected: self.expected,
+            oracle: self.oracle.as_ref(),
+            breaker: self.breaker.as_ref(),
+            cooldown_until: self.cooldown_until,
+            daily_used: self.daily_used,
+            gas_price_wei: self.gas_price_wei,
+            now: self.now,
+        })
+    }
+}
+
+fn outcome(r: &RiskReport, rule: Rule) -> RuleOutcome {
+    r.check(rule).unwrap().outcome
+}
+
+/// Asserts a deny decided by `rule` with every other rule passing.
+fn denied_only_by(r: &RiskReport, rule: Rule) {
+    assert_eq!(r.verdict, Verdict::Deny, "{r:#?}");
+    assert_eq!(r.decided_by, Some(rule), "{r:#?}");
+    for c in &r.rules {
+        let want = if c.rule == rule {
+            RuleOutcome::Deny
+        } else {
+            RuleOutcome::Pass
+        };
+        assert_eq!(c.outcome, want, "{}: {}", c.rule, c.detail);
+    }
+    assert_eq!(r.score, 100);
+}
+
+#[test]
+fn a_compliant_add_is_allowed_with_a_deterministic_score() {
+    let r = Case::ok().run();
+    assert_eq!(r.verdict, Verdict::Allow, "{r:#?}");
+    assert_eq!(r.decided_by, None);
+    assert_eq!(r.trip_breaker, None);
+    assert_eq!(r.notional, Some(usdc(4000)));
+    let order: Vec<Rule> = r.rules.iter().map(|c| c.rule).collect();
+    assert_eq!(order, Rule::ALL);
+    let pressures: Vec<u8> = r.rules.iter().map(|c| c.pressure).collect();
+    // slippage 50/100, tx 4000/10000, day 4000/50000, oracle ceil(7.49)=8 bps of 200,
+    // gas 20/100 gwei.
+    assert_eq!(pressures, [0, 50, 40, 8, 0, 4, 20, 0]);
+    assert_eq!(r.score, 50);
+}
+
+#[test]
+fn each_rule_alone_denies_under_its_own_name() {
+    // allowlist: the pool is not listed.
+    let mut c = Case::ok();
+    c.allowlist.pools.clear();
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::Allowlist));
+    assert!(r.rules[1..].iter().all(|c| c.outcome == RuleOutcome::Skipped));
+    assert!(r.check(Rule::Allowlist).unwrap().detail.contains("not allowlisted"));
+
+    // max_slippage: min 980 of 1000 is 200 bps > 100.
+    let mut c = Case::ok();
+    c.proposal = add(weth(1), usdc(2000), 980);
+    denied_only_by(&c.run(), Rule::MaxSlippage);
+
+    // max_notional_per_tx: 3 WETH + 6,000 USDC = 12,000 > 10,000.
+    let mut c = Case::ok();
+    c.proposal = add(weth(3), usdc(6000), 995);
+    denied_only_by(&c.run(), Rule::MaxNotionalPerTx);
+
+    // max_notional_per_day: 46,001 used + 4,000 > 50,000.
+    let mut c = Case::ok();
+    c.daily_used = Some(usdc(46_001));
+    denied_only_by(&c.run(), Rule::MaxNotionalPerDay);
+    // ... and exactly at the cap passes.
+    c.daily_used = Some(usdc(46_000));
+    assert_eq!(c.run().verdict, Verdict::Allow);
+
+    // cooldown: 30 s left.
+    let mut c = Case::ok();
+    c.cooldown_until = Some(NOW + 30);
+    let r = c.run();
+    denied_only_by(&r, Rule::Cooldown);
+    assert!(r.check(Rule::Cooldown).unwrap().detail.contains("30s left"));
+    c.cooldown_until = Some(NOW);
+    assert_eq!(c.run().verdict, Verdict::Allow);
+
+    // oracle_deviation: oracle at 2100 vs mid 2000 = 477 bps > 200, and the breaker must trip.
+    let mut c = Case::ok();
+    c.oracle.as_mut().unwrap().price_raw = usdc(2100);
+    let r = c.run();
+    denied_only_by(&r, Rule::OracleDeviation);
+    assert!(r.trip_breaker.as_deref().unwrap().contains("477 bps"));
+
+    // gas_cap: 150 gwei > 100.
+    let mut c = Case::ok();
+    c.gas_price_wei = Some(150 * GWEI);
+    denied_only_by(&c.run(), Rule::GasCap);
+    c.gas_price_wei = Some(100 * GWEI);
+    assert_eq!(c.run().verdict, Verdict::Allow);
+
+    // circuit_breaker: tripped.
+    let mut c = Case::ok();
+    c.breaker = Some(BreakerState {
+        tripped: true,
+        reason: "manual".into(),
+        ts: 5,
+    });
+    let r = c.run();
+    denied_only_by(&r, Rule::CircuitBreaker);
+    assert_eq!(r.trip_breaker, None);
+}
+
+#[test]
+fn unknown_inputs_fail_closed_under_the_rule_that_needed_them() {
+    let cases: Vec<(fn(&mut Case), Rule)> = vec![
+        (|c| c.expected = None, Rule::MaxSlippage),
+        (|c| c.daily_used = None, Rule::MaxNotionalPerDay),
+        (|c| c.cooldown_until = None, Rule::Cooldown),
+        (|c| c.oracle = None, Rule::OracleDeviation),
+        (|c| c.gas_price_wei = None, Rule::GasCap),
+        (|c| c.breaker = None, Rule::CircuitBreaker),
+    ];
+    for (mutate, rule) in cases {
+        let mut c = Case::ok();
+        mutate(&mut c);
+        denied_only_by(&c.run(), rule);
+    }
+}
+
+#[test]
+fn a_stale_or_broken_feed_denies_without_tripping_the_breaker() {
+    let mut c = Case::ok();
+    c.oracle.as_mut().unwrap().updated_at = NOW - 3601;
+    let r = c.run();
+    denied_only_by(&r, Rule::OracleDeviation);
+    assert!(r.check(Rule::OracleDeviation).unwrap().detail.contains("stale"));
+    assert_eq!(r.trip_breaker, None);
+
+    // Exactly at the max age is still fresh; a timestamp ahead of the clock counts as age 0.
+    c.oracle.as_mut().unwrap().updated_at = NOW - 3600;
+    assert_eq!(c.run().verdict, Verdict::Allow);
+    c.oracle.as_mut().unwrap().updated_at = NOW + 30;
+    assert_eq!(c.run().verdict, Verdict::Allow);
+
+    let mut c = Case::ok();
+    c.oracle.as_mut().unwrap().price_raw = Amount::ZERO;
+    denied_only_by(&c.run(), Rule::OracleDeviation);
+
+    let mut c = Case::ok();
+    c.oracle = None;
+    assert_eq!(c.run().trip_breaker, None);
+}
+
+#[test]
+fn the_oracle_max_age_override_applies() {
+    let mut c = Case::ok();
+    c.allowlist.pools[0].oracle.max_age_s = Some(5);
+    denied_only_by(&c.run(), Rule::OracleDeviation);
+}
+
+#[test]
+fn the_first_failing_rule_decides_and_all_rules_are_reported() {
+    let mut c = Case::ok();
+    c.proposal = add(weth(1), usdc(2000), 0);
+    c.gas_price_wei = Some(500 * GWEI);
+    c.breaker = Some(BreakerState {
+        tripped: true,
+        reason: "x".into(),
+        ts: 1,
+    });
+    c.cooldown_until = Some(NOW + 1);
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::MaxSlippage));
+    for rule in [Rule::MaxSlippage, Rule::Cooldown, Rule::GasCap, Rule::CircuitBreaker] {
+        assert_eq!(outcome(&r, rule), RuleOutcome::Deny, "{rule}");
+    }
+    for rule in [Rule::MaxNotionalPerTx, Rule::MaxNotionalPerDay, Rule::OracleDeviation] {
+        assert_eq!(outcome(&r, rule), RuleOutcome::Pass, "{rule}");
+    }
+
+    // Fixing slippage moves the decision to the next failing rule in order.
+    c.proposal = add(weth(1), usdc(2000), 1000);
+    assert_eq!(c.run().decided_by, Some(Rule::Cooldown));
+}
+
+#[test]
+fn notional_counts_every_amount_field() {
+    // base 0 + a large quote: the quote alone exceeds the cap.
+    let mut c = Case::ok();
+    c.proposal = add(Amount::ZERO, usdc(10_001), 995);
+    let r = c.run();
+    denied_only_by(&r, Rule::MaxNotionalPerTx);
+    assert_eq!(r.notional, Some(usdc(10_001)));
+
+    // quote 0 + a large base: valued at the mid price.
+    c.proposal = add(weth(6), Amount::ZERO, 995);
+    let r = c.run();
+    denied_only_by(&r, Rule::MaxNotionalPerTx);
+    assert_eq!(r.notional, Some(usdc(12_000)));
+
+    // Rounding is up: 1 wei of base at 2000e6/1e18 is worth 2e-9 quote units -> 1.
+    assert_eq!(
+        notional_of(Amount::from(1u128), Amount::ZERO, Amount(U256::from(2000u64) * e(6))),
+        Some(Amount::from(1u128))
+    );
+    assert_eq!(
+        notional_of(Amount::ZERO, Amount::ZERO, Amount(U256::from(2000u64) * e(6))),
+        Some(Amount::ZERO)
+    );
+}
+
+#[test]
+fn huge_and_overflowing_values_are_denied_not_panicked() {
+    let mut c = Case::ok();
+    c.proposal = add(Amount(U256::MAX), Amount(U256::MAX), 995);
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerTx));
+    assert!(r.check(Rule::MaxNotionalPerTx).unwrap().detail.contains("overflow"));
+    assert_eq!(outcome(&r, Rule::MaxNotionalPerDay), RuleOutcome::Deny);
+    assert_eq!(r.notional, None);
+
+    // Quote alone at the maximum fits; base at the maximum overflows once priced.
+    c.proposal = add(Amount::ZERO, Amount(U256::MAX), 995);
+    denied_only_by(&c.run(), Rule::MaxNotionalPerTx);
+    c.proposal = add(Amount(U256::MAX), Amount::ZERO, 995);
+    assert_eq!(c.run().decided_by, Some(Rule::MaxNotionalPerTx));
+
+    // A daily counter near the top does not wrap around to a small number.
+    let mut c = Case::ok();
+    c.daily_used = Some(Amount(U256::MAX));
+    denied_only_by(&c.run(), Rule::MaxNotionalPerDay);
+
+    // Expected outputs at the maximum with min 0 are 10000 bps of slippage.
+    let mut c = Case::ok();
+    c.expected = Some(ExpectedOutcome::Add {
+        shares: Amount(U256::MAX),
+    });
+    c.proposal = add(weth(1), usdc(2000), 0);
+    denied_only_by(&c.run(), Rule::MaxSlippage);
+
+    // Gas at u128::MAX.
+    let mut c = Case::ok();
+    c.gas_price_wei = Some(u128::MAX);
+    denied_only_by(&c.run(), Rule::GasCap);
+}
+
+#[test]
+fn bypass_attempts_are_denied() {
+    // min_shares 0 disables the on-chain slippage guard: 10000 bps.
+    let mut c = Case::ok();
+    c.proposal = add(weth(1), usdc(2000), 0);
+    let r = c.run();
+    denied_only_by(&r, Rule::MaxSlippage);
+    assert!(r.check(Rule::MaxSlippage).unwrap().detail.contains("10000 bps"));
+
+    // An all-zero add is expected to mint nothing.
+    let mut c = Case::ok();
+    c.proposal = add(Amount::ZERO, Amount::ZERO, 0);
+    c.expected = Some(ExpectedOutcome::Add {
+        shares: Amount::ZERO,
+    });
+    denied_only_by(&c.run(), Rule::MaxSlippage);
+
+    // Expected outputs of another action kind are not accepted.
+    let mut c = Case::ok();
+    c.expected = Some(ExpectedOutcome::Remove {
+        base: weth(1),
+        quote: usdc(1),
+    });
+    denied_only_by(&c.run(), Rule::MaxSlippage);
+
+    // A proposal for another pool than the one whose state was read.
+    let mut c = Case::ok();
+    c.proposal = ActionProposal::AddLiquidity {
+        pool: OTHER_POOL,
+        base_amount: weth(1),
+        quote_amount: usdc(2000),
+        min_shares: Amount::from(995u128),
+        reason: "x".into(),
+    };
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::Allowlist));
+    assert!(r.check(Rule::Allowlist).unwrap().detail.contains("state was read from"));
+
+    // A state from another chain.
+    let mut c = Case::ok();
+    c.state.chain = ChainName::new("bsc").unwrap();
+    assert_eq!(c.run().decided_by, Some(Rule::Allowlist));
+
+    // A state whose tokens differ from the allowlisted ones.
+    let mut c = Case::ok();
+    c.state.quote_token.address = OTHER_POOL;
+    assert_eq!(c.run().decided_by, Some(Rule::Allowlist));
+
+    // A state claiming another pool type.
+    let mut c = Case::ok();
+    c.state.pool_type = PoolType::Dsp;
+    assert_eq!(c.run().decided_by, Some(Rule::Allowlist));
+
+    // A zero mid price would value any base at nothing.
+    let mut c = Case::ok();
+    c.state.mid_price_raw = Amount::ZERO;
+    c.oracle = None;
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerTx));
+    assert!(r.check(Rule::MaxNotionalPerTx).unwrap().detail.contains("mid price is zero"));
+
+    // A caller-set notional is not even parseable: unknown fields are rejected.
+    let json = serde_json::json!({
+        "action": "add_liquidity",
+        "pool": POOL.to_string(),
+        "base_amount": "1",
+        "quote_amount": "1",
+        "min_shares": "1",
+        "reason": "x",
+        "notional": "0"
+    });
+    assert!(serde_json::from_value::<ActionProposal>(json).is_err());
+}
+
+#[test]
+fn removal_is_valued_at_its_expected_outputs() {
+    let mut c = Case::ok();
+    c.proposal = ActionProposal::RemoveLiquidity {
+        pool: POOL,
+        shares: Amount::from(500u128),
+        min_base: Amount(weth(1).0 - U256::from(1u8)),
+        min_quote: usdc(1990),
+        reason: "exit".into(),
+    };
+    c.expected = Some(ExpectedOutcome::Remove {
+        base: weth(1),
+        quote: usdc(2000),
+    });
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow, "{r:#?}");
+    assert_eq!(r.notional, Some(usdc(4000)));
+    // base 1 wei short of 1e18 rounds up to 1 bps; quote 10/2000 = 50 bps; worst is 50.
+    assert_eq!(r.check(Rule::MaxSlippage).unwrap().pressure, 50);
+
+    // min 0 on both legs (no guard) is 10000 bps.
+    c.proposal = ActionProposal::RemoveLiquidity {
+        pool: POOL,
+        shares: Amount::from(500u128),
+        min_base: Amount::ZERO,
+        min_quote: Amount::ZERO,
+        reason: "exit".into(),
+    };
+    denied_only_by(&c.run(), Rule::MaxSlippage);
+
+    // Without expected outputs the removal cannot be valued: slippage and notional deny.
+    c.expected = None;
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::MaxSlippage));
+    assert_eq!(outcome(&r, Rule::MaxNotionalPerTx), RuleOutcome::Deny);
+    assert_eq!(outcome(&r, Rule::MaxNotionalPerDay), RuleOutcome::Deny);
+
+    // Burning zero shares is expected to return nothing.
+    c.expected = Some(ExpectedOutcome::Remove {
+        base: Amount::ZERO,
+        quote: Amount::ZERO,
+    });
+    assert_eq!(c.run().decided_by, Some(Rule::MaxSlippage));
+
+    // Removals count against the caps too.
+    c.expected = Some(ExpectedOutcome::Remove {
+        base: weth(10),
+        quote: usdc(20_000),
+    });
+    c.proposal = ActionProposal::RemoveLiquidity {
+        pool: POOL,
+        shares: Amount::from(5000u128),
+        min_base: weth(10),
+        min_quote: usdc(20_000),
+        reason: "exit".into(),
+    };
+    denied_only_by(&c.run(), Rule::MaxNotionalPerTx);
+}
+
+#[test]
+fn hold_is_always_allowed_and_reports_the_pool_risk() {
+    let mut c = Case::ok();
+    c.proposal = hold();
+    c.expected = None;
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow);
+    assert_eq!(r.notional, None);
+    for rule in [Rule::MaxSlippage, Rule::MaxNotionalPerTx, Rule::MaxNotionalPerDay] {
+        assert_eq!(outcome(&r, rule), RuleOutcome::Skipped, "{rule}");
+    }
+    assert_eq!(r.score, 20, "gas at 20% is the highest pressure");
+
+    // Blocking state turns into warnings, never a deny, and a deviation still trips.
+    c.breaker = None;
+    c.cooldown_until = Some(NOW + 10);
+    c.oracle.as_mut().unwrap().price_raw = usdc(2100);
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow);
+    assert_eq!(r.decided_by, None);
+    assert_eq!(outcome(&r, Rule::CircuitBreaker), RuleOutcome::Warn);
+    assert_eq!(outcome(&r, Rule::Cooldown), RuleOutcome::Warn);
+    assert_eq!(outcome(&r, Rule::OracleDeviation), RuleOutcome::Warn);
+    assert!(r.trip_breaker.is_some());
+    assert_eq!(r.score, 100);
+
+    // Hold on a pool outside the allowlist: allowed, with the allowlist warning.
+    let mut c = Case::ok();
+    c.proposal = hold();
+    c.allowlist.pools.clear();
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow);
+    assert_eq!(outcome(&r, Rule::Allowlist), RuleOutcome::Warn);
+}
+
+#[test]
+fn zero_limits_block_everything_but_zero() {
+    let mut c = Case::ok();
+    c.allowlist.pools[0].limits.max_slippage_bps = 0;
+    denied_only_by(&c.run(), Rule::MaxSlippage);
+    c.proposal = add(weth(1), usdc(2000), 1000);
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow);
+    assert_eq!(r.check(Rule::MaxSlippage).unwrap().pressure, 0);
+
+    let mut c = Case::ok();
+    c.allowlist.pools[0].limits.gas_cap_gwei = 0;
+    denied_only_by(&c.run(), Rule::GasCap);
+}
+
+#[test]
+fn rule_and_verdict_names_are_stable() {
+    let names: Vec<String> = Rule::ALL
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap().as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "allowlist",
+            "max_slippage",
+            "max_notional_per_tx",
+            "max_notional_per_day",
+            "cooldown",
+            "oracle_deviation",
+            "gas_cap",
+            "circuit_breaker"
+        ]
+    );
+    for r in Rule::ALL {
+        assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+    }
+    assert_eq!(serde_json::to_value(Verdict::Deny).unwrap(), "deny");
+    assert_eq!(serde_json::to_value(RuleOutcome::Skipped).unwrap(), "skipped");
+}
+
+#[test]
+fn reports_and_proposals_round_trip_as_json() {
+    let r = Case::ok().run();
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["notional"], "4000000000");
+    assert_eq!(serde_json::from_value::<RiskReport>(v).unwrap(), r);
+
+    let json = serde_json::json!({"action": "hold", "reason": "flat market"});
+    let p: ActionProposal = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(p, ActionProposal::Hold { reason: "flat market".into() });
+    assert_eq!(serde_json::to_value(&p).unwrap(), json);
+
+    let json = serde_json::json!({
+        "action": "remove_liquidity",
+        "pool": "0x00000000000000000000000000000000000000a1",
+        "shares": "10", "min_base": "1", "min_quote": "2", "reason": "r"
+    });
+    let p: ActionProposal = serde_json::from_value(json).unwrap();
+    assert_eq!(p.pool(), Some(POOL));
+    assert!(p.is_write());
+    assert_eq!(p.reason(), "r");
+
+    for bad in [
+        serde_json::json!({"action": "swap", "reason": "x"}),
+        serde_json::json!({"action": "hold"}),
+        serde_json::json!({"action": "hold", "reason": "x", "pool": "0x00000000000000000000000000000000000000a1"}),
+        serde_json::json!({"action": "add_liquidity", "pool": "0x00000000000000000000000000000000000000a1",
+            "base_amount": 1, "quote_amount": "1", "min_shares": "1", "reason": "x"}),
+        serde_json::json!({"action": "add_liquidity", "pool": "0x00000000000000000000000000000000000000a1",
+            "base_amount": "-1", "quote_amount": "1", "min_shares": "1", "reason": "x"}),
+    ] {
+        assert!(serde_json::from_value::<ActionProposal>(bad.clone()).is_err(), "{bad}");
+    }
+}

@@ -1,0 +1,228 @@
+//! Policy: the proposal and risk-report types, and a pure, deny-by-default evaluation.
+//!
+//! Units: every notional is in **raw quote-token units** (an exact [`Amount`]), so limits are
+//! compared with integers and no float or decimal conversion can be gamed. A limit of
+//! 1,000 USDC (6 decimals) is written `"1000000000"`.
+
+mod evaluate;
+
+use std::fmt;
+
+use alloy_primitives::Address;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use evaluate::{ExpectedOutcome, PolicyInput, evaluate, notional_of};
+
+use crate::config::de;
+use crate::schema::{Amount, address_schema};
+
+/// Per-pool limits (from the allowlist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted gap between expected and minimum outputs, in basis points (<= 10000).
+    #[serde(deserialize_with = "de::bps")]
+    pub max_slippage_bps: u32,
+    /// Largest notional of one action, raw quote units.
+    pub max_notional_per_tx: Amount,
+    /// Largest notional per UTC day (already committed + this action), raw quote units.
+    pub max_notional_per_day: Amount,
+    /// Minimum seconds between two writes to the pool (the hub sets the cooldown key).
+    #[serde(deserialize_with = "de::non_negative_u64")]
+    pub cooldown_s: u64,
+    /// Largest accepted gap between mid price and oracle price, in basis points of the oracle.
+    #[serde(deserialize_with = "de::bps")]
+    pub oracle_deviation_bps: u32,
+    /// Oldest accepted oracle observation, seconds.
+    #[serde(deserialize_with = "de::non_negative_u64")]
+    pub oracle_max_age_s: u64,
+    /// Highest accepted gas price, gwei.
+    #[serde(deserialize_with = "de::non_negative_u64")]
+    pub gas_cap_gwei: u64,
+}
+
+/// What the agent proposes for one pool. `hold` writes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionProposal {
+    /// Do nothing this tick.
+    Hold {
+        /// Why.
+        #[schemars(length(max = 500))]
+        reason: String,
+    },
+    /// Deposit base and quote for LP shares.
+    AddLiquidity {
+        /// Target pool.
+        #[schemars(schema_with = "address_schema")]
+        pool: Address,
+        /// Base to deposit, raw units.
+        base_amount: Amount,
+        /// Quote to deposit, raw units.
+        quote_amount: Amount,
+        /// Fewest shares accepted (slippage bound).
+        min_shares: Amount,
+        /// Why.
+        #[schemars(length(max = 500))]
+        reason: String,
+    },
+    /// Burn LP shares for base and quote.
+    RemoveLiquidity {
+        /// Target pool.
+        #[schemars(schema_with = "address_schema")]
+        pool: Address,
+        /// Shares to burn.
+        shares: Amount,
+        /// Least base accepted, raw units.
+        min_base: Amount,
+        /// Least quote accepted, raw units.
+        min_quote: Amount,
+        /// Why.
+        #[schemars(length(max = 500))]
+        reason: String,
+    },
+}
+
+impl ActionProposal {
+    /// The targeted pool; `None` for `hold`.
+    pub fn pool(&self) -> Option<Address> {
+        match self {
+            Self::Hold { .. } => None,
+            Self::AddLiquidity { pool, .. } | Self::RemoveLiquidity { pool, .. } => Some(*pool),
+        }
+    }
+
+    /// Whether executing the proposal writes to the chain.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Self::Hold { .. })
+    }
+
+    /// The stated reason.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Hold { reason }
+            | Self::AddLiquidity { reason, .. }
+            | Self::RemoveLiquidity { reason, .. } => reason,
+        }
+    }
+}
+
+/// A policy rule, in evaluation order. The snake_case names are stable: they are stored in
+/// decision logs and shown to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// The pool (and chain) must be allowlisted and match the state read.
+    Allowlist,
+    /// Minimum outputs must be within `max_slippage_bps` of the expected outputs.
+    MaxSlippage,
+    /// The action's notional must not exceed `max_notional_per_tx`.
+    MaxNotionalPerTx,
+    /// Committed-today + this notional must not exceed `max_notional_per_day`.
+    MaxNotionalPerDay,
+    /// No write before the pool's cooldown ends.
+    Cooldown,
+    /// A fresh oracle must agree with the mid price within `oracle_deviation_bps`.
+    OracleDeviation,
+    /// The gas price must not exceed `gas_cap_gwei`.
+    GasCap,
+    /// The pool's circuit breaker must not be tripped.
+    CircuitBreaker,
+}
+
+impl Rule {
+    /// Every rule, in evaluation order.
+    pub const ALL: [Rule; 8] = [
+        Rule::Allowlist,
+        Rule::MaxSlippage,
+        Rule::MaxNotionalPerTx,
+        Rule::MaxNotionalPerDay,
+        Rule::Cooldown,
+        Rule::OracleDeviation,
+        Rule::GasCap,
+        Rule::CircuitBreaker,
+    ];
+
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowlist => "allowlist",
+            Self::MaxSlippage => "max_slippage",
+            Self::MaxNotionalPerTx => "max_notional_per_tx",
+            Self::MaxNotionalPerDay => "max_notional_per_day",
+            Self::Cooldown => "cooldown",
+            Self::OracleDeviation => "oracle_deviation",
+            Self::GasCap => "gas_cap",
+            Self::CircuitBreaker => "circuit_breaker",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The action may proceed to signing.
+    Allow,
+    /// The action must not be executed.
+    Deny,
+}
+
+/// How one rule came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOutcome {
+    /// Checked and satisfied.
+    Pass,
+    /// Checked and violated (or its input was unknown): blocks a write.
+    Deny,
+    /// Would deny a write, but the proposal is `hold`, which writes nothing: advisory only.
+    Warn,
+    /// Not applicable: `hold` has no amounts, or the pool has no limits (not allowlisted).
+    Skipped,
+}
+
+/// One evaluated rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleCheck {
+    /// Which rule.
+    pub rule: Rule,
+    /// Its outcome.
+    pub outcome: RuleOutcome,
+    /// Human-readable values behind the outcome.
+    pub detail: String,
+    /// How close the observed value is to the limit, 0-100 (100 = at or past it, or denied).
+    pub pressure: u8,
+}
+
+/// The policy's full answer for one proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RiskReport {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// The first rule (in evaluation order) that denied; `None` when allowed.
+    pub decided_by: Option<Rule>,
+    /// Risk score 0-100: the highest `pressure` of any rule (see [`RuleCheck::pressure`]).
+    pub score: u8,
+    /// Every rule in evaluation order.
+    pub rules: Vec<RuleCheck>,
+    /// Set when the caller must trip the pool's circuit breaker, with the reason to store.
+    pub trip_breaker: Option<String>,
+    /// The action's notional in raw quote units, when it could be computed; the amount to
+    /// reserve in the daily window before signing.
+    pub notional: Option<Amount>,
+}
+
+impl RiskReport {
+    /// The check of one rule.
+    pub fn check(&self, rule: Rule) -> Option<&RuleCheck> {
+        self.rules.iter().find(|c| c.rule == rule)
+    }
+}

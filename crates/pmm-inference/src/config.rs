@@ -1,0 +1,331 @@
+//! The proxy's one typed configuration: a TOML/JSON file plus `PMM_INFERENCE__*` env overrides.
+//!
+//! Env keys use `__` between path segments, e.g. `PMM_INFERENCE__LISTEN`,
+//! `PMM_INFERENCE__LIMITS__MAX_CONCURRENT`, `PMM_INFERENCE__AUTH__TOKENS=a,b`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override file values.
+pub const ENV_PREFIX: &str = "PMM_INFERENCE";
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an env value could not be read or deserialized (the message names the key).
+    #[error("cannot load config: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value was read but is not acceptable.
+    #[error("invalid config key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `limits.max_concurrent`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Which API an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KindSetting {
+    /// Probe `/info` (TGI) then `/props` (llama.cpp) to find out.
+    #[default]
+    Auto,
+    /// llama.cpp `llama-server`.
+    Llamacpp,
+    /// Hugging Face text-generation-inference.
+    Tgi,
+}
+
+/// One inference server behind the proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Short unique name used in logs and metric labels (never the URL, which may hold secrets).
+    pub name: String,
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// Backend kind, configured or detected.
+    #[serde(default)]
+    pub kind: KindSetting,
+    /// Lower values are tried first.
+    #[serde(default)]
+    pub priority: u32,
+}
+
+/// Concurrency, queue and deadline limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Requests forwarded upstream at the same time.
+    pub max_concurrent: usize,
+    /// Requests allowed to wait for a slot; beyond this the proxy answers 429.
+    pub max_queue: usize,
+    /// Longest wait in the queue before shedding with 429.
+    pub queue_timeout_ms: u64,
+    /// Overall deadline of one request, streams included.
+    pub request_timeout_ms: u64,
+    /// Deadline of one upstream attempt up to the full body (or the first stream event).
+    pub attempt_timeout_ms: u64,
+    /// Longest silence between two stream chunks.
+    pub stream_idle_timeout_ms: u64,
+    /// Upstream attempts per request (across upstreams), all before the first byte.
+    pub max_attempts: u32,
+    /// Value of `Retry-After` on 429/503.
+    pub retry_after_secs: u64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 8,
+            max_queue: 64,
+            queue_timeout_ms: 30_000,
+            request_timeout_ms: 300_000,
+            attempt_timeout_ms: 120_000,
+            stream_idle_timeout_ms: 30_000,
+            max_attempts: 3,
+            retry_after_secs: 1,
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Queue wait bound.
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
+    }
+    /// Overall request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    /// Per-attempt deadline.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.attempt_timeout_ms)
+    }
+    /// Idle bound between stream chunks.
+    pub fn stream_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.stream_idle_timeout_ms)
+    }
+    /// `Retry-After` value.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs(self.retry_after_secs)
+    }
+}
+
+/// Circuit breaker settings, one breaker per upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker rejects before letting one probe through.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            open_ms: 15_000,
+        }
+    }
+}
+
+/// Bearer-token authentication.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted bearer tokens.
+    pub tokens: Vec<String>,
+    /// Must be set explicitly to run without tokens (local mode): no tokens is otherwise an error.
+    pub disabled: bool,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// Complete proxy configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address of the front (`host:port`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Upstream servers.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Log request bodies (prompts). Off by default: prompts may carry sensitive data.
+    #[serde(default)]
+    pub log_prompts: bool,
+    /// Interval of the upstream health poll.
+    #[serde(default = "default_health_interval")]
+    pub health_interval_ms: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8000".to_owned()
+}
+
+fn default_health_interval() -> u64 {
+    2_000
+}
+
+impl Config {
+    /// A configuration with defaults and the given upstreams, auth disabled (tests, local mode).
+    pub fn local(upstreams: Vec<UpstreamConfig>) -> Self {
+        Self {
+            listen: default_listen(),
+            upstreams,
+            limits: Limits::default(),
+            breaker: BreakerConfig::default(),
+            auth: AuthConfig {
+                tokens: Vec::new(),
+                disabled: true,
+            },
+            log_prompts: false,
+            health_interval_ms: default_health_interval(),
+        }
+    }
+
+    /// Loads from an optional file plus the process environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// Like [`Config::load`] but with an explicit env map instead of the process environment.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env_source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("auth.tokens")
+            .source(env);
+        let cfg: Config = builder
+            .add_source(env_source)
+            .build()?
+            .try_deserialize()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|e| invalid("listen", format!("not a host:port socket address: {e}")))
+    }
+
+    /// Health poll interval.
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_millis(self.health_interval_ms)
+    }
+
+    /// Checks every value; errors name the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.upstreams.is_empty() {
+            return Err(invalid("upstreams", "at least one upstream is required"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if u.name.trim().is_empty() {
+                return Err(invalid(format!("upstreams[{i}].name"), "must not be empty"));
+            }
+            if !names.insert(u.name.as_str()) {
+                return Err(invalid(
+                    format!("upstreams[{i}].name"),
+                    format!("duplicate upstream name `{}`", u.name),
+                ));
+            }
+            let url = reqwest::Url::parse(&u.url).map_err(|e| {
+                invalid(format!("upstreams[{i}].url"), format!("not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    format!("upstreams[{i}].url"),
+                    "must be an http(s) URL with a host",
+                ));
+            }
+        }
+        let l = &self.limits;
+        let positive: [(&str, u64); 7] = [
+            ("limits.max_concurrent", l.max_concurrent as u64),
+            ("limits.queue_timeout_ms", l.queue_timeout_ms),
+            ("limits.request_timeout_ms", l.request_timeout_ms),
+            ("limits.attempt_timeout_ms", l.attempt_timeout_ms),
+            ("limits.stream_idle_timeout_ms", l.stream_idle_timeout_ms),
+            ("limits.max_attempts", u64::from(l.max_attempts)),
+            ("limits.max_body_bytes", l.max_body_bytes as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if l.attempt_timeout_ms > l.request_timeout_ms {
+            return Err(invalid(
+                "limits.attempt_timeout_ms",
+                "must not exceed limits.request_timeout_ms",
+            ));
+        }
+        if self.breaker.failure_threshold == 0 {
+            return Err(invalid("breaker.failure_threshold", "must be greater than 0"));
+        }
+        if self.breaker.open_ms == 0 {
+            return Err(invalid("breaker.open_ms", "must be greater than 0"));
+        }
+        if self.health_interval_ms == 0 {
+            return Err(invalid("health_interval_ms", "must be greater than 0"));
+        }
+        if !self.auth.disabled && self.auth.tokens.is_empty() {
+            return Err(invalid(
+                "auth.tokens",
+                "no bearer tokens configured; set tokens or auth.disabled = true",
+            ));
+        }
+        if let Some(i) = self.auth.tokens.iter().position(|t| t.trim().is_empty()) {
+            return Err(invalid(format!("auth.tokens[{i}]"), "must not be empty"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,342 @@
+//! Test harness shared by the integration tests and the benchmark: a real `llama-server`
+//! (killed on Drop), the proxy on an ephemeral port, fake upstreams and SSE reading helpers.
+// Each test target uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use pmm_inference::sse::SseDecoder;
+use pmm_inference::{Config, KindSetting, UpstreamConfig};
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// Repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `llama-server` binary and GGUF model: `PMM_LLAMA_SERVER` / `PMM_LLAMA_MODEL`, or the
+/// locations `scripts/llama/install.sh` installs to. Panics (fails the test) when missing.
+pub fn llama_paths() -> (PathBuf, PathBuf) {
+    let root = repo_root().join("tools/llama");
+    let server = std::env::var_os("PMM_LLAMA_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("bin/llama-server"));
+    let model = std::env::var_os("PMM_LLAMA_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(
+        server.is_file(),
+        "llama-server not found at {} (set PMM_LLAMA_SERVER): run scripts/llama/install.sh",
+        server.display()
+    );
+    assert!(
+        model.is_file(),
+        "GGUF model not found at {} (set PMM_LLAMA_MODEL): run scripts/llama/install.sh",
+        model.display()
+    );
+    (server, model)
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A running `llama-server`, killed when dropped.
+pub struct LlamaServer {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    log: PathBuf,
+}
+
+impl LlamaServer {
+    /// Starts `llama-server` with `slots` parallel slots and waits for `/health` 200.
+    pub async fn start(slots: u32) -> Self {
+        let (server, model) = llama_paths();
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("pmm-llama-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("create llama log");
+        let ctx = 2048 * slots;
+        let child = Command::new(&server)
+            .arg("-m")
+            .arg(&model)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-c", &ctx.to_string(), "-t", "1", "-np", &slots.to_string()])
+            .args(["-a", "smollm2", "--metrics", "--no-webui"])
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; run scripts/llama/install.sh",
+                    server.display()
+                )
+            });
+        let mut me = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!(
+                    "llama-server exited with {status} while loading:\n{}",
+                    me.log_tail()
+                );
+            }
+            let health = client
+                .get(format!("{}/health", me.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if matches!(&health, Ok(r) if r.status().is_success()) {
+                return me;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "llama-server not healthy within 60 s:\n{}",
+                me.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Kills the server now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether any slot is processing (from `/slots`).
+    pub async fn any_slot_busy(&self, client: &reqwest::Client) -> bool {
+        let slots: Value = client
+            .get(format!("{}/slots", self.base))
+            .send()
+            .await
+            .expect("GET /slots")
+            .json()
+            .await
+            .expect("/slots JSON");
+        slots
+            .as_array()
+            .expect("/slots is an array")
+            .iter()
+            .any(|s| s["is_processing"].as_bool().unwrap_or(false))
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+static SHARED: tokio::sync::Mutex<Weak<LlamaServer>> = tokio::sync::Mutex::const_new(Weak::new());
+
+/// One `llama-server` shared by the tests of a binary that overlap in time; it is killed when
+/// the last test holding it ends.
+pub async fn shared_llama() -> Arc<LlamaServer> {
+    let mut slot = SHARED.lock().await;
+    if let Some(s) = slot.upgrade() {
+        return s;
+    }
+    let s = Arc::new(LlamaServer::start(2).await);
+    *slot = Arc::downgrade(&s);
+    s
+}
+
+/// Upstream config entry.
+pub fn upstream(name: &str, url: &str, kind: KindSetting, priority: u32) -> UpstreamConfig {
+    UpstreamConfig {
+        name: name.into(),
+        url: url.into(),
+        kind,
+        priority,
+    }
+}
+
+/// Local config (no auth) with a fast health poll.
+pub fn config(upstreams: Vec<UpstreamConfig>) -> Config {
+    let mut c = Config::local(upstreams);
+    c.health_interval_ms = 100;
+    c
+}
+
+/// The proxy served on an ephemeral port; shut down when dropped.
+pub struct TestProxy {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestProxy {
+    /// Starts the proxy and waits until its `/health` is 200.
+    pub async fn start(cfg: Config) -> Self {
+        let p = Self::start_unready(cfg).await;
+        p.wait_ready().await;
+        p
+    }
+
+    /// Starts the proxy without waiting for readiness.
+    pub async fn start_unready(cfg: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            pmm_inference::serve(listener, &cfg, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("proxy serve");
+        });
+        Self {
+            base: format!("http://{addr}"),
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Polls `/health` until 200.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "proxy never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics(&self, client: &reqwest::Client) -> String {
+        client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// Value of a Prometheus sample whose line starts with `prefix` (name plus labels), summed.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let matches_name = series == name || series.starts_with(&format!("{name}{{"));
+            let has_labels = labels
+                .iter()
+                .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")));
+            (matches_name && has_labels).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// An axum app served on an ephemeral port (a fake upstream); aborted when dropped.
+pub struct FakeServer {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// `http://<addr>`.
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeServer {
+    /// Serves `app` on 127.0.0.1:0.
+    pub async fn start(app: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
+        let addr = listener.local_addr().expect("fake addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            task,
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A URL on which nothing listens.
+pub fn dead_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+/// Reads SSE `data:` payloads from a response until it ends (or `deadline`).
+pub async fn read_sse(resp: reqwest::Response, deadline: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dec = SseDecoder::default();
+    let mut body = resp.bytes_stream();
+    let until = Instant::now() + deadline;
+    loop {
+        while let Some(ev) = dec.next_event() {
+            out.push(ev.data);
+        }
+        match tokio::time::timeout_at(until, body.next()).await {
+            Ok(Some(Ok(chunk))) => dec.push(&chunk),
+            Ok(Some(Err(_))) | Ok(None) => break,
+            Err(_) => panic!("SSE stream did not end within {deadline:?}; got {out:?}"),
+        }
+    }
+    while let Some(ev) = dec.next_event() {
+        out.push(ev.data);
+    }
+    out
+}
+
+/// POSTs JSON to the proxy.
+pub async fn post(client: &reqwest::Client, url: String, body: &Value) -> reqwest::Response {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("POST to proxy")
+}

@@ -1,0 +1,214 @@
+//! `notional_ledger` and `notional_windows`: daily notional caps in Postgres.
+//!
+//! A reservation is made before a transaction is signed, then committed when it lands or
+//! refunded when it does not (the Zodiac Roles pattern). The window row is updated with a
+//! conditional `UPDATE`, so concurrent reservations from any number of replicas serialize on it
+//! and the cap can never be overrun.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tokio_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+use crate::pg::PgStore;
+
+/// Totals of one (scope, UTC day) window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// Cap scope, e.g. `global` or `31337:0xpool`.
+    pub scope: String,
+    /// UTC day.
+    pub day: NaiveDate,
+    /// Reserved but not yet settled.
+    pub reserved: u128,
+    /// Committed (the action happened).
+    pub committed: u128,
+}
+
+impl WindowUsage {
+    /// What counts against the cap: reserved plus committed.
+    pub fn used(&self) -> u128 {
+        self.reserved.saturating_add(self.committed)
+    }
+}
+
+/// Result of a reservation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// The amount fit and is now reserved; usage after the reservation.
+    Reserved(WindowUsage),
+    /// The amount would exceed the cap; nothing changed; current usage.
+    Denied(WindowUsage),
+}
+
+/// A reservation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotionalReservation {
+    /// Id chosen by the caller; the later commit or refund names it.
+    pub id: Uuid,
+    /// Cap scope.
+    pub scope: String,
+    /// Time of the request; its UTC date selects the window.
+    pub at: DateTime<Utc>,
+    /// Notional to reserve, in the cap's smallest unit.
+    pub amount: u128,
+    /// Cap of the window.
+    pub cap: u128,
+}
+
+fn parse_amount(location: &str, raw: &str) -> Result<u128> {
+    raw.parse().map_err(|e| StoreError::Corrupt {
+        location: location.to_owned(),
+        reason: format!("{raw:?}: {e}"),
+    })
+}
+
+async fn usage_of<C: GenericClient>(client: &C, scope: &str, day: NaiveDate) -> Result<WindowUsage> {
+    let row = client
+        .query_opt(
+            "SELECT reserved::text, committed::text FROM notional_windows \
+             WHERE scope = $1 AND window_day = $2",
+            &[&scope, &day],
+        )
+        .await?;
+    let (reserved, committed) = match row {
+        Some(row) => (
+            parse_amount("notional_windows.reserved", row.try_get(0)?)?,
+            parse_amount("notional_windows.committed", row.try_get(1)?)?,
+        ),
+        None => (0, 0),
+    };
+    Ok(WindowUsage {
+        scope: scope.to_owned(),
+        day,
+        reserved,
+        committed,
+    })
+}
+
+/// The two ways a reservation is settled.
+#[derive(Clone, Copy)]
+enum Settlement {
+    Commit,
+    Refund,
+}
+
+impl PgStore {
+    /// Reserves `amount` in the window of `at`'s UTC day if reserved + committed + amount stays
+    /// within `cap`.
+    pub async fn reserve_notional(&self, r: &NotionalReservation) -> Result<ReserveOutcome> {
+        let day = r.at.date_naive();
+        let amount = r.amount.to_string();
+        let cap = r.cap.to_string();
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        tx.execute(
+            "INSERT INTO notional_windows (scope, window_day) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+            &[&r.scope, &day],
+        )
+        .await?;
+        let updated = tx
+            .execute(
+                "UPDATE notional_windows SET reserved = reserved + $3::text::numeric, \
+                 updated_at = now() WHERE scope = $1 AND window_day = $2 \
+                 AND reserved + committed + $3::text::numeric <= $4::text::numeric",
+                &[&r.scope, &day, &amount, &cap],
+            )
+            .await?;
+        if updated == 0 {
+            let usage = usage_of(&*tx, &r.scope, day).await?;
+            tx.commit().await?;
+            return Ok(ReserveOutcome::Denied(usage));
+        }
+        let inserted = tx
+            .execute(
+                "INSERT INTO notional_ledger \
+                 (reservation_id, scope, window_day, kind, amount, cap, recorded_at) \
+                 VALUES ($1, $2, $3, 'reserve', $4::text::numeric, $5::text::numeric, $6)",
+                &[&r.id, &r.scope, &day, &amount, &cap, &r.at],
+            )
+            .await;
+        match inserted {
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(StoreError::DuplicateReservation(r.id));
+            }
+            other => other?,
+        };
+        let usage = usage_of(&*tx, &r.scope, day).await?;
+        tx.commit().await?;
+        Ok(ReserveOutcome::Reserved(usage))
+    }
+
+    /// Marks a reservation as spent: its amount moves from reserved to committed.
+    pub async fn commit_notional(&self, id: Uuid) -> Result<WindowUsage> {
+        self.settle(id, Settlement::Commit).await
+    }
+
+    /// Gives a reservation back (the action did not happen): its amount leaves the window.
+    pub async fn refund_notional(&self, id: Uuid) -> Result<WindowUsage> {
+        self.settle(id, Settlement::Refund).await
+    }
+
+    async fn settle(&self, id: Uuid, how: Settlement) -> Result<WindowUsage> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let reservation = tx
+            .query_opt(
+                "SELECT scope, window_day, amount::text FROM notional_ledger \
+                 WHERE reservation_id = $1 AND kind = 'reserve'",
+                &[&id],
+            )
+            .await?
+            .ok_or(StoreError::UnknownReservation(id))?;
+        let scope: String = reservation.try_get(0)?;
+        let day: NaiveDate = reservation.try_get(1)?;
+        let amount: String = reservation.try_get(2)?;
+        let kind = match how {
+            Settlement::Commit => "commit",
+            Settlement::Refund => "refund",
+        };
+        let inserted = tx
+            .execute(
+                "INSERT INTO notional_ledger (reservation_id, scope, window_day, kind, amount) \
+                 VALUES ($1, $2, $3, $4, $5::text::numeric)",
+                &[&id, &scope, &day, &kind, &amount],
+            )
+            .await;
+        match inserted {
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                drop(tx);
+                let settlement: String = conn
+                    .query_one(
+                        "SELECT kind FROM notional_ledger WHERE reservation_id = $1 \
+                         AND kind IN ('commit', 'refund')",
+                        &[&id],
+                    )
+                    .await?
+                    .try_get(0)?;
+                return Err(StoreError::ReservationSettled { id, settlement });
+            }
+            other => other?,
+        };
+        let committed_delta = match how {
+            Settlement::Commit => amount.as_str(),
+            Settlement::Refund => "0",
+        };
+        tx.execute(
+            "UPDATE notional_windows SET reserved = reserved - $3::text::numeric, \
+             committed = committed + $4::text::numeric, updated_at = now() \
+             WHERE scope = $1 AND window_day = $2",
+            &[&scope, &day, &amount, &committed_delta],
+        )
+        .await?;
+        let usage = usage_of(&*tx, &scope, day).await?;
+        tx.commit().await?;
+        Ok(usage)
+    }
+
+    /// Current totals of a window (zero when nothing was reserved in it).
+    pub async fn notional_usage(&self, scope: &str, day: NaiveDate) -> Result<WindowUsage> {
+        usage_of(&**self.conn().await?, scope, day).await
+    }
+}

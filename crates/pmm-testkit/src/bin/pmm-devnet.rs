@@ -1,0 +1,212 @@
+//! `pmm-devnet`: a local anvil chain with one fixture pool of each type, for manual testing of
+//! the hub and agent against something that answers like DODO pools.
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{Address, I256, U256};
+use anyhow::Context;
+use clap::Parser;
+use pmm_testkit::contracts::{TestERC20, V1Pool};
+use pmm_testkit::devnet::{ONE, PoolParams, confirm};
+use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolKind};
+use serde::Serialize;
+
+/// Start a local anvil devnet with DODO-like fixture pools and keep it running.
+///
+/// Deploys tokens (BASE 18 decimals, STB 18 decimals, USDC 6 decimals), Chainlink-style USD
+/// feeds, and one funded pool of each fixture type: DVM, DSP, GSP, DPP, DPP Oracle and a V1-like
+/// pool. Writes the connection details, the ten funded dev accounts (anvil's public test keys)
+/// and the pools to the JSON file given by --out, then runs until SIGINT or SIGTERM, stops
+/// anvil and removes the file.
+#[derive(Debug, Parser)]
+#[command(name = "pmm-devnet", version)]
+struct Args {
+    /// Where to write the devnet description (rpc_url, chain_id, accounts, pools).
+    #[arg(long, default_value = "var/devnet.json")]
+    out: PathBuf,
+    /// Port for anvil on 127.0.0.1; 0 picks a free port (use 8545 for a fixed one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// anvil binary to run (default: $PMM_ANVIL, then PATH, then the repo's npm install).
+    #[arg(long)]
+    anvil: Option<PathBuf>,
+}
+
+/// One pool in the JSON file.
+#[derive(Debug, Serialize)]
+struct PoolEntry {
+    address: Address,
+    pool_type: PoolKind,
+    base_token: Address,
+    quote_token: Address,
+    /// Chainlink-style feed pricing the base token in USD, for anchoring.
+    oracle: Option<Address>,
+    /// On-chain guide-price source the pool itself reads (DPP Oracle and V1 only).
+    price_source: Option<Address>,
+}
+
+/// A token in the JSON file.
+#[derive(Debug, Serialize)]
+struct TokenEntry {
+    address: Address,
+    symbol: String,
+    decimals: u8,
+}
+
+/// A feed in the JSON file.
+#[derive(Debug, Serialize)]
+struct FeedEntry {
+    address: Address,
+    description: String,
+    decimals: u8,
+    answer: String,
+}
+
+/// The file written to --out.
+#[derive(Debug, Serialize)]
+struct DevnetFile<'a> {
+    rpc_url: &'a str,
+    chain_id: u64,
+    accounts: &'a [DevAccount],
+    tokens: Vec<TokenEntry>,
+    feeds: Vec<FeedEntry>,
+    pools: Vec<PoolEntry>,
+}
+
+fn units(amount: u64, decimals: u8) -> U256 {
+    U256::from(amount) * U256::from(10u64).pow(U256::from(decimals))
+}
+
+/// Parts per million of 1e18.
+fn ppm(rate: u64) -> U256 {
+    U256::from(ONE / 1_000_000) * U256::from(rate)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+
+    let devnet = Devnet::start_with(DevnetOptions { port: args.port, anvil: args.anvil.clone(), ..Default::default() })
+        .context("starting anvil")?;
+    tracing::info!(port = devnet.rpc_url().rsplit(':').next().unwrap_or(""), chain_id = devnet.chain_id(), "anvil up");
+
+    let file = deploy_all(&devnet).await.context("deploying fixtures")?;
+    write_file(&args.out, &file)?;
+    summarize(&file, &args.out);
+
+    wait_for_shutdown().await?;
+    tracing::info!("stopping anvil");
+    drop(devnet);
+    if let Err(e) = std::fs::remove_file(&args.out) {
+        tracing::warn!(path = %args.out.display(), error = %e, "could not remove devnet file");
+    }
+    Ok(())
+}
+
+async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
+    let me = d.deployer();
+    let base = d.deploy_token("BASE", 18).await?;
+    let stable = d.deploy_token("STB", 18).await?;
+    let usdc = d.deploy_token("USDC", 6).await?;
+    for account in d.accounts() {
+        d.mint(base, account.address, units(1_000_000, 18)).await?;
+        d.mint(stable, account.address, units(100_000_000, 18)).await?;
+        d.mint(usdc, account.address, units(1_000_000_000, 6)).await?;
+    }
+
+    // 2000 USDC per BASE: i = 2000 * 1e6 (quote raw) / 1e18 (base raw) in 1e18 fixed point.
+    let base_i = U256::from(2000u64) * U256::from(1_000_000u64);
+    let stable_i = U256::from(1_000_000u64);
+    let base_feed = d.deploy_feed(8, I256::try_from(2000_0000_0000i64)?).await?;
+    let stable_feed = d.deploy_feed(8, I256::try_from(1_0000_0000i64)?).await?;
+    let usdc_feed = d.deploy_feed(8, I256::try_from(1_0000_0000i64)?).await?;
+    let guide = d.deploy_price_oracle(base_i).await?;
+
+    let volatile = PoolParams { base, quote: usdc, lp_fee_rate: ppm(3000), mt_fee_rate: ppm(1000), i: base_i, k: ppm(100_000) };
+    let pegged = PoolParams { base: stable, quote: usdc, lp_fee_rate: ppm(100), mt_fee_rate: U256::ZERO, i: stable_i, k: ppm(500) };
+
+    let dvm = d.deploy_dvm(volatile).await?;
+    d.buy_shares(me, dvm, units(100, 18), units(200_000, 6)).await?;
+    let dsp = d.deploy_dsp(pegged).await?;
+    d.buy_shares(me, dsp, units(1_000_000, 18), units(1_000_000, 6)).await?;
+    let gsp = d.deploy_gsp(pegged).await?;
+    d.buy_shares(me, gsp, units(500_000, 18), units(500_000, 6)).await?;
+    let dpp = d.deploy_dpp(PoolParams { k: ppm(500_000), ..volatile }).await?;
+    d.dpp_deposit(dpp, units(50, 18), units(100_000, 6)).await?;
+    let dppo = d.deploy_dpp_oracle(volatile, guide).await?;
+    d.dpp_deposit(dppo, units(50, 18), units(100_000, 6)).await?;
+    let v1 = d.deploy_v1(base, usdc, guide, ppm(100_000)).await?;
+    let v1c = V1Pool::new(v1, d.provider());
+    for (token, amount) in [(base, units(20, 18)), (usdc, units(40_000, 6))] {
+        confirm("approve V1", TestERC20::new(token, d.provider()).approve(v1, amount)).await?;
+    }
+    confirm("V1.depositBase", v1c.depositBase(units(20, 18))).await?;
+    confirm("V1.depositQuote", v1c.depositQuote(units(40_000, 6))).await?;
+
+    let pool = |address, pool_type, p: &PoolParams, oracle, price_source| PoolEntry {
+        address,
+        pool_type,
+        base_token: p.base,
+        quote_token: p.quote,
+        oracle: Some(oracle),
+        price_source,
+    };
+    let pools = vec![
+        pool(dvm, PoolKind::Dvm, &volatile, base_feed, None),
+        pool(dsp, PoolKind::Dsp, &pegged, stable_feed, None),
+        pool(gsp, PoolKind::Gsp, &pegged, stable_feed, None),
+        pool(dpp, PoolKind::Dpp, &volatile, base_feed, None),
+        pool(dppo, PoolKind::DppOracle, &volatile, base_feed, Some(guide)),
+        pool(v1, PoolKind::V1, &volatile, base_feed, Some(guide)),
+    ];
+    let tokens = vec![
+        TokenEntry { address: base, symbol: "BASE".into(), decimals: 18 },
+        TokenEntry { address: stable, symbol: "STB".into(), decimals: 18 },
+        TokenEntry { address: usdc, symbol: "USDC".into(), decimals: 6 },
+    ];
+    let feed = |address, description: &str, answer: &str| FeedEntry {
+        address,
+        description: description.into(),
+        decimals: 8,
+        answer: answer.into(),
+    };
+    let feeds = vec![
+        feed(base_feed, "BASE / USD", "200000000000"),
+        feed(stable_feed, "STB / USD", "100000000"),
+        feed(usdc_feed, "USDC / USD", "100000000"),
+    ];
+    Ok(DevnetFile { rpc_url: d.rpc_url(), chain_id: d.chain_id(), accounts: d.accounts(), tokens, feeds, pools })
+}
+
+fn write_file(out: &Path, file: &DevnetFile<'_>) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(file)?;
+    std::fs::write(out, json + "\n").with_context(|| format!("writing {}", out.display()))
+}
+
+fn summarize(file: &DevnetFile<'_>, out: &Path) {
+    tracing::info!(chain_id = file.chain_id, accounts = file.accounts.len(), out = %out.display(), "devnet ready");
+    for t in &file.tokens {
+        tracing::info!(symbol = %t.symbol, decimals = t.decimals, address = %t.address, "token");
+    }
+    for p in &file.pools {
+        tracing::info!(pool_type = ?p.pool_type, address = %p.address, base = %p.base_token, quote = %p.quote_token, "pool");
+    }
+    tracing::info!("running; press Ctrl-C (or send SIGTERM) to stop");
+}
+
+async fn wait_for_shutdown() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

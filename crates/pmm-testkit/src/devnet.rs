@@ -1,0 +1,426 @@
+//! [`Devnet`]: a private anvil chain with funded accounts and typed fixture deployment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::contract::{CallBuilder, CallDecoder};
+use alloy::network::{Ethereum, EthereumWallet};
+use alloy::primitives::{Address, I256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use serde::Serialize;
+
+use crate::anvil::{AnvilProcess, CHAIN_ID, locate_anvil};
+use crate::contracts::{
+    ChainlinkFeed, DPP, DPPOracle, DSP, DVM, FeeRateModel, GSP, PMMProbe, PriceOracle, TestERC20, V1Pool,
+};
+use crate::error::{Result, TestkitError};
+
+/// 1.0 in the pools' 1e18 fixed point.
+pub const ONE: u128 = 1_000_000_000_000_000_000;
+
+/// Index of the dev account that deploys fixtures and owns private pools.
+pub const DEPLOYER_INDEX: usize = 0;
+
+/// Index of the dev account set as every pool's maintainer, so maintainer fees land on an
+/// address no test trades from.
+pub const MAINTAINER_INDEX: usize = 9;
+
+/// How the anvil process is started.
+#[derive(Debug, Clone)]
+pub struct DevnetOptions {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Explicit anvil binary; `None` searches `$PMM_ANVIL`, PATH, then the repository's npm install.
+    pub anvil: Option<PathBuf>,
+    /// How long to wait for anvil to report its listening address.
+    pub ready_timeout: Duration,
+}
+
+impl Default for DevnetOptions {
+    fn default() -> Self {
+        Self { port: 0, anvil: None, ready_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// One of anvil's ten funded dev accounts.
+#[derive(Debug, Clone, Serialize)]
+pub struct DevAccount {
+    /// Account address.
+    pub address: Address,
+    /// The well-known anvil dev private key, 0x-prefixed hex (test funds only).
+    pub private_key: String,
+}
+
+/// The fixture pool families, named as the devnet JSON names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PoolKind {
+    /// DVM-like vending machine.
+    #[serde(rename = "DVM")]
+    Dvm,
+    /// DSP-like stable pool.
+    #[serde(rename = "DSP")]
+    Dsp,
+    /// GSP-like pool (DSP behaviour).
+    #[serde(rename = "GSP")]
+    Gsp,
+    /// DPP-like private pool.
+    #[serde(rename = "DPP")]
+    Dpp,
+    /// DPP with an oracle guide price.
+    #[serde(rename = "DPPOracle")]
+    DppOracle,
+    /// V1-like classic pool.
+    #[serde(rename = "V1")]
+    V1,
+}
+
+/// Parameters of a V2 fixture pool. Rates, `i` and `k` are 1e18 fixed point; `i` is quote per
+/// base on raw units (1:1 between an 18-decimal base and a 6-decimal quote is `1e6`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolParams {
+    /// Base token.
+    pub base: Address,
+    /// Quote token.
+    pub quote: Address,
+    /// LP fee rate.
+    pub lp_fee_rate: U256,
+    /// Maintainer fee rate, installed as the default of a fresh fee-rate model.
+    pub mt_fee_rate: U256,
+    /// Guide price, 0 < i <= 1e36.
+    pub i: U256,
+    /// Curve parameter, k <= 1e18.
+    pub k: U256,
+}
+
+/// Parameters of a DVM (and DSP/GSP) deployment.
+pub type DvmParams = PoolParams;
+/// Parameters of a DPP (and DPP-Oracle) deployment.
+pub type DppParams = PoolParams;
+
+impl PoolParams {
+    /// Fails closed on values the pool's init would reject, before any transaction is sent.
+    fn validate(&self) -> Result<()> {
+        let one = U256::from(ONE);
+        if self.i.is_zero() || self.i > one * one {
+            return Err(TestkitError::InvalidParam { field: "i", reason: "must be in (0, 1e36]" });
+        }
+        if self.k > one {
+            return Err(TestkitError::InvalidParam { field: "k", reason: "must be <= 1e18" });
+        }
+        if self.lp_fee_rate > one {
+            return Err(TestkitError::InvalidParam { field: "lp_fee_rate", reason: "must be <= 1e18" });
+        }
+        if self.base == self.quote {
+            return Err(TestkitError::InvalidParam { field: "quote", reason: "must differ from base" });
+        }
+        Ok(())
+    }
+}
+
+/// A private anvil chain. Dropping it kills and reaps anvil.
+#[derive(Debug)]
+pub struct Devnet {
+    anvil: AnvilProcess,
+    rpc_url: String,
+    accounts: Vec<DevAccount>,
+    provider: DynProvider,
+}
+
+impl Devnet {
+    /// Starts anvil on an ephemeral port with default options.
+    pub fn start() -> Result<Self> {
+        Self::start_with(DevnetOptions::default())
+    }
+
+    /// Starts anvil as `options` say and builds a provider whose wallet holds all ten dev keys
+    /// (account 0 signs by default; set `from` to sign as another).
+    pub fn start_with(options: DevnetOptions) -> Result<Self> {
+        let binary = match options.anvil {
+            Some(p) => p,
+            None => locate_anvil()?,
+        };
+        let anvil = AnvilProcess::spawn(&binary, options.port, options.ready_timeout)?;
+        let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
+        let mut accounts = Vec::with_capacity(anvil.private_keys().len());
+        let mut wallet: Option<EthereumWallet> = None;
+        for key in anvil.private_keys() {
+            let signer: PrivateKeySigner = key.parse().map_err(|_| TestkitError::BadDevKey(short(key)))?;
+            accounts.push(DevAccount { address: signer.address(), private_key: key.clone() });
+            match wallet.as_mut() {
+                Some(w) => w.register_signer(signer),
+                None => wallet = Some(EthereumWallet::new(signer)),
+            }
+        }
+        let Some(wallet) = wallet else {
+            return Err(TestkitError::AnvilNotReady("anvil printed no dev keys".into()));
+        };
+        let url = rpc_url.parse().map_err(|_| TestkitError::BadUrl(rpc_url.clone()))?;
+        let provider = ProviderBuilder::new().wallet(wallet).connect_http(url).erased();
+        Ok(Self { anvil, rpc_url, accounts, provider })
+    }
+
+    /// HTTP JSON-RPC endpoint on 127.0.0.1.
+    pub fn rpc_url(&self) -> &str {
+        &self.rpc_url
+    }
+
+    /// Chain id (anvil's default, passed explicitly).
+    pub fn chain_id(&self) -> u64 {
+        CHAIN_ID
+    }
+
+    /// The ten funded dev accounts, in anvil's order.
+    pub fn accounts(&self) -> &[DevAccount] {
+        &self.accounts
+    }
+
+    /// Address of dev account `index`.
+    pub fn account(&self, index: usize) -> Result<Address> {
+        self.accounts.get(index).map(|a| a.address).ok_or(TestkitError::NoSuchAccount(index))
+    }
+
+    /// The account that deploys fixtures and owns private pools.
+    pub fn deployer(&self) -> Address {
+        self.accounts[DEPLOYER_INDEX].address
+    }
+
+    /// The account every fixture pool names as maintainer.
+    pub fn maintainer(&self) -> Address {
+        self.accounts[MAINTAINER_INDEX].address
+    }
+
+    /// A provider that signs with any dev account.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// OS process id of anvil.
+    pub fn anvil_pid(&self) -> u32 {
+        self.anvil.pid()
+    }
+
+    // ---- deployment -------------------------------------------------------------------------
+
+    /// Deploys a [`TestERC20`] named after its symbol.
+    pub async fn deploy_token(&self, symbol: &str, decimals: u8) -> Result<Address> {
+        let b = TestERC20::deploy_builder(&self.provider, format!("Test {symbol}"), symbol.to_string(), decimals);
+        deployed(&format!("TestERC20 {symbol}"), b).await
+    }
+
+    /// Deploys a [`FeeRateModel`] whose default maintainer fee rate is `default_rate`.
+    pub async fn deploy_fee_model(&self, default_rate: U256) -> Result<Address> {
+        let model = deployed("FeeRateModel", FeeRateModel::deploy_builder(&self.provider)).await?;
+        if !default_rate.is_zero() {
+            let m = FeeRateModel::new(model, &self.provider);
+            confirm("FeeRateModel.setDefaultFeeRate", m.setDefaultFeeRate(default_rate)).await?;
+        }
+        Ok(model)
+    }
+
+    /// Deploys and initialises a DVM-like pool with its own fee-rate model.
+    pub async fn deploy_dvm(&self, p: DvmParams) -> Result<Address> {
+        p.validate()?;
+        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
+        let pool = deployed("DVM", DVM::deploy_builder(&self.provider)).await?;
+        let c = DVM::new(pool, &self.provider);
+        confirm("DVM.init", c.init(self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.i, p.k, false)).await?;
+        Ok(pool)
+    }
+
+    /// Deploys and initialises a DSP-like pool with its own fee-rate model.
+    pub async fn deploy_dsp(&self, p: DvmParams) -> Result<Address> {
+        p.validate()?;
+        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
+        let pool = deployed("DSP", DSP::deploy_builder(&self.provider)).await?;
+        let c = DSP::new(pool, &self.provider);
+        confirm("DSP.init", c.init(self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.i, p.k, false)).await?;
+        Ok(pool)
+    }
+
+    /// Deploys and initialises a GSP-like pool (DSP behaviour, "GSP 1.0.1").
+    pub async fn deploy_gsp(&self, p: DvmParams) -> Result<Address> {
+        p.validate()?;
+        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
+        let pool = deployed("GSP", GSP::deploy_builder(&self.provider)).await?;
+        let c = GSP::new(pool, &self.provider);
+        confirm("GSP.init", c.init(self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.i, p.k, false)).await?;
+        Ok(pool)
+    }
+
+    /// Deploys and initialises an empty DPP-like pool owned by the deployer; fund it with
+    /// [`Devnet::dpp_deposit`].
+    pub async fn deploy_dpp(&self, p: DppParams) -> Result<Address> {
+        p.validate()?;
+        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
+        let pool = deployed("DPP", DPP::deploy_builder(&self.provider)).await?;
+        let c = DPP::new(pool, &self.provider);
+        let init = c.init(self.deployer(), self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.k, p.i, false);
+        confirm("DPP.init", init).await?;
+        Ok(pool)
+    }
+
+    /// Deploys a DPP-Oracle-like pool reading its guide price from `oracle` (a [`PriceOracle`]);
+    /// `p.i` is the fallback used while the oracle is disabled.
+    pub async fn deploy_dpp_oracle(&self, p: DppParams, oracle: Address) -> Result<Address> {
+        p.validate()?;
+        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
+        let pool = deployed("DPPOracle", DPPOracle::deploy_builder(&self.provider)).await?;
+        let c = DPPOracle::new(pool, &self.provider);
+        let init = c.init(self.deployer(), self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.k, p.i, false);
+        confirm("DPPOracle.init", init).await?;
+        confirm("DPPOracle.setOracle", c.setOracle(oracle, true)).await?;
+        Ok(pool)
+    }
+
+    /// Deploys a [`PriceOracle`] answering `price` (1e18 fixed point, quote per base on raw units).
+    pub async fn deploy_price_oracle(&self, price: U256) -> Result<Address> {
+        deployed("PriceOracle", PriceOracle::deploy_builder(&self.provider, price)).await
+    }
+
+    /// Deploys a Chainlink-style [`ChainlinkFeed`] with `decimals` and a first round at `answer`.
+    pub async fn deploy_feed(&self, decimals: u8, answer: I256) -> Result<Address> {
+        let b = ChainlinkFeed::deploy_builder(&self.provider, decimals, answer, "TEST / USD".to_string());
+        deployed("ChainlinkFeed", b).await
+    }
+
+    /// Deploys the stateless [`PMMProbe`].
+    pub async fn deploy_probe(&self) -> Result<Address> {
+        deployed("PMMProbe", PMMProbe::deploy_builder(&self.provider)).await
+    }
+
+    /// Deploys a V1-like pool priced by `oracle` (needs `getPrice()`, e.g. a [`PriceOracle`]).
+    pub async fn deploy_v1(&self, base: Address, quote: Address, oracle: Address, k: U256) -> Result<Address> {
+        if k.is_zero() || k >= U256::from(ONE) {
+            return Err(TestkitError::InvalidParam { field: "k", reason: "V1 needs 0 < k < 1e18" });
+        }
+        let lp = U256::from(ONE / 1000);
+        let b = V1Pool::deploy_builder(&self.provider, base, quote, oracle, lp, U256::ZERO, k);
+        deployed("V1Pool", b).await
+    }
+
+    // ---- token and pool actions ---------------------------------------------------------------
+
+    /// Mints `amount` raw units of `token` to `to`.
+    pub async fn mint(&self, token: Address, to: Address, amount: U256) -> Result<()> {
+        let t = TestERC20::new(token, &self.provider);
+        confirm("TestERC20.mint", t.mint(to, amount)).await.map(drop)
+    }
+
+    /// Transfers `amount` of `token` from dev account `from` to `to`.
+    pub async fn transfer(&self, from: Address, token: Address, to: Address, amount: U256) -> Result<()> {
+        let t = TestERC20::new(token, &self.provider);
+        confirm("TestERC20.transfer", t.transfer(to, amount).from(from)).await.map(drop)
+    }
+
+    /// Approves `spender` for `amount` of `token` on behalf of dev account `owner`.
+    pub async fn approve(&self, owner: Address, token: Address, spender: Address, amount: U256) -> Result<()> {
+        let t = TestERC20::new(token, &self.provider);
+        confirm("TestERC20.approve", t.approve(spender, amount).from(owner)).await.map(drop)
+    }
+
+    /// `token.balanceOf(owner)`.
+    pub async fn balance_of(&self, token: Address, owner: Address) -> Result<U256> {
+        let t = TestERC20::new(token, &self.provider);
+        t.balanceOf(owner).call().await.map_err(|source| contract_err("TestERC20.balanceOf", source))
+    }
+
+    /// Sends `base_in` and `quote_in` from dev account `from` to a DVM/DSP/GSP pool and calls
+    /// `buyShares(from)` as `from`. Works for all three: they share the buyShares ABI.
+    pub async fn buy_shares(&self, from: Address, pool: Address, base_in: U256, quote_in: U256) -> Result<()> {
+        let c = DVM::new(pool, &self.provider);
+        let (base, quote) = self.pool_tokens(pool).await?;
+        if !base_in.is_zero() {
+            self.transfer(from, base, pool, base_in).await?;
+        }
+        if !quote_in.is_zero() {
+            self.transfer(from, quote, pool, quote_in).await?;
+        }
+        confirm("buyShares", c.buyShares(from).from(from)).await.map(drop)
+    }
+
+    /// Sends `amount` base from dev account `from` into any V2 fixture pool and calls
+    /// `sellBase(from)` as `from`. Returns the receipt for event checks.
+    pub async fn sell_base(&self, from: Address, pool: Address, amount: U256) -> Result<TransactionReceipt> {
+        let (base, _) = self.pool_tokens(pool).await?;
+        self.transfer(from, base, pool, amount).await?;
+        confirm("sellBase", DVM::new(pool, &self.provider).sellBase(from).from(from)).await
+    }
+
+    /// Sends `amount` quote from dev account `from` into any V2 fixture pool and calls
+    /// `sellQuote(from)` as `from`.
+    pub async fn sell_quote(&self, from: Address, pool: Address, amount: U256) -> Result<TransactionReceipt> {
+        let (_, quote) = self.pool_tokens(pool).await?;
+        self.transfer(from, quote, pool, amount).await?;
+        confirm("sellQuote", DVM::new(pool, &self.provider).sellQuote(from).from(from)).await
+    }
+
+    /// Owner deposit into a DPP(-Oracle) pool: transfers both amounts from the deployer, then
+    /// `reset` keeping the pool's current fee, i and k, so reserves and targets become balances.
+    pub async fn dpp_deposit(&self, pool: Address, base_in: U256, quote_in: U256) -> Result<()> {
+        let c = DPP::new(pool, &self.provider);
+        let (base, quote) = self.pool_tokens(pool).await?;
+        let owner = self.deployer();
+        self.transfer(owner, base, pool, base_in).await?;
+        self.transfer(owner, quote, pool, quote_in).await?;
+        let lp = c._LP_FEE_RATE_().call().await.map_err(|e| contract_err("DPP._LP_FEE_RATE_", e))?;
+        let i = c._I_().call().await.map_err(|e| contract_err("DPP._I_", e))?;
+        let k = c._K_().call().await.map_err(|e| contract_err("DPP._K_", e))?;
+        let reset = c.reset(owner, U256::from(lp), U256::from(i), U256::from(k), U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
+        confirm("DPP.reset", reset).await.map(drop)
+    }
+
+    /// Latest block timestamp.
+    pub async fn block_timestamp(&self) -> Result<u64> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|source| TestkitError::Rpc { what: "eth_getBlockByNumber".into(), source })?;
+        block
+            .map(|b| b.header.timestamp)
+            .ok_or_else(|| TestkitError::AnvilNotReady("no latest block".into()))
+    }
+
+    async fn pool_tokens(&self, pool: Address) -> Result<(Address, Address)> {
+        let c = DVM::new(pool, &self.provider);
+        let base = c._BASE_TOKEN_().call().await.map_err(|e| contract_err("_BASE_TOKEN_", e))?;
+        let quote = c._QUOTE_TOKEN_().call().await.map_err(|e| contract_err("_QUOTE_TOKEN_", e))?;
+        Ok((base, quote))
+    }
+}
+
+fn contract_err(what: &str, source: alloy::contract::Error) -> TestkitError {
+    TestkitError::Contract { what: what.to_string(), source }
+}
+
+/// Sends a transaction through anvil's synchronous send and fails on a revert.
+pub async fn confirm<P, D>(what: &str, call: CallBuilder<P, D>) -> Result<TransactionReceipt>
+where
+    P: Provider<Ethereum>,
+    D: CallDecoder,
+{
+    let receipt = call
+        .send_sync()
+        .await
+        .map_err(|source| contract_err(what, source))?;
+    if !receipt.status() {
+        return Err(TestkitError::Reverted { what: what.to_string(), tx_hash: receipt.transaction_hash });
+    }
+    Ok(receipt)
+}
+
+async fn deployed<P, D>(what: &str, call: CallBuilder<P, D>) -> Result<Address>
+where
+    P: Provider<Ethereum>,
+    D: CallDecoder,
+{
+    let receipt = confirm(&format!("deploy {what}"), call).await?;
+    receipt.contract_address.ok_or_else(|| TestkitError::NoContractAddress(what.to_string()))
+}
+
+/// Enough of a key to recognise it in an error, never the whole secret.
+fn short(key: &str) -> String {
+    key.chars().take(6).collect::<String>() + "..."
+}
