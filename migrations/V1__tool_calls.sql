@@ -31,9 +31,7 @@ CREATE INDEX tool_calls_called_at_idx ON tool_calls (called_at DESC);
 CREATE INDEX tool_calls_tool_called_at_idx ON tool_calls (tool, called_at DESC);
 CREATE INDEX tool_calls_trace_id_idx ON tool_calls (trace_id) WHERE trace_id IS NOT NULL;
 
+-- Statement level, so even an UPDATE or DELETE that matches no row is refused.
 CREATE TRIGGER tool_calls_append_only
-    BEFORE UPDATE OR DELETE ON tool_calls
-    FOR EACH ROW EXECUTE FUNCTION pmm_reject_audit_mutation();
-CREATE TRIGGER tool_calls_no_truncate
-    BEFORE TRUNCATE ON tool_calls
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON tool_calls
     FOR EACH STATEMENT EXECUTE FUNCTION pmm_reject_audit_mutation();

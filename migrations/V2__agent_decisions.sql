@@ -30,9 +30,7 @@ CREATE INDEX agent_decisions_pool_idx ON agent_decisions (chain_id, pool, decide
 CREATE INDEX agent_decisions_decided_at_idx ON agent_decisions (decided_at DESC);
 CREATE INDEX agent_decisions_input_hash_idx ON agent_decisions (input_hash);
 
+-- Statement level, so even an UPDATE or DELETE that matches no row is refused.
 CREATE TRIGGER agent_decisions_append_only
-    BEFORE UPDATE OR DELETE ON agent_decisions
-    FOR EACH ROW EXECUTE FUNCTION pmm_reject_audit_mutation();
-CREATE TRIGGER agent_decisions_no_truncate
-    BEFORE TRUNCATE ON agent_decisions
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON agent_decisions
     FOR EACH STATEMENT EXECUTE FUNCTION pmm_reject_audit_mutation();

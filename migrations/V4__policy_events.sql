@@ -18,9 +18,7 @@ CREATE TABLE policy_events (
 CREATE INDEX policy_events_pool_idx ON policy_events (chain_id, pool, occurred_at DESC);
 CREATE INDEX policy_events_kind_idx ON policy_events (kind, occurred_at DESC);
 
+-- Statement level, so even an UPDATE or DELETE that matches no row is refused.
 CREATE TRIGGER policy_events_append_only
-    BEFORE UPDATE OR DELETE ON policy_events
-    FOR EACH ROW EXECUTE FUNCTION pmm_reject_audit_mutation();
-CREATE TRIGGER policy_events_no_truncate
-    BEFORE TRUNCATE ON policy_events
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON policy_events
     FOR EACH STATEMENT EXECUTE FUNCTION pmm_reject_audit_mutation();

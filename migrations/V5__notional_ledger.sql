@@ -29,9 +29,7 @@ CREATE UNIQUE INDEX notional_ledger_one_settlement
     ON notional_ledger (reservation_id) WHERE kind IN ('commit', 'refund');
 CREATE INDEX notional_ledger_window_idx ON notional_ledger (scope, window_day, recorded_at);
 
+-- Statement level, so even an UPDATE or DELETE that matches no row is refused.
 CREATE TRIGGER notional_ledger_append_only
-    BEFORE UPDATE OR DELETE ON notional_ledger
-    FOR EACH ROW EXECUTE FUNCTION pmm_reject_audit_mutation();
-CREATE TRIGGER notional_ledger_no_truncate
-    BEFORE TRUNCATE ON notional_ledger
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON notional_ledger
     FOR EACH STATEMENT EXECUTE FUNCTION pmm_reject_audit_mutation();

@@ -8,6 +8,7 @@ use alloy::sol;
 
 sol! {
     /// Getters shared by every DODO V2 pool type (DVM, DSP, DPP*, GSP).
+    #[sol(rpc)]
     interface IDODOV2Pool {
         function version() external pure returns (string memory);
         function getMidPrice() external view returns (uint256 midPrice);
@@ -26,6 +27,7 @@ sol! {
     }
 
     /// Getters present on DSP, DPP* and GSP but not on DVM.
+    #[sol(rpc)]
     interface IDODOV2Targets {
         function _BASE_TARGET_() external view returns (uint256);
         function _QUOTE_TARGET_() external view returns (uint256);
@@ -33,29 +35,34 @@ sol! {
     }
 
     /// DPPOracle: the guide price comes from an oracle contract.
+    #[sol(rpc)]
     interface IDPPOracle {
         function _O_() external view returns (address);
         function _IS_ORACLE_ENABLED() external view returns (bool);
     }
 
     /// The price oracle a DPPOracle pool reads its guide price from.
+    #[sol(rpc)]
     interface IDODOPriceOracle {
         function prices(address base) external view returns (uint256);
     }
 
     /// DVM quotes return two values.
+    #[sol(rpc)]
     interface IDVMQuote {
         function querySellBase(address trader, uint256 payBaseAmount) external view returns (uint256 receiveQuoteAmount, uint256 mtFee);
         function querySellQuote(address trader, uint256 payQuoteAmount) external view returns (uint256 receiveBaseAmount, uint256 mtFee);
     }
 
     /// DSP, DPP* and GSP quotes return four values; the fourth is the adjusted target.
+    #[sol(rpc)]
     interface IDSPQuote {
         function querySellBase(address trader, uint256 payBaseAmount) external view returns (uint256 receiveQuoteAmount, uint256 mtFee, uint8 newRState, uint256 newBaseTarget);
         function querySellQuote(address trader, uint256 payQuoteAmount) external view returns (uint256 receiveBaseAmount, uint256 mtFee, uint8 newRState, uint256 newQuoteTarget);
     }
 
     /// LP shares on DVM, DSP and GSP.
+    #[sol(rpc)]
     interface IDODOV2Shares {
         function totalSupply() external view returns (uint256);
         function balanceOf(address owner) external view returns (uint256);
@@ -64,11 +71,13 @@ sol! {
     }
 
     /// DPP liquidity: owner-only reset after transferring tokens in.
+    #[sol(rpc)]
     interface IDPPAdmin {
         function reset(address assetTo, uint256 newLpFeeRate, uint256 newI, uint256 newK, uint256 baseOutAmount, uint256 quoteOutAmount, uint256 minBaseReserve, uint256 minQuoteReserve) external returns (bool);
     }
 
     /// The ERC20 subset the hub reads and moves.
+    #[sol(rpc)]
     interface IERC20 {
         function symbol() external view returns (string memory);
         function decimals() external view returns (uint8);
@@ -79,12 +88,14 @@ sol! {
     }
 
     /// Chainlink AggregatorV3 feed.
+    #[sol(rpc)]
     interface IChainlinkFeed {
         function decimals() external view returns (uint8);
         function latestRoundData() external view returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
     }
 
     /// DODO V1 (classic) pool getters.
+    #[sol(rpc)]
     interface IDODOV1Pool {
         function version() external pure returns (uint256);
         function _BASE_TOKEN_() external view returns (address);

@@ -41,6 +41,7 @@ pub struct ChainClient {
     chain_id: u64,
     pub(crate) reads: Arc<Mutex<HashMap<ReadKey, Arc<PoolRead>>>>,
     pub(crate) statics: Arc<Mutex<HashMap<(Address, Option<Address>), Arc<PoolStatics>>>>,
+    pub(crate) slots: crate::overrides::SlotCache,
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -70,6 +71,7 @@ impl ChainClient {
             chain_id,
             reads: Arc::default(),
             statics: Arc::default(),
+            slots: Arc::default(),
         })
     }
 

@@ -59,6 +59,9 @@ pub enum ChainError {
         /// On-chain value.
         found: String,
     },
+    /// No probed storage slot holds the token's balances.
+    #[error("cannot locate the balance mapping of token {0}: non-standard storage")]
+    NoBalanceSlot(Address),
     /// The address holds no code.
     #[error("{0} has no code (an EOA or an undeployed address)")]
     NoCode(Address),

@@ -9,6 +9,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod identify;
+pub mod overrides;
 pub mod raw;
 pub mod read;
 pub mod simulate;

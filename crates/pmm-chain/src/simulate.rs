@@ -60,23 +60,34 @@ impl ChainClient {
         })
     }
 
-    /// `eth_estimateGas` of `tx` at `block` (latest when `None`).
-    pub async fn estimate_gas(&self, tx: &TransactionRequest, block: Option<u64>) -> Result<u64, ChainError> {
+    /// `eth_estimateGas` of `tx` at `block` (latest when `None`), with optional state overrides.
+    pub async fn estimate_gas(
+        &self,
+        tx: &TransactionRequest,
+        block: Option<u64>,
+        overrides: Option<StateOverride>,
+    ) -> Result<u64, ChainError> {
         self.provider
             .estimate_gas(tx.clone())
             .block(block.map_or(BlockId::latest(), BlockId::number))
+            .overrides_opt(overrides)
             .await
             .map_err(|e| self.call_error(tx, &e, "eth_estimateGas"))
     }
 
-    /// `eth_call` then `eth_estimateGas` of `tx`, both pinned to the same block.
-    pub async fn simulate(&self, tx: &TransactionRequest, block: Option<u64>) -> Result<Simulation, ChainError> {
+    /// `eth_call` then `eth_estimateGas` of `tx`, both pinned to the same block and state.
+    pub async fn simulate(
+        &self,
+        tx: &TransactionRequest,
+        block: Option<u64>,
+        overrides: Option<StateOverride>,
+    ) -> Result<Simulation, ChainError> {
         let block = match block {
             Some(b) => b,
             None => self.block_number().await?,
         };
-        let output = self.call_tx(tx, Some(block), None).await?;
-        let gas = self.estimate_gas(tx, Some(block)).await?;
+        let output = self.call_tx(tx, Some(block), overrides.clone()).await?;
+        let gas = self.estimate_gas(tx, Some(block), overrides).await?;
         Ok(Simulation { output, gas, block })
     }
 

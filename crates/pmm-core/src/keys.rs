@@ -116,6 +116,8 @@ mod tests {
             serde_json::from_str::<BreakerState>(r#"{"tripped":false,"reason":"","ts":1,"x":1}"#)
                 .is_err()
         );
-        assert!(serde_json::from_str::<BreakerState>(r#"{"tripped":"no","reason":"","ts":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<BreakerState>(r#"{"tripped":"no","reason":"","ts":1}"#).is_err()
+        );
     }
 }

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use common::{FakeServer, TestProxy, config, metric, post as post_json, read_sse, upstream};
 use pmm_inference::KindSetting;
 use serde_json::{Value, json};
@@ -75,9 +76,9 @@ async fn stalled_stream_ends_with_idle_timeout_error_event() {
             .route(
                 "/v1/chat/completions",
                 post(|| async {
-                    let first = futures::stream::once(async {
-                        Ok::<_, std::io::Error>(chunk("Hel").into_bytes())
-                    });
+                    let first = futures::stream::iter([Ok::<_, std::io::Error>(
+                        chunk("Hel").into_bytes(),
+                    )]);
                     sse(Body::from_stream(first.chain(futures::stream::pending())))
                 }),
             ),

@@ -140,14 +140,21 @@ async fn client_disconnect_while_waiting_for_a_full_answer_stops_generation() {
     )]))
     .await;
     let client = reqwest::Client::new();
-    let request = {
-        let client = client.clone();
-        let url = format!("{}/v1/chat/completions", proxy.base);
-        tokio::spawn(async move { post(&client, url, &long_generation(false)).await })
-    };
+    // A raw socket, so that "the client went away" is an unambiguous close of the connection.
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect to proxy");
+    let body = long_generation(false).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, request.as_bytes())
+        .await
+        .expect("send request");
     wait_slots(&llama, &client, true, Duration::from_secs(30)).await;
-    request.abort();
-    let _ = request.await;
+    drop(socket);
     wait_slots(&llama, &client, false, Duration::from_secs(15)).await;
 }
 

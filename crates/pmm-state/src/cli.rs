@@ -161,7 +161,9 @@ mod tests {
         ]);
         assert!(matches!(
             cli.map(|c| c.command),
-            Ok(Command::Migrate { lock_timeout_secs: 5 })
+            Ok(Command::Migrate {
+                lock_timeout_secs: 5
+            })
         ));
         assert!(Cli::try_parse_from(["pmm-state", "migrate", "--lock-timeout-secs", "0"]).is_err());
     }

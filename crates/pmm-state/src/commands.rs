@@ -60,7 +60,10 @@ async fn migrate(cli: &Cli, lock_timeout_secs: u64) -> Result<u8, CommandError> 
         .schema_version
         .map_or_else(|| "none".to_owned(), |v| v.to_string());
     if report.applied.is_empty() {
-        println!("schema up to date at version {version} ({} migrations)", set.source());
+        println!(
+            "schema up to date at version {version} ({} migrations)",
+            set.source()
+        );
     } else {
         println!(
             "schema now at version {version} ({} applied from {})",
@@ -74,7 +77,12 @@ async fn migrate(cli: &Cli, lock_timeout_secs: u64) -> Result<u8, CommandError> 
 
 fn describe(m: &MigrationInfo) -> String {
     match m.applied_on {
-        Some(at) => format!("{:<40} applied {}  checksum {}", m.file(), at.to_rfc3339(), m.checksum),
+        Some(at) => format!(
+            "{:<40} applied {}  checksum {}",
+            m.file(),
+            at.to_rfc3339(),
+            m.checksum
+        ),
         None => format!("{:<40} pending", m.file()),
     }
 }

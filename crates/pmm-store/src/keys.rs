@@ -11,7 +11,10 @@ pub fn breaker(namespace: &str, chain_id: u64, pool: &str) -> String {
 
 /// Cooldown of one pool: `cooldown:<chain>:<pool>`, the next allowed unix time in seconds.
 pub fn cooldown(namespace: &str, chain_id: u64, pool: &str) -> String {
-    format!("{namespace}cooldown:{chain_id}:{}", pool.to_ascii_lowercase())
+    format!(
+        "{namespace}cooldown:{chain_id}:{}",
+        pool.to_ascii_lowercase()
+    )
 }
 
 /// Notional used in one daily window: `cap:<scope>:<YYYY-MM-DD>`, an integer.

@@ -59,7 +59,7 @@ impl PgStore {
             .query_opt(
                 "INSERT INTO worker_leases AS l \
                  (name, holder, fence, acquired_at, renewed_at, expires_at) \
-                 VALUES ($1, $2, 1, now(), now(), now() + $3 * interval '1 millisecond') \
+                 VALUES ($1, $2, 1, now(), now(), now() + $3::bigint * interval '1 millisecond') \
                  ON CONFLICT (name) DO UPDATE SET \
                    holder = EXCLUDED.holder, \
                    fence = CASE WHEN l.holder = EXCLUDED.holder THEN l.fence ELSE l.fence + 1 END, \
@@ -86,7 +86,7 @@ impl PgStore {
             .await?
             .query_opt(
                 "UPDATE worker_leases SET renewed_at = now(), \
-                 expires_at = now() + $4 * interval '1 millisecond' \
+                 expires_at = now() + $4::bigint * interval '1 millisecond' \
                  WHERE name = $1 AND holder = $2 AND fence = $3 \
                  RETURNING name, holder, fence, expires_at",
                 &[&lease.name, &lease.holder, &fence, &ttl],

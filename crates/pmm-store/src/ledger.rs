@@ -64,7 +64,11 @@ fn parse_amount(location: &str, raw: &str) -> Result<u128> {
     })
 }
 
-async fn usage_of<C: GenericClient>(client: &C, scope: &str, day: NaiveDate) -> Result<WindowUsage> {
+async fn usage_of<C: GenericClient>(
+    client: &C,
+    scope: &str,
+    day: NaiveDate,
+) -> Result<WindowUsage> {
     let row = client
         .query_opt(
             "SELECT reserved::text, committed::text FROM notional_windows \
@@ -103,6 +107,15 @@ impl PgStore {
         let cap = r.cap.to_string();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM notional_ledger WHERE reservation_id = $1 AND kind = 'reserve'",
+                &[&r.id],
+            )
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::DuplicateReservation(r.id));
+        }
         tx.execute(
             "INSERT INTO notional_windows (scope, window_day) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",

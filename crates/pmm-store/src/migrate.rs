@@ -55,7 +55,9 @@ pub enum MigrateError {
         reason: String,
     },
     /// An applied migration's file has changed since it was applied.
-    #[error("migration {file} was changed after it was applied (checksum differs); refusing to migrate")]
+    #[error(
+        "migration {file} was changed after it was applied (checksum differs); refusing to migrate"
+    )]
     Changed {
         /// File name, e.g. `V1__tool_calls.sql`.
         file: String,
@@ -67,7 +69,9 @@ pub enum MigrateError {
         file: String,
     },
     /// A migration file has a version below the newest applied one but was never applied.
-    #[error("migration {file} is older than the applied schema but was never applied; refusing to migrate")]
+    #[error(
+        "migration {file} is older than the applied schema but was never applied; refusing to migrate"
+    )]
     OutOfOrder {
         /// File name of the unapplied migration.
         file: String,
@@ -121,9 +125,9 @@ impl MigrationInfo {
             version: m.version(),
             name: m.name().to_owned(),
             checksum: m.checksum(),
-            applied_on: m.applied_on().and_then(|t| {
-                chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
-            }),
+            applied_on: m
+                .applied_on()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())),
         }
     }
 }
@@ -340,10 +344,7 @@ impl Migrator {
     async fn applied(&mut self, set: &MigrationSet) -> Result<Vec<MigrationInfo>, MigrateError> {
         let exists: bool = self
             .client
-            .query_one(
-                "SELECT to_regclass($1) IS NOT NULL",
-                &[&HISTORY_TABLE],
-            )
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
             .await?
             .get(0);
         if !exists {

@@ -20,7 +20,9 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("endpoint", &self.endpoint).finish()
+        f.debug_struct("PgStore")
+            .field("endpoint", &self.endpoint)
+            .finish()
     }
 }
 

@@ -218,7 +218,10 @@ impl RedisStore {
     /// Server version and persistence settings from `INFO`.
     pub async fn server_info(&self) -> Result<RedisInfo> {
         let mut conn = self.conn().await?;
-        let server: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
+        let server: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
         let persistence: String = redis::cmd("INFO")
             .arg("persistence")
             .query_async(&mut conn)

@@ -86,8 +86,7 @@ impl ToolCall {
     }
 }
 
-const COLUMNS: &str =
-    "id, called_at, caller, tool, params, result, error, verdict, matched_rule, latency_ms, trace_id";
+const COLUMNS: &str = "id, called_at, caller, tool, params, result, error, verdict, matched_rule, latency_ms, trace_id";
 
 impl PgStore {
     /// Writes one tool call. Prefer [`PgStore::insert_tool_calls`] on hot paths.

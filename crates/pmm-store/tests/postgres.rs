@@ -58,15 +58,27 @@ async fn fresh_migrate_applies_everything_and_a_second_run_is_a_no_op() {
     let db = TestDb::create().await.expect("test database");
     let set = MigrationSet::embedded().expect("embedded");
     let files: Vec<String> = set.migrations().iter().map(|m| m.file()).collect();
-    assert_eq!(files.first().map(String::as_str), Some("V1__tool_calls.sql"));
+    assert_eq!(
+        files.first().map(String::as_str),
+        Some("V1__tool_calls.sql")
+    );
 
     let mut migrator = Migrator::connect(db.url()).await.expect("connect");
-    let first = migrator.migrate(&set, LOCK_TIMEOUT).await.expect("first run");
+    let first = migrator
+        .migrate(&set, LOCK_TIMEOUT)
+        .await
+        .expect("first run");
     let applied: Vec<String> = first.applied.iter().map(|m| m.file()).collect();
     assert_eq!(applied, files);
-    assert_eq!(first.schema_version, set.migrations().last().map(|m| m.version));
+    assert_eq!(
+        first.schema_version,
+        set.migrations().last().map(|m| m.version)
+    );
 
-    let second = migrator.migrate(&set, LOCK_TIMEOUT).await.expect("second run");
+    let second = migrator
+        .migrate(&set, LOCK_TIMEOUT)
+        .await
+        .expect("second run");
     assert!(second.applied.is_empty());
     assert_eq!(second.schema_version, first.schema_version);
 
@@ -89,8 +101,11 @@ async fn a_changed_applied_migration_is_refused_by_file_name() {
 
     let path = dir.file("V2__agent_decisions.sql");
     let sql = std::fs::read_to_string(&path).expect("read");
-    std::fs::write(&path, sql.replace("error                   TEXT", "error TEXT NOT NULL"))
-        .expect("write");
+    std::fs::write(
+        &path,
+        sql.replace("error                   TEXT", "error TEXT NOT NULL"),
+    )
+    .expect("write");
     let edited = MigrationSet::from_dir(&dir.0).expect("load edited");
     let err = migrator.migrate(&edited, LOCK_TIMEOUT).await.unwrap_err();
     assert!(
@@ -138,7 +153,10 @@ async fn crlf_line_endings_do_not_change_checksums() {
         std::fs::write(&path, sql.replace('\n', "\r\n")).expect("write");
     }
     let crlf = MigrationSet::from_dir(&dir.0).expect("load");
-    let report = migrator.migrate(&crlf, LOCK_TIMEOUT).await.expect("no drift");
+    let report = migrator
+        .migrate(&crlf, LOCK_TIMEOUT)
+        .await
+        .expect("no drift");
     assert!(report.applied.is_empty());
 }
 
@@ -160,7 +178,14 @@ async fn migrate_gives_up_when_the_lock_is_held_past_the_timeout() {
         .await
         .unwrap_err();
     assert!(matches!(err, MigrateError::LockTimeout(_)), "{err}");
-    assert!(migrator.status(&set).await.expect("status").applied.is_empty());
+    assert!(
+        migrator
+            .status(&set)
+            .await
+            .expect("status")
+            .applied
+            .is_empty()
+    );
     drop(holder);
     conn_task.abort();
 }
@@ -182,7 +207,10 @@ async fn a_bad_url_and_a_refused_connection_are_clear_errors() {
     );
     let store = PgStore::connect("postgres://postgres:secret@127.0.0.1:1/x", 1).expect("lazy");
     let err = store.ping().await.unwrap_err();
-    assert!(matches!(err, StoreError::PostgresUnavailable { .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::PostgresUnavailable { .. }),
+        "{err}"
+    );
     assert!(!err.to_string().contains("secret"));
 }
 
@@ -191,7 +219,12 @@ fn tool_call(i: u32, trace: &str) -> ToolCall {
         id: Uuid::new_v4(),
         called_at: Utc.timestamp_opt(1_800_000_000 + i64::from(i), 0).unwrap(),
         caller: "agent-1".into(),
-        tool: if i % 2 == 0 { "dodo.get_pool_state" } else { "dodo.risk_check" }.into(),
+        tool: if i.is_multiple_of(2) {
+            "dodo.get_pool_state"
+        } else {
+            "dodo.risk_check"
+        }
+        .into(),
         params: json!({"pool": "0xabc", "i": i}),
         outcome: if i % 5 == 4 {
             ToolOutcome::Err(format!("boom {i}"))
@@ -211,11 +244,17 @@ async fn tool_calls_are_written_single_and_batched_and_read_back() {
     let single = tool_call(0, "trace-a");
     store.insert_tool_call(&single).await.expect("insert one");
     let batch: Vec<ToolCall> = (1..=12_000).map(|i| tool_call(i, "trace-b")).collect();
-    assert_eq!(store.insert_tool_calls(&batch).await.expect("batch"), 12_000);
+    assert_eq!(
+        store.insert_tool_calls(&batch).await.expect("batch"),
+        12_000
+    );
     assert_eq!(store.insert_tool_calls(&[]).await.expect("empty"), 0);
     assert_eq!(store.count_tool_calls().await.expect("count"), 12_001);
 
-    assert_eq!(store.tool_calls_by_trace("trace-a").await.expect("a"), vec![single]);
+    assert_eq!(
+        store.tool_calls_by_trace("trace-a").await.expect("a"),
+        vec![single]
+    );
     let b = store.tool_calls_by_trace("trace-b").await.expect("b");
     assert_eq!(b.len(), 12_000);
     assert_eq!(b[0], batch[0]);
@@ -230,7 +269,13 @@ async fn tool_calls_are_written_single_and_batched_and_read_back() {
     // A batch with one bad row writes nothing.
     let dup = vec![tool_call(1, "trace-c"), batch[0].clone()];
     assert!(store.insert_tool_calls(&dup).await.is_err());
-    assert!(store.tool_calls_by_trace("trace-c").await.expect("c").is_empty());
+    assert!(
+        store
+            .tool_calls_by_trace("trace-c")
+            .await
+            .expect("c")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -254,7 +299,11 @@ async fn audit_tables_refuse_update_delete_and_truncate() {
     ] {
         let err = client.batch_execute(sql).await.expect_err(sql);
         let db_err = err.as_db_error().expect("server error");
-        assert_eq!(db_err.code(), &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE, "{sql}");
+        assert_eq!(
+            db_err.code(),
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "{sql}"
+        );
         assert!(db_err.message().contains("append-only"), "{sql}");
     }
     assert_eq!(store.count_tool_calls().await.expect("count"), 1);
@@ -292,7 +341,10 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
     };
     store.insert_decision(&decision).await.expect("decision");
     assert_eq!(
-        store.recent_decisions(31337, "0xpool", 10).await.expect("recent"),
+        store
+            .recent_decisions(31337, "0xpool", 10)
+            .await
+            .expect("recent"),
         vec![decision.clone()]
     );
     let window = store
@@ -311,16 +363,33 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
         state: json!({"i": "1"}),
     };
     assert!(store.insert_snapshot(&snap).await.expect("snapshot"));
-    assert!(!store.insert_snapshot(&snap).await.expect("retry is a no-op"));
+    assert!(
+        !store
+            .insert_snapshot(&snap)
+            .await
+            .expect("retry is a no-op")
+    );
     let newer = PoolSnapshot {
         block_number: 8,
         state_hash: "0xstate8".into(),
         ..snap.clone()
     };
     assert!(store.insert_snapshot(&newer).await.expect("newer"));
-    assert_eq!(store.latest_snapshot(31337, "0xpool").await.expect("latest"), Some(newer));
-    assert_eq!(store.snapshot_by_hash("0xstate").await.expect("by hash"), Some(snap));
-    assert_eq!(store.latest_snapshot(1, "0xpool").await.expect("none"), None);
+    assert_eq!(
+        store
+            .latest_snapshot(31337, "0xpool")
+            .await
+            .expect("latest"),
+        Some(newer)
+    );
+    assert_eq!(
+        store.snapshot_by_hash("0xstate").await.expect("by hash"),
+        Some(snap)
+    );
+    assert_eq!(
+        store.latest_snapshot(1, "0xpool").await.expect("none"),
+        None
+    );
 
     let trip = PolicyEvent {
         occurred_at: at,
@@ -343,7 +412,10 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
     store.insert_policy_event(&trip).await.expect("trip");
     store.insert_policy_event(&pause).await.expect("pause");
     assert_eq!(
-        store.recent_policy_events(31337, "0xpool", 10).await.expect("events"),
+        store
+            .recent_policy_events(31337, "0xpool", 10)
+            .await
+            .expect("events"),
         vec![pause, trip]
     );
 }
@@ -391,11 +463,24 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
     ));
 
     let c = reservation("global", 40 * big, 100 * big);
-    assert!(matches!(store.reserve_notional(&c).await, Ok(ReserveOutcome::Reserved(_))));
+    assert!(matches!(
+        store.reserve_notional(&c).await,
+        Ok(ReserveOutcome::Reserved(_))
+    ));
     let usage = store.commit_notional(c.id).await.expect("commit");
     assert_eq!((usage.reserved, usage.committed), (0, 40 * big));
-    assert_eq!(store.notional_usage("global", day).await.expect("usage"), usage);
-    assert_eq!(store.notional_usage("other", day).await.expect("empty").used(), 0);
+    assert_eq!(
+        store.notional_usage("global", day).await.expect("usage"),
+        usage
+    );
+    assert_eq!(
+        store
+            .notional_usage("other", day)
+            .await
+            .expect("empty")
+            .used(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -415,7 +500,14 @@ async fn concurrent_reservations_never_exceed_the_cap() {
     }
     assert_eq!(granted, 10);
     let day = Utc.timestamp_opt(1_800_000_000, 0).unwrap().date_naive();
-    assert_eq!(store.notional_usage("pool", day).await.expect("usage").reserved, 100);
+    assert_eq!(
+        store
+            .notional_usage("pool", day)
+            .await
+            .expect("usage")
+            .reserved,
+        100
+    );
 }
 
 fn tx_record(key: &str, status: TxStatus) -> TxRecord {
@@ -437,7 +529,8 @@ fn tx_record(key: &str, status: TxStatus) -> TxRecord {
 async fn transactions_upsert_by_idempotency_key_and_only_move_forward() {
     let (_db, store) = migrated().await;
     let pending = tx_record("k1", TxStatus::Pending);
-    let TxUpsert::Inserted(first) = store.upsert_transaction(&pending).await.expect("insert") else {
+    let TxUpsert::Inserted(first) = store.upsert_transaction(&pending).await.expect("insert")
+    else {
         panic!("first write inserts");
     };
     let sent = TxRecord {
@@ -473,7 +566,13 @@ async fn transactions_upsert_by_idempotency_key_and_only_move_forward() {
         store.upsert_transaction(&failed).await.expect("final"),
         TxUpsert::Unchanged(t) if t.record.status == TxStatus::Confirmed
     ));
-    assert!(store.open_transactions(31337).await.expect("open").is_empty());
+    assert!(
+        store
+            .open_transactions(31337)
+            .await
+            .expect("open")
+            .is_empty()
+    );
 
     let other_intent = TxRecord {
         intent: json!({"action": "remove_liquidity"}),
@@ -484,7 +583,11 @@ async fn transactions_upsert_by_idempotency_key_and_only_move_forward() {
         Err(StoreError::IdempotencyConflict(k)) if k == "k1"
     ));
     assert_eq!(
-        store.transaction_by_key("k1").await.expect("get").map(|t| t.record.status),
+        store
+            .transaction_by_key("k1")
+            .await
+            .expect("get")
+            .map(|t| t.record.status),
         Some(TxStatus::Confirmed)
     );
     assert_eq!(store.transaction_by_key("nope").await.expect("none"), None);
@@ -500,7 +603,13 @@ async fn leases_have_one_holder_and_fence_changes_of_holder() {
         .expect("acquire")
         .expect("free lease");
     assert_eq!(a.fence, 1);
-    assert_eq!(store.acquire_lease("agent:1", "host-b", ttl).await.expect("busy"), None);
+    assert_eq!(
+        store
+            .acquire_lease("agent:1", "host-b", ttl)
+            .await
+            .expect("busy"),
+        None
+    );
     let renewed = store.renew_lease(&a, ttl).await.expect("renew");
     assert_eq!(renewed.fence, 1);
     assert!(renewed.expires_at >= a.expires_at);

@@ -11,6 +11,9 @@ use crate::error::{Result, TestkitError};
 /// Environment variable naming the anvil binary to run, checked before PATH.
 pub const ANVIL_ENV: &str = "PMM_ANVIL";
 
+/// Number of funded dev accounts anvil is started with.
+pub const DEV_ACCOUNTS: usize = 10;
+
 /// Chain id the devnet is started with.
 pub const CHAIN_ID: u64 = 31337;
 
@@ -52,7 +55,9 @@ pub fn locate_anvil() -> Result<PathBuf> {
         return Ok(bundled);
     }
     searched.push(bundled.display().to_string());
-    Err(TestkitError::AnvilNotFound { searched: searched.join(", ") })
+    Err(TestkitError::AnvilNotFound {
+        searched: searched.join(", "),
+    })
 }
 
 /// What anvil printed before it became ready.
@@ -75,16 +80,26 @@ impl AnvilProcess {
     pub fn spawn(binary: &Path, port: u16, timeout: Duration) -> Result<Self> {
         let mut child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--chain-id", &CHAIN_ID.to_string(), "--accounts", "10"])
+            .args([
+                "--chain-id",
+                &CHAIN_ID.to_string(),
+                "--accounts",
+                &DEV_ACCOUNTS.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| TestkitError::AnvilSpawn { path: binary.to_path_buf(), source })?;
+            .map_err(|source| TestkitError::AnvilSpawn {
+                path: binary.to_path_buf(),
+                source,
+            })?;
 
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             stop(&mut child);
-            return Err(TestkitError::AnvilNotReady("stdout/stderr not captured".into()));
+            return Err(TestkitError::AnvilNotReady(
+                "stdout/stderr not captured".into(),
+            ));
         };
         let (tx, rx) = mpsc::channel();
         // The reader keeps draining stdout after readiness: anvil logs every RPC call, and a
@@ -94,18 +109,31 @@ impl AnvilProcess {
         match rx.recv_timeout(timeout) {
             Ok(banner) => {
                 // stderr is only read on failure; drain it too so anvil never blocks on it.
-                std::thread::spawn(move || std::io::copy(&mut BufReader::new(stderr), &mut std::io::sink()));
-                Ok(Self { child, port: banner.port, private_keys: banner.private_keys })
+                std::thread::spawn(move || {
+                    std::io::copy(&mut BufReader::new(stderr), &mut std::io::sink())
+                });
+                Ok(Self {
+                    child,
+                    port: banner.port,
+                    private_keys: banner.private_keys,
+                })
             }
             Err(e) => {
                 stop(&mut child);
                 let mut err = String::new();
                 let _ = BufReader::new(stderr).take(4096).read_to_string(&mut err);
                 let why = match e {
-                    mpsc::RecvTimeoutError::Timeout => format!("no listening address within {timeout:?}"),
-                    mpsc::RecvTimeoutError::Disconnected => "anvil exited before listening".to_string(),
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("no listening address within {timeout:?}")
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        "anvil exited before listening".to_string()
+                    }
                 };
-                Err(TestkitError::AnvilNotReady(format!("{why}; stderr: {}", err.trim())))
+                Err(TestkitError::AnvilNotReady(format!(
+                    "{why}; stderr: {}",
+                    err.trim()
+                )))
             }
         }
     }
@@ -157,7 +185,13 @@ fn read_banner(stdout: impl Read, tx: &mpsc::Sender<Banner>) {
             }
         }
         if let Some(port) = parse_listening(line) {
-            if tx.send(Banner { port, private_keys: keys }).is_err() {
+            if tx
+                .send(Banner {
+                    port,
+                    private_keys: keys,
+                })
+                .is_err()
+            {
                 return;
             }
             break;

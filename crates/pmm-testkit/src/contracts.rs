@@ -6,47 +6,91 @@
 
 /// ERC20 with open mint and settable decimals.
 pub mod test_erc20 {
-    alloy::sol!(#[sol(rpc)] TestERC20, "../../tests/fixtures/artifacts/TestERC20.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        TestERC20,
+        "../../tests/fixtures/artifacts/TestERC20.json"
+    );
 }
 /// Per-trader maintainer fee rate model.
 pub mod fee_rate_model {
-    alloy::sol!(#[sol(rpc)] FeeRateModel, "../../tests/fixtures/artifacts/FeeRateModel.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        FeeRateModel,
+        "../../tests/fixtures/artifacts/FeeRateModel.json"
+    );
 }
 /// DVM-like pool ("DVM 1.0.2").
 pub mod dvm {
-    alloy::sol!(#[sol(rpc)] DVM, "../../tests/fixtures/artifacts/DVM.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DVM,
+        "../../tests/fixtures/artifacts/DVM.json"
+    );
 }
 /// DSP-like pool ("DSP 1.0.1").
 pub mod dsp {
-    alloy::sol!(#[sol(rpc)] DSP, "../../tests/fixtures/artifacts/DSP.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DSP,
+        "../../tests/fixtures/artifacts/DSP.json"
+    );
 }
 /// GSP-like pool ("GSP 1.0.1"), DSP behaviour.
 pub mod gsp {
-    alloy::sol!(#[sol(rpc)] GSP, "../../tests/fixtures/artifacts/GSP.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        GSP,
+        "../../tests/fixtures/artifacts/GSP.json"
+    );
 }
 /// DPP-like private pool ("DPP 1.0.0").
 pub mod dpp {
-    alloy::sol!(#[sol(rpc)] DPP, "../../tests/fixtures/artifacts/DPP.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DPP,
+        "../../tests/fixtures/artifacts/DPP.json"
+    );
 }
 /// DPP with an oracle guide price ("DPP Oracle 1.1.0").
 pub mod dpp_oracle {
-    alloy::sol!(#[sol(rpc)] DPPOracle, "../../tests/fixtures/artifacts/DPPOracle.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DPPOracle,
+        "../../tests/fixtures/artifacts/DPPOracle.json"
+    );
 }
 /// V1-like classic pool (version() = 101).
 pub mod v1_pool {
-    alloy::sol!(#[sol(rpc)] V1Pool, "../../tests/fixtures/artifacts/V1Pool.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        V1Pool,
+        "../../tests/fixtures/artifacts/V1Pool.json"
+    );
 }
 /// Chainlink-style aggregator with setters.
 pub mod chainlink_feed {
-    alloy::sol!(#[sol(rpc)] ChainlinkFeed, "../../tests/fixtures/artifacts/ChainlinkFeed.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        ChainlinkFeed,
+        "../../tests/fixtures/artifacts/ChainlinkFeed.json"
+    );
 }
 /// Settable guide-price oracle for DPPOracle and V1Pool.
 pub mod price_oracle {
-    alloy::sol!(#[sol(rpc)] PriceOracle, "../../tests/fixtures/artifacts/PriceOracle.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        PriceOracle,
+        "../../tests/fixtures/artifacts/PriceOracle.json"
+    );
 }
 /// Stateless PMM math window for differential tests.
 pub mod pmm_probe {
-    alloy::sol!(#[sol(rpc)] PMMProbe, "../../tests/fixtures/artifacts/PMMProbe.json");
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        PMMProbe,
+        "../../tests/fixtures/artifacts/PMMProbe.json"
+    );
 }
 
 pub use chainlink_feed::ChainlinkFeed;

@@ -133,7 +133,10 @@ impl Drop for TestDb {
         .join();
         match dropped {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("pmm-testkit: could not drop test database {}: {e}", self.name),
+            Ok(Err(e)) => eprintln!(
+                "pmm-testkit: could not drop test database {}: {e}",
+                self.name
+            ),
             Err(_) => eprintln!("pmm-testkit: dropping test database {} panicked", self.name),
         }
     }
@@ -175,9 +178,9 @@ impl TestRedis {
     /// Keys currently under the namespace (sorted), for assertions.
     pub fn keys(&self) -> Result<Vec<String>, redis::RedisError> {
         let mut conn = self.connect()?;
-        let mut keys: Vec<String> = redis::Cmd::scan_match(format!("{}*", self.namespace))
-            .iter(&mut conn)?
-            .collect::<Result<_, _>>()?;
+        let mut keys: Vec<String> =
+            redis::Commands::scan_match::<_, String>(&mut conn, format!("{}*", self.namespace))?
+                .collect::<Result<_, _>>()?;
         keys.sort();
         Ok(keys)
     }
@@ -200,7 +203,10 @@ impl Drop for TestRedis {
     fn drop(&mut self) {
         // The sync client needs no runtime, so this works in and out of async code.
         if let Err(e) = self.delete_all() {
-            eprintln!("pmm-testkit: could not clear Redis namespace {}: {e}", self.namespace);
+            eprintln!(
+                "pmm-testkit: could not clear Redis namespace {}: {e}",
+                self.namespace
+            );
         }
     }
 }

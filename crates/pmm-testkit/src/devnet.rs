@@ -11,9 +11,10 @@ use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use serde::Serialize;
 
-use crate::anvil::{AnvilProcess, CHAIN_ID, locate_anvil};
+use crate::anvil::{AnvilProcess, CHAIN_ID, DEV_ACCOUNTS, locate_anvil};
 use crate::contracts::{
-    ChainlinkFeed, DPP, DPPOracle, DSP, DVM, FeeRateModel, GSP, PMMProbe, PriceOracle, TestERC20, V1Pool,
+    ChainlinkFeed, DPP, DPPOracle, DSP, DVM, FeeRateModel, GSP, PMMProbe, PriceOracle, TestERC20,
+    V1Pool,
 };
 use crate::error::{Result, TestkitError};
 
@@ -40,7 +41,11 @@ pub struct DevnetOptions {
 
 impl Default for DevnetOptions {
     fn default() -> Self {
-        Self { port: 0, anvil: None, ready_timeout: Duration::from_secs(30) }
+        Self {
+            port: 0,
+            anvil: None,
+            ready_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -104,16 +109,28 @@ impl PoolParams {
     fn validate(&self) -> Result<()> {
         let one = U256::from(ONE);
         if self.i.is_zero() || self.i > one * one {
-            return Err(TestkitError::InvalidParam { field: "i", reason: "must be in (0, 1e36]" });
+            return Err(TestkitError::InvalidParam {
+                field: "i",
+                reason: "must be in (0, 1e36]",
+            });
         }
         if self.k > one {
-            return Err(TestkitError::InvalidParam { field: "k", reason: "must be <= 1e18" });
+            return Err(TestkitError::InvalidParam {
+                field: "k",
+                reason: "must be <= 1e18",
+            });
         }
         if self.lp_fee_rate > one {
-            return Err(TestkitError::InvalidParam { field: "lp_fee_rate", reason: "must be <= 1e18" });
+            return Err(TestkitError::InvalidParam {
+                field: "lp_fee_rate",
+                reason: "must be <= 1e18",
+            });
         }
         if self.base == self.quote {
-            return Err(TestkitError::InvalidParam { field: "quote", reason: "must differ from base" });
+            return Err(TestkitError::InvalidParam {
+                field: "quote",
+                reason: "must differ from base",
+            });
         }
         Ok(())
     }
@@ -146,19 +163,38 @@ impl Devnet {
         let mut accounts = Vec::with_capacity(anvil.private_keys().len());
         let mut wallet: Option<EthereumWallet> = None;
         for key in anvil.private_keys() {
-            let signer: PrivateKeySigner = key.parse().map_err(|_| TestkitError::BadDevKey(short(key)))?;
-            accounts.push(DevAccount { address: signer.address(), private_key: key.clone() });
+            let signer: PrivateKeySigner = key
+                .parse()
+                .map_err(|_| TestkitError::BadDevKey(short(key)))?;
+            accounts.push(DevAccount {
+                address: signer.address(),
+                private_key: key.clone(),
+            });
             match wallet.as_mut() {
                 Some(w) => w.register_signer(signer),
                 None => wallet = Some(EthereumWallet::new(signer)),
             }
         }
-        let Some(wallet) = wallet else {
-            return Err(TestkitError::AnvilNotReady("anvil printed no dev keys".into()));
+        // The deployer and maintainer roles index into the ten accounts anvil funds.
+        let (Some(wallet), DEV_ACCOUNTS) = (wallet, accounts.len()) else {
+            return Err(TestkitError::AnvilNotReady(format!(
+                "expected {DEV_ACCOUNTS} dev keys, anvil printed {}",
+                accounts.len()
+            )));
         };
-        let url = rpc_url.parse().map_err(|_| TestkitError::BadUrl(rpc_url.clone()))?;
-        let provider = ProviderBuilder::new().wallet(wallet).connect_http(url).erased();
-        Ok(Self { anvil, rpc_url, accounts, provider })
+        let url = rpc_url
+            .parse()
+            .map_err(|_| TestkitError::BadUrl(rpc_url.clone()))?;
+        let provider = ProviderBuilder::new()
+            .wallet(wallet)
+            .connect_http(url)
+            .erased();
+        Ok(Self {
+            anvil,
+            rpc_url,
+            accounts,
+            provider,
+        })
     }
 
     /// HTTP JSON-RPC endpoint on 127.0.0.1.
@@ -178,7 +214,10 @@ impl Devnet {
 
     /// Address of dev account `index`.
     pub fn account(&self, index: usize) -> Result<Address> {
-        self.accounts.get(index).map(|a| a.address).ok_or(TestkitError::NoSuchAccount(index))
+        self.accounts
+            .get(index)
+            .map(|a| a.address)
+            .ok_or(TestkitError::NoSuchAccount(index))
     }
 
     /// The account that deploys fixtures and owns private pools.
@@ -205,7 +244,12 @@ impl Devnet {
 
     /// Deploys a [`TestERC20`] named after its symbol.
     pub async fn deploy_token(&self, symbol: &str, decimals: u8) -> Result<Address> {
-        let b = TestERC20::deploy_builder(&self.provider, format!("Test {symbol}"), symbol.to_string(), decimals);
+        let b = TestERC20::deploy_builder(
+            &self.provider,
+            format!("Test {symbol}"),
+            symbol.to_string(),
+            decimals,
+        );
         deployed(&format!("TestERC20 {symbol}"), b).await
     }
 
@@ -214,7 +258,11 @@ impl Devnet {
         let model = deployed("FeeRateModel", FeeRateModel::deploy_builder(&self.provider)).await?;
         if !default_rate.is_zero() {
             let m = FeeRateModel::new(model, &self.provider);
-            confirm("FeeRateModel.setDefaultFeeRate", m.setDefaultFeeRate(default_rate)).await?;
+            confirm(
+                "FeeRateModel.setDefaultFeeRate",
+                m.setDefaultFeeRate(default_rate),
+            )
+            .await?;
         }
         Ok(model)
     }
@@ -225,7 +273,20 @@ impl Devnet {
         let model = self.deploy_fee_model(p.mt_fee_rate).await?;
         let pool = deployed("DVM", DVM::deploy_builder(&self.provider)).await?;
         let c = DVM::new(pool, &self.provider);
-        confirm("DVM.init", c.init(self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.i, p.k, false)).await?;
+        confirm(
+            "DVM.init",
+            c.init(
+                self.maintainer(),
+                p.base,
+                p.quote,
+                p.lp_fee_rate,
+                model,
+                p.i,
+                p.k,
+                false,
+            ),
+        )
+        .await?;
         Ok(pool)
     }
 
@@ -235,7 +296,20 @@ impl Devnet {
         let model = self.deploy_fee_model(p.mt_fee_rate).await?;
         let pool = deployed("DSP", DSP::deploy_builder(&self.provider)).await?;
         let c = DSP::new(pool, &self.provider);
-        confirm("DSP.init", c.init(self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.i, p.k, false)).await?;
+        confirm(
+            "DSP.init",
+            c.init(
+                self.maintainer(),
+                p.base,
+                p.quote,
+                p.lp_fee_rate,
+                model,
+                p.i,
+                p.k,
+                false,
+            ),
+        )
+        .await?;
         Ok(pool)
     }
 
@@ -245,7 +319,20 @@ impl Devnet {
         let model = self.deploy_fee_model(p.mt_fee_rate).await?;
         let pool = deployed("GSP", GSP::deploy_builder(&self.provider)).await?;
         let c = GSP::new(pool, &self.provider);
-        confirm("GSP.init", c.init(self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.i, p.k, false)).await?;
+        confirm(
+            "GSP.init",
+            c.init(
+                self.maintainer(),
+                p.base,
+                p.quote,
+                p.lp_fee_rate,
+                model,
+                p.i,
+                p.k,
+                false,
+            ),
+        )
+        .await?;
         Ok(pool)
     }
 
@@ -256,7 +343,17 @@ impl Devnet {
         let model = self.deploy_fee_model(p.mt_fee_rate).await?;
         let pool = deployed("DPP", DPP::deploy_builder(&self.provider)).await?;
         let c = DPP::new(pool, &self.provider);
-        let init = c.init(self.deployer(), self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.k, p.i, false);
+        let init = c.init(
+            self.deployer(),
+            self.maintainer(),
+            p.base,
+            p.quote,
+            p.lp_fee_rate,
+            model,
+            p.k,
+            p.i,
+            false,
+        );
         confirm("DPP.init", init).await?;
         Ok(pool)
     }
@@ -268,7 +365,17 @@ impl Devnet {
         let model = self.deploy_fee_model(p.mt_fee_rate).await?;
         let pool = deployed("DPPOracle", DPPOracle::deploy_builder(&self.provider)).await?;
         let c = DPPOracle::new(pool, &self.provider);
-        let init = c.init(self.deployer(), self.maintainer(), p.base, p.quote, p.lp_fee_rate, model, p.k, p.i, false);
+        let init = c.init(
+            self.deployer(),
+            self.maintainer(),
+            p.base,
+            p.quote,
+            p.lp_fee_rate,
+            model,
+            p.k,
+            p.i,
+            false,
+        );
         confirm("DPPOracle.init", init).await?;
         confirm("DPPOracle.setOracle", c.setOracle(oracle, true)).await?;
         Ok(pool)
@@ -276,12 +383,21 @@ impl Devnet {
 
     /// Deploys a [`PriceOracle`] answering `price` (1e18 fixed point, quote per base on raw units).
     pub async fn deploy_price_oracle(&self, price: U256) -> Result<Address> {
-        deployed("PriceOracle", PriceOracle::deploy_builder(&self.provider, price)).await
+        deployed(
+            "PriceOracle",
+            PriceOracle::deploy_builder(&self.provider, price),
+        )
+        .await
     }
 
     /// Deploys a Chainlink-style [`ChainlinkFeed`] with `decimals` and a first round at `answer`.
     pub async fn deploy_feed(&self, decimals: u8, answer: I256) -> Result<Address> {
-        let b = ChainlinkFeed::deploy_builder(&self.provider, decimals, answer, "TEST / USD".to_string());
+        let b = ChainlinkFeed::deploy_builder(
+            &self.provider,
+            decimals,
+            answer,
+            "TEST / USD".to_string(),
+        );
         deployed("ChainlinkFeed", b).await
     }
 
@@ -291,9 +407,18 @@ impl Devnet {
     }
 
     /// Deploys a V1-like pool priced by `oracle` (needs `getPrice()`, e.g. a [`PriceOracle`]).
-    pub async fn deploy_v1(&self, base: Address, quote: Address, oracle: Address, k: U256) -> Result<Address> {
+    pub async fn deploy_v1(
+        &self,
+        base: Address,
+        quote: Address,
+        oracle: Address,
+        k: U256,
+    ) -> Result<Address> {
         if k.is_zero() || k >= U256::from(ONE) {
-            return Err(TestkitError::InvalidParam { field: "k", reason: "V1 needs 0 < k < 1e18" });
+            return Err(TestkitError::InvalidParam {
+                field: "k",
+                reason: "V1 needs 0 < k < 1e18",
+            });
         }
         let lp = U256::from(ONE / 1000);
         let b = V1Pool::deploy_builder(&self.provider, base, quote, oracle, lp, U256::ZERO, k);
@@ -305,30 +430,57 @@ impl Devnet {
     /// Mints `amount` raw units of `token` to `to`.
     pub async fn mint(&self, token: Address, to: Address, amount: U256) -> Result<()> {
         let t = TestERC20::new(token, &self.provider);
-        confirm("TestERC20.mint", t.mint(to, amount)).await.map(drop)
+        confirm("TestERC20.mint", t.mint(to, amount))
+            .await
+            .map(drop)
     }
 
     /// Transfers `amount` of `token` from dev account `from` to `to`.
-    pub async fn transfer(&self, from: Address, token: Address, to: Address, amount: U256) -> Result<()> {
+    pub async fn transfer(
+        &self,
+        from: Address,
+        token: Address,
+        to: Address,
+        amount: U256,
+    ) -> Result<()> {
         let t = TestERC20::new(token, &self.provider);
-        confirm("TestERC20.transfer", t.transfer(to, amount).from(from)).await.map(drop)
+        confirm("TestERC20.transfer", t.transfer(to, amount).from(from))
+            .await
+            .map(drop)
     }
 
     /// Approves `spender` for `amount` of `token` on behalf of dev account `owner`.
-    pub async fn approve(&self, owner: Address, token: Address, spender: Address, amount: U256) -> Result<()> {
+    pub async fn approve(
+        &self,
+        owner: Address,
+        token: Address,
+        spender: Address,
+        amount: U256,
+    ) -> Result<()> {
         let t = TestERC20::new(token, &self.provider);
-        confirm("TestERC20.approve", t.approve(spender, amount).from(owner)).await.map(drop)
+        confirm("TestERC20.approve", t.approve(spender, amount).from(owner))
+            .await
+            .map(drop)
     }
 
     /// `token.balanceOf(owner)`.
     pub async fn balance_of(&self, token: Address, owner: Address) -> Result<U256> {
         let t = TestERC20::new(token, &self.provider);
-        t.balanceOf(owner).call().await.map_err(|source| contract_err("TestERC20.balanceOf", source))
+        t.balanceOf(owner)
+            .call()
+            .await
+            .map_err(|source| contract_err("TestERC20.balanceOf", source))
     }
 
     /// Sends `base_in` and `quote_in` from dev account `from` to a DVM/DSP/GSP pool and calls
     /// `buyShares(from)` as `from`. Works for all three: they share the buyShares ABI.
-    pub async fn buy_shares(&self, from: Address, pool: Address, base_in: U256, quote_in: U256) -> Result<()> {
+    pub async fn buy_shares(
+        &self,
+        from: Address,
+        pool: Address,
+        base_in: U256,
+        quote_in: U256,
+    ) -> Result<()> {
         let c = DVM::new(pool, &self.provider);
         let (base, quote) = self.pool_tokens(pool).await?;
         if !base_in.is_zero() {
@@ -337,23 +489,43 @@ impl Devnet {
         if !quote_in.is_zero() {
             self.transfer(from, quote, pool, quote_in).await?;
         }
-        confirm("buyShares", c.buyShares(from).from(from)).await.map(drop)
+        confirm("buyShares", c.buyShares(from).from(from))
+            .await
+            .map(drop)
     }
 
     /// Sends `amount` base from dev account `from` into any V2 fixture pool and calls
     /// `sellBase(from)` as `from`. Returns the receipt for event checks.
-    pub async fn sell_base(&self, from: Address, pool: Address, amount: U256) -> Result<TransactionReceipt> {
+    pub async fn sell_base(
+        &self,
+        from: Address,
+        pool: Address,
+        amount: U256,
+    ) -> Result<TransactionReceipt> {
         let (base, _) = self.pool_tokens(pool).await?;
         self.transfer(from, base, pool, amount).await?;
-        confirm("sellBase", DVM::new(pool, &self.provider).sellBase(from).from(from)).await
+        confirm(
+            "sellBase",
+            DVM::new(pool, &self.provider).sellBase(from).from(from),
+        )
+        .await
     }
 
     /// Sends `amount` quote from dev account `from` into any V2 fixture pool and calls
     /// `sellQuote(from)` as `from`.
-    pub async fn sell_quote(&self, from: Address, pool: Address, amount: U256) -> Result<TransactionReceipt> {
+    pub async fn sell_quote(
+        &self,
+        from: Address,
+        pool: Address,
+        amount: U256,
+    ) -> Result<TransactionReceipt> {
         let (_, quote) = self.pool_tokens(pool).await?;
         self.transfer(from, quote, pool, amount).await?;
-        confirm("sellQuote", DVM::new(pool, &self.provider).sellQuote(from).from(from)).await
+        confirm(
+            "sellQuote",
+            DVM::new(pool, &self.provider).sellQuote(from).from(from),
+        )
+        .await
     }
 
     /// Owner deposit into a DPP(-Oracle) pool: transfers both amounts from the deployer, then
@@ -364,10 +536,31 @@ impl Devnet {
         let owner = self.deployer();
         self.transfer(owner, base, pool, base_in).await?;
         self.transfer(owner, quote, pool, quote_in).await?;
-        let lp = c._LP_FEE_RATE_().call().await.map_err(|e| contract_err("DPP._LP_FEE_RATE_", e))?;
-        let i = c._I_().call().await.map_err(|e| contract_err("DPP._I_", e))?;
-        let k = c._K_().call().await.map_err(|e| contract_err("DPP._K_", e))?;
-        let reset = c.reset(owner, U256::from(lp), U256::from(i), U256::from(k), U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
+        let lp = c
+            ._LP_FEE_RATE_()
+            .call()
+            .await
+            .map_err(|e| contract_err("DPP._LP_FEE_RATE_", e))?;
+        let i = c
+            ._I_()
+            .call()
+            .await
+            .map_err(|e| contract_err("DPP._I_", e))?;
+        let k = c
+            ._K_()
+            .call()
+            .await
+            .map_err(|e| contract_err("DPP._K_", e))?;
+        let reset = c.reset(
+            owner,
+            U256::from(lp),
+            U256::from(i),
+            U256::from(k),
+            U256::ZERO,
+            U256::ZERO,
+            U256::ZERO,
+            U256::ZERO,
+        );
         confirm("DPP.reset", reset).await.map(drop)
     }
 
@@ -377,7 +570,10 @@ impl Devnet {
             .provider
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
-            .map_err(|source| TestkitError::Rpc { what: "eth_getBlockByNumber".into(), source })?;
+            .map_err(|source| TestkitError::Rpc {
+                what: "eth_getBlockByNumber".into(),
+                source: Box::new(source),
+            })?;
         block
             .map(|b| b.header.timestamp)
             .ok_or_else(|| TestkitError::AnvilNotReady("no latest block".into()))
@@ -385,14 +581,25 @@ impl Devnet {
 
     async fn pool_tokens(&self, pool: Address) -> Result<(Address, Address)> {
         let c = DVM::new(pool, &self.provider);
-        let base = c._BASE_TOKEN_().call().await.map_err(|e| contract_err("_BASE_TOKEN_", e))?;
-        let quote = c._QUOTE_TOKEN_().call().await.map_err(|e| contract_err("_QUOTE_TOKEN_", e))?;
+        let base = c
+            ._BASE_TOKEN_()
+            .call()
+            .await
+            .map_err(|e| contract_err("_BASE_TOKEN_", e))?;
+        let quote = c
+            ._QUOTE_TOKEN_()
+            .call()
+            .await
+            .map_err(|e| contract_err("_QUOTE_TOKEN_", e))?;
         Ok((base, quote))
     }
 }
 
 fn contract_err(what: &str, source: alloy::contract::Error) -> TestkitError {
-    TestkitError::Contract { what: what.to_string(), source }
+    TestkitError::Contract {
+        what: what.to_string(),
+        source: Box::new(source),
+    }
 }
 
 /// Sends a transaction through anvil's synchronous send and fails on a revert.
@@ -406,7 +613,10 @@ where
         .await
         .map_err(|source| contract_err(what, source))?;
     if !receipt.status() {
-        return Err(TestkitError::Reverted { what: what.to_string(), tx_hash: receipt.transaction_hash });
+        return Err(TestkitError::Reverted {
+            what: what.to_string(),
+            tx_hash: receipt.transaction_hash,
+        });
     }
     Ok(receipt)
 }
@@ -417,7 +627,9 @@ where
     D: CallDecoder,
 {
     let receipt = confirm(&format!("deploy {what}"), call).await?;
-    receipt.contract_address.ok_or_else(|| TestkitError::NoContractAddress(what.to_string()))
+    receipt
+        .contract_address
+        .ok_or_else(|| TestkitError::NoContractAddress(what.to_string()))
 }
 
 /// Enough of a key to recognise it in an error, never the whole secret.

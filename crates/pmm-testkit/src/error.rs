@@ -41,8 +41,8 @@ pub enum TestkitError {
     Contract {
         /// What was being done.
         what: String,
-        /// The underlying alloy error.
-        source: alloy::contract::Error,
+        /// The underlying alloy error (boxed: it is large and errors should stay cheap to move).
+        source: Box<alloy::contract::Error>,
     },
     /// A transaction was mined but reverted.
     #[error("transaction {what} reverted (tx {tx_hash})")]
@@ -61,7 +61,7 @@ pub enum TestkitError {
         /// What was being done.
         what: String,
         /// The transport error.
-        source: alloy::transports::TransportError,
+        source: Box<alloy::transports::TransportError>,
     },
     /// The RPC URL could not be parsed.
     #[error("bad rpc url: {0}")]

@@ -16,7 +16,11 @@ pub struct OracleConfig {
     /// Kind of feed.
     pub kind: OracleKind,
     /// Feed contract; required for `chainlink`, otherwise read from the pool (`_ORACLE_`, `_O_`).
-    #[serde(default, deserialize_with = "de::opt_address")]
+    #[serde(
+        default,
+        serialize_with = "crate::schema::addr::serialize_opt",
+        deserialize_with = "crate::schema::addr::deserialize_opt"
+    )]
     pub address: Option<Address>,
     /// Staleness bound for this feed (its heartbeat belongs to the feed); when set it replaces
     /// `limits.oracle_max_age_s`.
@@ -29,13 +33,13 @@ pub struct OracleConfig {
 #[serde(deny_unknown_fields)]
 pub struct PoolEntry {
     /// Pool contract.
-    #[serde(deserialize_with = "de::address")]
+    #[serde(with = "crate::schema::addr")]
     pub address: Address,
     /// Expected base token; the chain layer refuses a pool whose `_BASE_TOKEN_` differs.
-    #[serde(deserialize_with = "de::address")]
+    #[serde(with = "crate::schema::addr")]
     pub base_token: Address,
     /// Expected quote token.
-    #[serde(deserialize_with = "de::address")]
+    #[serde(with = "crate::schema::addr")]
     pub quote_token: Address,
     /// Profile name in `pool_profiles.json`.
     pub profile: String,
@@ -51,7 +55,10 @@ impl PoolEntry {
     /// The limits the policy applies: `limits` with `oracle.max_age_s` taking precedence.
     pub fn effective_limits(&self) -> Limits {
         Limits {
-            oracle_max_age_s: self.oracle.max_age_s.unwrap_or(self.limits.oracle_max_age_s),
+            oracle_max_age_s: self
+                .oracle
+                .max_age_s
+                .unwrap_or(self.limits.oracle_max_age_s),
             ..self.limits.clone()
         }
     }
@@ -97,10 +104,7 @@ impl Allowlist {
                 return Err(ConfigError::at(at("quote_token"), "same as base_token"));
             }
             let profile = profiles.get(&pool.profile).ok_or_else(|| {
-                ConfigError::at(
-                    at("profile"),
-                    format!("unknown profile {:?}", pool.profile),
-                )
+                ConfigError::at(at("profile"), format!("unknown profile {:?}", pool.profile))
             })?;
             if profile.pool_type != pool.pool_type {
                 return Err(ConfigError::at(
@@ -230,6 +234,25 @@ mod tests {
     }
 
     #[test]
+    fn committed_example_loads_and_round_trips() {
+        let a = Allowlist::from_json_str(
+            include_str!("../../../../config/allowlist.example.json"),
+            &profiles(),
+        )
+        .unwrap();
+        assert_eq!(a.pools.len(), 1);
+        let entry = &a.pools[0];
+        assert_eq!(entry.pool_type, PoolType::Dvm);
+        assert_eq!(entry.oracle.kind, OracleKind::Chainlink);
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(
+            json.contains("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+            "{json}"
+        );
+        assert_eq!(Allowlist::from_json_str(&json, &profiles()).unwrap(), a);
+    }
+
+    #[test]
     fn parses_a_pool_and_resolves_effective_limits() {
         let mut v = doc(vec![pool(A1)]);
         v["pools"][0]["oracle"]["max_age_s"] = json!(120);
@@ -240,7 +263,10 @@ mod tests {
         assert_eq!(entry.limits.oracle_max_age_s, 3600);
         assert_eq!(entry.effective_limits().oracle_max_age_s, 120);
         assert_eq!(entry.effective_limits().cooldown_s, 60);
-        assert!(a.pool(address!("00000000000000000000000000000000000000a2")).is_none());
+        assert!(
+            a.pool(address!("00000000000000000000000000000000000000a2"))
+                .is_none()
+        );
     }
 
     #[test]
@@ -294,7 +320,11 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("gas_cap_gwei");
-        assert!(err_of(&v).contains("missing field `gas_cap_gwei`"), "{}", err_of(&v));
+        assert!(
+            err_of(&v).contains("missing field `gas_cap_gwei`"),
+            "{}",
+            err_of(&v)
+        );
 
         v = doc(vec![pool(A1)]);
         v["chain"] = json!("Dev Net");
@@ -356,11 +386,9 @@ mod tests {
     fn syntax_errors_are_reported() {
         let err = Allowlist::from_json_str("{\"chain\": ", &profiles()).unwrap_err();
         assert!(err.message.contains("EOF"), "{err}");
-        let err = Allowlist::from_json_str(
-            "{\"chain\":\"devnet\",\"pools\":[]} trailing",
-            &profiles(),
-        )
-        .unwrap_err();
+        let err =
+            Allowlist::from_json_str("{\"chain\":\"devnet\",\"pools\":[]} trailing", &profiles())
+                .unwrap_err();
         assert!(err.message.contains("trailing"), "{err}");
     }
 }

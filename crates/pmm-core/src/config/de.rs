@@ -2,53 +2,12 @@
 //! `serde_path_to_error` they produce `pools[1].limits.cooldown_s: must be >= 0 (got -5)`.
 
 use std::fmt;
-use std::str::FromStr;
 
-use alloy_primitives::Address;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// Largest basis-point value: 100%.
 pub(crate) const MAX_BPS: u32 = 10_000;
-
-/// Parses a `0x` + 40 hex digit address. Mixed case must be a valid EIP-55 checksum, so a
-/// mistyped character in a checksummed address is caught instead of naming another account.
-pub(crate) fn parse_address(s: &str) -> Result<Address, String> {
-    let hex = s
-        .strip_prefix("0x")
-        .filter(|h| h.len() == 40 && h.chars().all(|c| c.is_ascii_hexdigit()))
-        .ok_or_else(|| {
-            format!(
-                "not a 20-byte hex address (expected 0x followed by 40 hex digits, got {:?})",
-                s.chars().take(50).collect::<String>()
-            )
-        })?;
-    let address = Address::from_str(s).map_err(|e| format!("not a 20-byte hex address: {e}"))?;
-    let mixed_case =
-        hex.chars().any(|c| c.is_ascii_lowercase()) && hex.chars().any(|c| c.is_ascii_uppercase());
-    if mixed_case {
-        let checksummed = address.to_checksum(None);
-        if checksummed != s {
-            return Err(format!(
-                "EIP-55 checksum mismatch for {s} (expected {checksummed}, or write it all lowercase)"
-            ));
-        }
-    }
-    Ok(address)
-}
-
-/// Deserializes an address string with [`parse_address`].
-pub(crate) fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_address(&s).map_err(de::Error::custom)
-}
-
-/// Deserializes an optional address string with [`parse_address`].
-pub(crate) fn opt_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Address>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|s| parse_address(&s).map_err(de::Error::custom))
-        .transpose()
-}
 
 /// Deserializes a JSON integer >= 0, naming the rule on failure.
 pub(crate) fn non_negative_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -94,22 +53,4 @@ pub(crate) fn bps<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         .ok()
         .filter(|b| *b <= MAX_BPS)
         .ok_or_else(|| de::Error::custom(format!("must be <= {MAX_BPS} bps (got {v})")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_lowercase_uppercase_and_checksummed() {
-        let lower = "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed";
-        let check = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
-        assert_eq!(parse_address(lower).unwrap(), parse_address(check).unwrap());
-        assert!(parse_address(&lower.to_uppercase().replace("0X", "0x")).is_ok());
-        let bad_checksum = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD";
-        assert!(parse_address(bad_checksum).unwrap_err().contains("checksum"));
-        for bad in ["", "0x", "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", "0x1234", "0xzz"] {
-            assert!(parse_address(bad).unwrap_err().contains("20-byte"), "{bad}");
-        }
-    }
 }

@@ -37,7 +37,11 @@ fn parse_json<T: DeserializeOwned>(s: &str) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_str(s);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "(root)".to_owned() } else { path };
+        let path = if path == "." {
+            "(root)".to_owned()
+        } else {
+            path
+        };
         ConfigError::at(path, e.into_inner().to_string())
     })?;
     de.end()

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 
 use super::{ConfigError, parse_json};
 use crate::schema::PoolType;
@@ -82,7 +82,7 @@ pub enum Purpose {
 
 impl Purpose {
     /// The snake_case name used in the JSON file.
-    pub fn as_str(self) -> String {
+    pub fn name(self) -> String {
         serde_json::to_value(self)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -222,6 +222,18 @@ impl fmt::Display for MethodSig {
     }
 }
 
+/// Reads the purpose keys as strings first, so an unknown purpose is reported by name.
+fn methods<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Purpose, MethodSig>, D::Error> {
+    BTreeMap::<String, MethodSig>::deserialize(d)?
+        .into_iter()
+        .map(|(key, sig)| {
+            serde_json::from_value::<Purpose>(serde_json::Value::String(key.clone()))
+                .map(|purpose| (purpose, sig))
+                .map_err(|_| de::Error::custom(format!("unknown purpose {key:?}")))
+        })
+        .collect()
+}
+
 /// One pool family's interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +243,7 @@ pub struct Profile {
     /// Exact `version()` strings (V1: the number in decimal) that select this profile.
     pub versions: Vec<String>,
     /// Method signature per purpose.
+    #[serde(deserialize_with = "methods")]
     pub methods: BTreeMap<Purpose, MethodSig>,
 }
 
@@ -304,7 +317,7 @@ impl PoolProfiles {
                         at(".methods"),
                         format!(
                             "missing \"{}\", required for pool_type {}",
-                            purpose.as_str(),
+                            purpose.name(),
                             profile.pool_type
                         ),
                     ));
@@ -360,7 +373,11 @@ mod tests {
             "pool_type": "dvm", "versions": ["DVM 1"], "methods": {"sate": "x()"}
         })))
         .unwrap_err();
-        assert_eq!(err.path, "profiles.x.methods.sate");
+        assert!(
+            err.to_string()
+                .starts_with("profiles.x.methods: unknown purpose \"sate\""),
+            "{err}"
+        );
 
         let mut m = dvm_methods();
         m["state"] = serde_json::json!("getPMMStateForCall(");
@@ -403,10 +420,24 @@ mod tests {
 
     #[test]
     fn method_signature_shapes() {
-        for ok in ["f()", "_X_()", "sellShares(uint256,address,uint256,uint256,bytes,uint256)", "g(uint256[])"] {
+        for ok in [
+            "f()",
+            "_X_()",
+            "sellShares(uint256,address,uint256,uint256,bytes,uint256)",
+            "g(uint256[])",
+        ] {
             assert!(MethodSig::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "f", "f(", "1f()", "f(uint256 x)", "f(Uint256)", "f(,)", "f() "] {
+        for bad in [
+            "",
+            "f",
+            "f(",
+            "1f()",
+            "f(uint256 x)",
+            "f(Uint256)",
+            "f(,)",
+            "f() ",
+        ] {
             assert!(MethodSig::new(bad).is_err(), "{bad}");
         }
     }

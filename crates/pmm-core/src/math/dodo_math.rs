@@ -164,10 +164,7 @@ mod tests {
             Ok(u(7_500_000_000_000_000_000))
         );
         // Flooring of the final division: fair = 1 * 1, factor 1 (k = 1, t = 1) -> 1e18*1/1e36 = 0.
-        assert_eq!(
-            general_integrate(u(1), u(1), u(1), ONE, ONE),
-            Ok(u(0))
-        );
+        assert_eq!(general_integrate(u(1), u(1), u(1), ONE, ONE), Ok(u(0)));
         assert_eq!(
             general_integrate(u(0), e18(1), e18(1), ONE, ONE),
             Err(MathError::TargetIsZero)
@@ -331,22 +328,34 @@ mod tests {
 
     #[test]
     fn trade_root_is_zero() {
-        // K = 1 wei makes 4ac vanish, so root = b on the positive branch.
+        // K = 1 wei, a 6-decimal quote (V0 = 100e6 raw): mulFloor(K, V0) = 0, so 4ac = 0 and
+        // root = b. Selling base worth at least V1 takes the positive-b branch and reverts.
+        let q0 = u(100_000_000);
+        let i = u(1_000_000);
         assert_eq!(
-            solve_quadratic_for_trade(e18(100), e18(100), e18(10), ONE, u(1)),
+            solve_quadratic_for_trade(q0, q0, e18(100), i, u(1)),
             Err(MathError::RootIsZero)
+        );
+        // A smaller trade stays on the negative branch and prices at i.
+        assert_eq!(
+            solve_quadratic_for_trade(q0, q0, e18(99), i, u(1)),
+            Ok(u(99_000_000))
         );
     }
 
     #[test]
     fn trade_output_floored_at_zero() {
-        // A tiny V0 against a huge V1 on the negative branch makes V2 round above V1.
-        // V0 = 1, V1 = 1, delta = 1 wei, i = 1 wei, k = 0.5: part2 = 0.5*1/1*1 + 1 -> 0 + 1 = 1,
-        // part1 = 0.5e18: b = floor((0.5e18 - 1)/1e18) = 0; 4ac = mulFloor(2e18, 0*1) = 0;
-        // root = 0; num = 0; V2 = 0; out = V1 - 0 = 1.
+        // A 4183-unit sale at i = 87 wei: V2 = divCeil(num, 2(1 - k)) rounds above V1, and the
+        // output is 0 instead of an underflow.
         assert_eq!(
-            solve_quadratic_for_trade(u(1), u(1), u(1), u(1), u(E18 / 2)),
-            Ok(u(1))
+            solve_quadratic_for_trade(
+                u(692_689_190_590_126_864_284),
+                u(108_116_530_505_336_740_879),
+                u(4183),
+                u(87),
+                u(95_962_424_532_352_295),
+            ),
+            Ok(u(0))
         );
     }
 }

@@ -127,11 +127,13 @@ pub enum MathError {
     /// A curve primitive got a zero target (a DVM sale past its base target, or an empty pool).
     #[error("regression target is zero (reverts \"TARGET_IS_ZERO\")")]
     TargetIsZero,
-    /// A DVM mint of 1000 shares or fewer (a first deposit needs more than 2001).
+    /// A DVM mint of 1000 shares or fewer after the first deposit.
     #[error("DVM mint of 1000 shares or fewer (reverts \"MINT_INVALID\")")]
     MintInvalid,
-    /// A DSP mint of 1000 shares or fewer (a first deposit needs more than 2001).
-    #[error("DSP mint of 1000 shares or fewer (reverts \"MINT_AMOUNT_NOT_ENOUGH\")")]
+    /// A DSP mint of 1000 shares or fewer, or a first deposit (DVM or DSP) of 2001 shares or fewer.
+    #[error(
+        "mint of 1000 shares or fewer, or first deposit of 2001 or fewer (reverts \"MINT_AMOUNT_NOT_ENOUGH\")"
+    )]
     MintAmountNotEnough,
     /// A DSP first deposit without quote.
     #[error("DSP first deposit without quote (reverts \"ZERO_QUOTE_AMOUNT\")")]
@@ -154,6 +156,17 @@ pub enum MathError {
 }
 
 impl MathError {
+    /// The `Panic(uint256)` code a Solidity 0.8 re-implementation raises instead of the
+    /// SafeMath reason string: 0x11 for an arithmetic overflow or underflow, 0x12 for a
+    /// division by zero, `None` for an explicit `require`.
+    pub fn solidity_panic_code(&self) -> Option<u8> {
+        match self {
+            Self::MulOverflow | Self::AddOverflow | Self::Underflow => Some(0x11),
+            Self::DivisionByZero => Some(0x12),
+            _ => None,
+        }
+    }
+
     /// The exact revert reason string the contract uses, or `None` for a decoding error that
     /// has no on-chain counterpart.
     pub fn reason(&self) -> Option<&'static str> {

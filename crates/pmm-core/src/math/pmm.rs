@@ -2,7 +2,9 @@
 //! state table, fee application, and the state a swap leaves behind.
 
 use super::dodo_math::{general_integrate, solve_quadratic_for_target, solve_quadratic_for_trade};
-use super::fixed::{add, check_reserves_fit, div, div_floor, mul, mul_floor, reciprocal_floor, sub};
+use super::fixed::{
+    add, check_reserves_fit, div, div_floor, mul, mul_floor, reciprocal_floor, sub,
+};
 use super::{FeeRates, MathError, ONE, PmmState, PoolKind, RState, U256};
 
 impl PmmState {
@@ -36,11 +38,13 @@ pub fn adjusted_target(state: &PmmState) -> Result<PmmState, MathError> {
     let mut out = *state;
     match state.r {
         RState::BelowOne => {
-            out.q0 = solve_quadratic_for_target(state.q, sub(state.b, state.b0)?, state.i, state.k)?;
+            out.q0 =
+                solve_quadratic_for_target(state.q, sub(state.b, state.b0)?, state.i, state.k)?;
         }
         RState::AboveOne => {
             let delta = sub(state.q, state.q0)?;
-            out.b0 = solve_quadratic_for_target(state.b, delta, reciprocal_floor(state.i)?, state.k)?;
+            out.b0 =
+                solve_quadratic_for_target(state.b, delta, reciprocal_floor(state.i)?, state.k)?;
         }
         RState::One => {}
     }
@@ -122,7 +126,8 @@ pub fn sell_base_gross(s: &PmmState, pay_base: U256) -> Result<(U256, RState), M
             } else if pay_base == back_to_one_pay {
                 Ok((back_to_one_receive, RState::One))
             } else {
-                let rest = solve_quadratic_for_trade(s.q0, s.q0, pay_base - back_to_one_pay, s.i, s.k)?;
+                let rest =
+                    solve_quadratic_for_trade(s.q0, s.q0, pay_base - back_to_one_pay, s.i, s.k)?;
                 Ok((add(back_to_one_receive, rest)?, RState::BelowOne))
             }
         }
@@ -194,7 +199,11 @@ pub fn apply_fees(gross: U256, fees: FeeRates) -> Result<(U256, U256, U256), Mat
 /// `fees` are the trader's rates from `getUserFeeRate(trader)` (the query prices the
 /// `trader` argument; a swap prices `tx.origin`). On a DVM (`Q0 = 0`) any sale past
 /// `B0 - B` fails with "TARGET_IS_ZERO".
-pub fn query_sell_base(state: &PmmState, pay_base: U256, fees: FeeRates) -> Result<SwapQuote, MathError> {
+pub fn query_sell_base(
+    state: &PmmState,
+    pay_base: U256,
+    fees: FeeRates,
+) -> Result<SwapQuote, MathError> {
     let adjusted = adjusted_target(state)?;
     let (gross, new_r) = sell_base_gross(&adjusted, pay_base)?;
     let (receive, mt_fee, lp_fee) = apply_fees(gross, fees)?;
@@ -209,7 +218,11 @@ pub fn query_sell_base(state: &PmmState, pay_base: U256, fees: FeeRates) -> Resu
 
 /// `querySellQuote(trader, pay_quote)`: the mirror of [`query_sell_base`]; `new_target` is
 /// the adjusted `Q0`.
-pub fn query_sell_quote(state: &PmmState, pay_quote: U256, fees: FeeRates) -> Result<SwapQuote, MathError> {
+pub fn query_sell_quote(
+    state: &PmmState,
+    pay_quote: U256,
+    fees: FeeRates,
+) -> Result<SwapQuote, MathError> {
     let adjusted = adjusted_target(state)?;
     let (gross, new_r) = sell_quote_gross(&adjusted, pay_quote)?;
     let (receive, mt_fee, lp_fee) = apply_fees(gross, fees)?;

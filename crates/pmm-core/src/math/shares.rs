@@ -120,7 +120,9 @@ fn mint_floor_error(kind: PoolKind) -> MathError {
 /// Cases, in the contracts' order of checks:
 /// - "SUB_ERROR" if a balance is below its reserve; "NO_BASE_INPUT" when no base came in.
 /// - First deposit (`total_supply = 0`), 1001 shares locked, `received = minted - 1001`:
-///   - DVM: `minted = base_balance`, which must exceed 2001 ("MINT_INVALID").
+///   - DVM: `minted = base_balance`, which must exceed 2001 ("MINT_AMOUNT_NOT_ENOUGH", the
+///     check the DSP runs; the spec names no string for this DVM case and the project's
+///     fixture DVM uses this one).
 ///   - DSP: needs `quote_balance > 0` ("ZERO_QUOTE_AMOUNT");
 ///     `minted = divFloor(quote_balance, i)` if `quote_balance < mulFloor(base_balance, i)`
 ///     else `base_balance`; `B0 = minted`, `Q0 = mulFloor(minted, i)` (stored as `uint112`);
@@ -154,7 +156,7 @@ pub fn buy_shares(
         let minted = match kind {
             PoolKind::Dvm => {
                 if base_balance <= MIN_FIRST_SHARES {
-                    return Err(MathError::MintInvalid);
+                    return Err(MathError::MintAmountNotEnough);
                 }
                 base_balance
             }

@@ -1,7 +1,7 @@
 //! Pool-level tests: hand-checked quotes for every row of the R state table, share math for
 //! DVM and DSP, every revert, reference vectors, and deterministic property checks.
 
-use super::fixed::UINT112_MAX;
+use super::fixed::{UINT112_MAX, mul_floor};
 use super::shares::LOCKED_SHARES;
 use super::*;
 
@@ -309,17 +309,22 @@ fn swap_state_after_trades() {
 
 #[test]
 fn solver_reverts_surface_in_quotes() {
-    // K = 1 wei: the trade solver's root equals b and the contract reverts.
+    // K = 1 wei on an 18-decimal base / 6-decimal quote pool at 1:1 (i = 1e6).
     let s = PmmState {
+        i: u(1_000_000),
         k: u(1),
-        ..dsp_one()
+        b: e18(100),
+        q: u(100_000_000),
+        b0: e18(100),
+        q0: u(100_000_000),
+        r: RState::One,
     };
     assert_eq!(
-        query_sell_base(&s, e18(10), no_fees()),
-        Err(MathError::RootIsZero)
+        query_sell_base(&s, e18(99), no_fees()).map(|q| q.receive),
+        Ok(u(99_000_000))
     );
     assert_eq!(
-        query_sell_quote(&s, e18(10), no_fees()),
+        query_sell_base(&s, e18(100), no_fees()),
         Err(MathError::RootIsZero)
     );
 }
@@ -349,6 +354,10 @@ fn error_reasons_are_distinct_and_named() {
         assert!(e.to_string().contains(&format!("\"{reason}\"")), "{e}");
     }
     assert_eq!(MathError::InvalidRState(7).reason(), None);
+    assert_eq!(MathError::MulOverflow.solidity_panic_code(), Some(0x11));
+    assert_eq!(MathError::Underflow.solidity_panic_code(), Some(0x11));
+    assert_eq!(MathError::DivisionByZero.solidity_panic_code(), Some(0x12));
+    assert_eq!(MathError::TargetIsZero.solidity_panic_code(), None);
     assert_eq!(RState::try_from(3), Err(MathError::InvalidRState(3)));
 }
 
@@ -383,7 +392,7 @@ fn dvm_first_deposit() {
     );
     assert_eq!(
         buy_shares(PoolKind::Dvm, &empty, u(2001), e18(1)),
-        Err(MathError::MintInvalid)
+        Err(MathError::MintAmountNotEnough)
     );
     assert_eq!(
         buy_shares(PoolKind::Dvm, &empty, u(0), e18(1)),
@@ -445,10 +454,17 @@ fn dsp_first_deposit_reverts() {
         buy_shares(PoolKind::Dsp, &empty, u(0), u(5)),
         Err(MathError::NoBaseInput)
     );
-    // Balances above 2^112 - 1 revert "OVERFLOW" when stored as reserves.
+    // Balances above 2^112 - 1 revert "OVERFLOW" when stored as reserves...
+    let two_112 = UINT112_MAX + u(1);
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &empty, UINT112_MAX + u(1), U256::MAX / u(4)),
+        buy_shares(PoolKind::Dsp, &empty, two_112 + u(5), U256::MAX / u(4)),
         Err(MathError::ReserveOverflow)
+    );
+    // ...unless the uint112 cast of the quote target already wrapped to 0:
+    // Q0 = uint112(2^113) = 0.
+    assert_eq!(
+        buy_shares(PoolKind::Dsp, &empty, two_112, U256::MAX / u(4)),
+        Err(MathError::QuoteTargetIsZero)
     );
 }
 
@@ -469,23 +485,22 @@ fn normal_deposit_dvm_with_donation() {
 
 #[test]
 fn normal_deposit_dsp_updates_targets() {
-    // 3 base per 7 of reserve: ratio floor(3e18/7) = 428571428571428571.
+    // 3 base and 10 quote into 70 / 140: base ratio floor(3e18 / 70) = 42857142857142857 is
+    // below the quote ratio, so it sets the mint.
     let s = liq(70 * E18, e18(70), e18(140), e18(2), e18(60), e18(150));
     let r = buy_shares(PoolKind::Dsp, &s, e18(73), e18(150)).unwrap();
-    let ratio = u(428_571_428_571_428_571);
-    assert_eq!(r.minted, e18(70) * ratio / ONE);
-    assert_eq!(r.minted, u(29_999_999_999_999_999_970));
+    assert_eq!(r.minted, u(2_999_999_999_999_999_990));
+    assert_eq!(r.received, r.minted);
     assert_eq!(
         r.targets,
         Some(Targets {
-            base: e18(60) + e18(60) * ratio / ONE,
-            quote: e18(150) + e18(150) * ratio / ONE,
+            base: u(62_571_428_571_428_571_420),
+            quote: u(156_428_571_428_571_428_550),
         })
     );
     // Base sets the ratio: only rounding dust is donated on that side.
-    assert_eq!(r.donated_base, e18(3) - e18(70) * ratio / ONE);
-    assert_eq!(r.donated_base, u(30));
-    assert_eq!(r.donated_quote, e18(10) - e18(140) * ratio / ONE);
+    assert_eq!(r.donated_base, u(10));
+    assert_eq!(r.donated_quote, u(4_000_000_000_000_000_020));
 }
 
 #[test]
@@ -590,7 +605,12 @@ fn parse(token: &str) -> U256 {
     token.parse().expect("vector number")
 }
 
-fn check_outcome(line: &str, what: &str, got: Result<(U256, RState, U256), MathError>, want: &[&str]) {
+fn check_outcome(
+    line: &str,
+    what: &str,
+    got: Result<(U256, RState, U256), MathError>,
+    want: &[&str],
+) {
     if let Some(kind) = want[0].strip_prefix("E:") {
         let err = got.expect_err(&format!("{what} should revert ({kind}) in `{line}`"));
         let ok = match kind {
@@ -619,7 +639,10 @@ fn check_outcome(line: &str, what: &str, got: Result<(U256, RState, U256), MathE
 fn reference_vectors() {
     let text = include_str!("testdata/pmm_vectors.txt");
     let mut count = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let t: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(t.len(), 15, "`{line}`");
         let state = PmmState {
@@ -634,12 +657,19 @@ fn reference_vectors() {
         let amount = parse(t[7]);
         let mid = mid_price(&state);
         match t[8].strip_prefix("E:") {
-            Some(_) => check_outcome(line, "mid", mid.map(|m| (m, RState::One, U256::ZERO)), &[t[8]]),
+            Some(_) => check_outcome(
+                line,
+                "mid",
+                mid.map(|m| (m, RState::One, U256::ZERO)),
+                &[t[8]],
+            ),
             None => assert_eq!(mid, Ok(parse(t[8])), "mid in `{line}`"),
         }
-        let sb = query_sell_base(&state, amount, no_fees()).map(|q| (q.receive, q.new_r, q.new_target));
+        let sb =
+            query_sell_base(&state, amount, no_fees()).map(|q| (q.receive, q.new_r, q.new_target));
         check_outcome(line, "sell base", sb, &t[9..12]);
-        let sq = query_sell_quote(&state, amount, no_fees()).map(|q| (q.receive, q.new_r, q.new_target));
+        let sq =
+            query_sell_quote(&state, amount, no_fees()).map(|q| (q.receive, q.new_r, q.new_target));
         check_outcome(line, "sell quote", sq, &t[12..15]);
         count += 1;
     }
@@ -703,10 +733,53 @@ impl Rng {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
+/// A fee-less sale moves the mid price the trade's way, up to rounding: `floor(B0^2 / B)`
+/// and the adjusted target are integers in token units, so the mid price can wobble by
+/// about `1 / reserve` of itself (4 / smallest reserve allowed, plus 2 wei).
+///
+/// Not checked from an R = ONE state whose reserves differ from their targets (a DSP first
+/// deposit with surplus base or quote, or LP fees kept at ONE): `getMidPrice` then reports
+/// `i * (1 - K + K * (B0 / B)^2)` although trades still price from i, and the first sale
+/// jumps to the other formula. The property checks found a K = 1 DSP whose mid price went
+/// from 0.021 to 0.295 on a 1-wei base sale that way; the contracts do the same.
+/// Returns whether the check ran.
+fn check_mid_moves(before: &PmmState, after: &PmmState, direction: Direction) -> bool {
+    if before.r == RState::One && (before.b != before.b0 || before.q != before.q0) {
+        return false;
+    }
+    let (Ok(b), Ok(a)) = (mid_price(before), mid_price(after)) else {
+        return false;
+    };
+    let smallest = [before.b, before.q, after.b, after.q]
+        .into_iter()
+        .filter(|x| !x.is_zero())
+        .min()
+        .unwrap_or(U256::from(1u8));
+    let tolerance = b * U256::from(4u8) / smallest + U256::from(2u8);
+    match direction {
+        Direction::Down => assert!(
+            a <= b + tolerance,
+            "selling base raised the mid price {b} -> {a} ({before:?} -> {after:?})"
+        ),
+        Direction::Up => assert!(
+            a + tolerance >= b,
+            "selling quote lowered the mid price {b} -> {a} ({before:?} -> {after:?})"
+        ),
+    }
+    true
+}
+
 #[derive(Default)]
 struct Tally {
     ok: u32,
     reverted: u32,
+    mid_checks: u32,
 }
 
 /// Simulates pools from a first deposit through random swaps, deposits and withdrawals and
@@ -746,7 +819,6 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
             _ => PmmState::dvm(i, k, base, quote),
         };
         for _ in 0..steps {
-            let before = mid_price(&state);
             let fees = rng.fees();
             match rng.below(4) {
                 0 => {
@@ -757,10 +829,9 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
                             assert_eq!(q.receive + q.lp_fee + q.mt_fee, q.gross());
                             let next = apply_sell_base(kind, &state, pay, &q);
                             if let Ok(next) = next {
-                                if let (Ok(b), Ok(a)) = (before, mid_price(&next)) {
-                                    if fees == FeeRates::default() && !pay.is_zero() {
-                                        assert!(a <= b, "selling base raised the mid price {b} -> {a}");
-                                    }
+                                if fees == FeeRates::default() && !pay.is_zero() {
+                                    tally.mid_checks +=
+                                        u32::from(check_mid_moves(&state, &next, Direction::Down));
                                 }
                                 state = next;
                             }
@@ -776,10 +847,9 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
                             assert!(q.gross() <= state.b, "paid out more base than held");
                             let next = apply_sell_quote(kind, &state, pay, &q);
                             if let Ok(next) = next {
-                                if let (Ok(b), Ok(a)) = (before, mid_price(&next)) {
-                                    if fees == FeeRates::default() && !pay.is_zero() {
-                                        assert!(a >= b, "selling quote lowered the mid price {b} -> {a}");
-                                    }
+                                if fees == FeeRates::default() && !pay.is_zero() {
+                                    tally.mid_checks +=
+                                        u32::from(check_mid_moves(&state, &next, Direction::Up));
                                 }
                                 state = next;
                             }
@@ -802,7 +872,9 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
                     match buy_shares(kind, &liq, state.b + add_b, state.q + add_q) {
                         Ok(r) => {
                             assert_eq!(r.locked, U256::ZERO);
-                            assert!(r.donated_base <= r.base_input && r.donated_quote <= r.quote_input);
+                            assert!(
+                                r.donated_base <= r.base_input && r.donated_quote <= r.quote_input
+                            );
                             // Proportional: the new shares never claim more than was put in.
                             let claim_b = (state.b + add_b) * r.received / r.new_total_supply;
                             assert!(claim_b <= r.base_input, "minted more than the base paid in");
@@ -858,31 +930,56 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
 #[test]
 fn property_dsp_random_walks() {
     let t = simulate(PoolKind::Dsp, 0x9e37_79b9_7f4a_7c15, 250, 40);
+    eprintln!(
+        "DSP walks: {} ok, {} reverted, {} mid price checks",
+        t.ok, t.reverted, t.mid_checks
+    );
     assert!(t.ok > t.reverted, "ok {} reverted {}", t.ok, t.reverted);
+    assert!(t.mid_checks > 500, "only {} mid price checks", t.mid_checks);
 }
 
 #[test]
 fn property_dvm_random_walks() {
     let t = simulate(PoolKind::Dvm, 0xd1b5_4a32_d192_ed03, 250, 40);
+    eprintln!(
+        "DVM walks: {} ok, {} reverted, {} mid price checks",
+        t.ok, t.reverted, t.mid_checks
+    );
     assert!(t.ok > t.reverted, "ok {} reverted {}", t.ok, t.reverted);
+    assert!(t.mid_checks > 500, "only {} mid price checks", t.mid_checks);
 }
 
+/// Selling base and then selling the quote received back never returns noticeably more base.
+///
+/// The contracts' rounding does not make this exact: T takes `sqrt(1e36 + x)` with x small
+/// when the trade is small against the reserve or K is tiny, which misprices the adjusted
+/// target by about `1 / (2 * K_wei * size_ratio)` of the trade, and a dust trade can be
+/// mispriced by whole token units. On chain, round trips on such pools can gain that much
+/// (the checks here found e.g. 0.2 % with K = 965 wei). The property is therefore checked on
+/// consistent pools (`Q0 = mulFloor(B0, i)`, at least 1e7 units of each token, K = 0 or
+/// K >= 1e12, trades of at least 1e-6 of the reserve) with a slack of `4 + 2 / (1 - K)` quote
+/// units (the quadratic solver divides by `2(1 - K)`, amplifying its rounding near K = 1)
+/// plus one millionth of the trade.
 #[test]
 fn property_round_trip_never_profits() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut checked = 0;
-    for _ in 0..3000 {
-        let i = rng.magnitude(0, 36).min(ONE * ONE);
-        let k = rng.k();
-        if !k.is_zero() && k < U256::from(1_000_000_000_000u64) {
+    for _ in 0..4000 {
+        // Price between 1e-6 and 1e6 quote units per base unit.
+        let i = rng.magnitude(12, 24);
+        let k = match rng.k() {
+            k if !k.is_zero() && k < U256::from(1_000_000_000_000u64) => ONE / U256::from(2u8),
+            k => k,
+        };
+        let b = rng.magnitude(7, 28);
+        let q = mul_floor(b, i).expect("fits");
+        if q < U256::from(10_000_000u64) {
             continue;
         }
-        let b = rng.magnitude(3, 30);
-        let q = rng.magnitude(3, 30);
-        let state = if rng.below(2) == 0 {
-            PmmState::dvm(i, k, b, q)
+        let (kind, state) = if rng.below(2) == 0 {
+            (PoolKind::Dvm, PmmState::dvm(i, k, b, q))
         } else {
-            PmmState {
+            let state = PmmState {
                 i,
                 k,
                 b,
@@ -890,24 +987,33 @@ fn property_round_trip_never_profits() {
                 b0: b,
                 q0: q,
                 r: RState::One,
-            }
+            };
+            (PoolKind::Dsp, state)
         };
-        let kind = if state.q0.is_zero() {
-            PoolKind::Dvm
-        } else {
-            PoolKind::Dsp
-        };
-        let pay = rng.part_of(b);
+        let pay = b * U256::from(rng.below(1_000_000) + 1) / U256::from(1_000_000u32);
         let Ok(first) = query_sell_base(&state, pay, no_fees()) else {
             continue;
         };
-        let Ok(mid) = apply_sell_base(kind, &state, pay, &first) else {
+        let Ok(after) = apply_sell_base(kind, &state, pay, &first) else {
             continue;
         };
-        let Ok(back) = query_sell_quote(&mid, first.receive, no_fees()) else {
+        let Ok(back) = query_sell_quote(&after, first.receive, no_fees()) else {
             continue;
         };
-        assert!(back.receive <= pay, "round trip paid {pay}, got back {} on {state:?}, first {first:?}, mid {mid:?}", back.receive);
+        // The general solver divides by 2(1 - K): its rounding grows by 1 / (1 - K) units.
+        let amplification = if k < ONE {
+            ONE / (ONE - k)
+        } else {
+            U256::from(1u8)
+        };
+        let units = U256::from(4u8) + amplification * U256::from(2u8);
+        let quote_unit_in_base = ONE / i + U256::from(1u8);
+        let slack = units * quote_unit_in_base + pay / U256::from(1_000_000u32);
+        assert!(
+            back.receive <= pay + slack,
+            "round trip paid {pay}, got back {} on {state:?}",
+            back.receive
+        );
         checked += 1;
     }
     assert!(checked > 1000, "only {checked} round trips priced");
@@ -923,7 +1029,12 @@ fn property_primitives_never_panic() {
         _ => rng.magnitude(0, 77),
     };
     for _ in 0..20_000 {
-        let (a, b, c, d) = (pick(&mut rng), pick(&mut rng), pick(&mut rng), pick(&mut rng));
+        let (a, b, c, d) = (
+            pick(&mut rng),
+            pick(&mut rng),
+            pick(&mut rng),
+            pick(&mut rng),
+        );
         let k = rng.k();
         if let Ok(v) = solve_quadratic_for_trade(a, b, c, d, k) {
             assert!(v <= b, "trade output above the reserve");
@@ -950,8 +1061,19 @@ fn property_primitives_never_panic() {
             b0: c,
             q0: pick(&mut rng),
         };
-        let kind = if rng.below(2) == 0 { PoolKind::Dvm } else { PoolKind::Dsp };
+        let kind = if rng.below(2) == 0 {
+            PoolKind::Dvm
+        } else {
+            PoolKind::Dsp
+        };
         let _ = buy_shares(kind, &liq, pick(&mut rng), pick(&mut rng));
-        let _ = sell_shares(kind, &liq, pick(&mut rng), pick(&mut rng), pick(&mut rng), pick(&mut rng));
+        let _ = sell_shares(
+            kind,
+            &liq,
+            pick(&mut rng),
+            pick(&mut rng),
+            pick(&mut rng),
+            pick(&mut rng),
+        );
     }
 }

@@ -102,7 +102,10 @@ fn pressure(value: U512, limit: U512) -> u8 {
     if limit.is_zero() {
         return if value.is_zero() { 0 } else { 100 };
     }
-    (value * U512::from(100u8)).div_ceil(limit).saturating_to::<u8>().min(100)
+    (value * U512::from(100u8))
+        .div_ceil(limit)
+        .saturating_to::<u8>()
+        .min(100)
 }
 
 /// `ceil(BPS * diff / base)` for a positive base.
@@ -114,7 +117,11 @@ fn bps_of(diff: U512, base: U512) -> U512 {
 pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
     let write = input.proposal.is_write();
     let entry = allowlist_entry(input);
-    let notional = if write { Some(action_notional(input)) } else { None };
+    let notional = if write {
+        Some(action_notional(input))
+    } else {
+        None
+    };
     let mut trip_breaker = None;
 
     let mut evals: Vec<(Rule, Eval)> = Vec::with_capacity(Rule::ALL.len());
@@ -242,11 +249,15 @@ fn allowlist_entry<'a>(input: &PolicyInput<'a>) -> Result<&'a PoolEntry, String>
             state.pool_type, entry.pool_type
         ));
     }
-    if entry.base_token != state.base_token.address || entry.quote_token != state.quote_token.address
+    if entry.base_token != state.base_token.address
+        || entry.quote_token != state.quote_token.address
     {
         return Err(format!(
             "pool tokens {}/{} differ from the allowlisted {}/{}",
-            state.base_token.address, state.quote_token.address, entry.base_token, entry.quote_token
+            state.base_token.address,
+            state.quote_token.address,
+            entry.base_token,
+            entry.quote_token
         ));
     }
     Ok(entry)
@@ -282,7 +293,10 @@ fn action_notional(input: &PolicyInput<'_>) -> Result<Amount, String> {
 fn slippage(input: &PolicyInput<'_>, limits: &Limits) -> Eval {
     // (label, expected, minimum) per output leg.
     let legs: Vec<(&str, Amount, Amount)> = match (input.proposal, input.expected) {
-        (ActionProposal::AddLiquidity { min_shares, .. }, Some(ExpectedOutcome::Add { shares })) => {
+        (
+            ActionProposal::AddLiquidity { min_shares, .. },
+            Some(ExpectedOutcome::Add { shares }),
+        ) => {
             vec![("shares", shares, *min_shares)]
         }
         (
@@ -309,11 +323,17 @@ fn slippage(input: &PolicyInput<'_>, limits: &Limits) -> Eval {
         } else {
             bps_of(U512::from(expected.0 - minimum.0), U512::from(expected.0))
         };
-        details.push(format!("{label} min {minimum} vs expected {expected}: {bps} bps"));
+        details.push(format!(
+            "{label} min {minimum} vs expected {expected}: {bps} bps"
+        ));
         worst = worst.max(bps);
     }
     let limit = U512::from(limits.max_slippage_bps);
-    let detail = format!("{}; max {} bps", details.join(", "), limits.max_slippage_bps);
+    let detail = format!(
+        "{}; max {} bps",
+        details.join(", "),
+        limits.max_slippage_bps
+    );
     if worst > limit {
         Eval::Deny(detail)
     } else {
@@ -371,15 +391,14 @@ fn cooldown(input: &PolicyInput<'_>) -> Eval {
             "cooling down until {until} ({}s left)",
             until - input.now
         )),
-        Some(until) => pass(format!("no cooldown active (until {until}, now {})", input.now), 0),
+        Some(until) => pass(
+            format!("no cooldown active (until {until}, now {})", input.now),
+            0,
+        ),
     }
 }
 
-fn oracle_deviation(
-    input: &PolicyInput<'_>,
-    limits: &Limits,
-    trip: &mut Option<String>,
-) -> Eval {
+fn oracle_deviation(input: &PolicyInput<'_>, limits: &Limits, trip: &mut Option<String>) -> Eval {
     let Some(oracle) = input.oracle else {
         return Eval::Deny("no oracle observation".into());
     };

@@ -55,6 +55,7 @@ pub enum ActionProposal {
     /// Deposit base and quote for LP shares.
     AddLiquidity {
         /// Target pool.
+        #[serde(with = "crate::schema::addr")]
         #[schemars(schema_with = "address_schema")]
         pool: Address,
         /// Base to deposit, raw units.
@@ -70,6 +71,7 @@ pub enum ActionProposal {
     /// Burn LP shares for base and quote.
     RemoveLiquidity {
         /// Target pool.
+        #[serde(with = "crate::schema::addr")]
         #[schemars(schema_with = "address_schema")]
         pool: Address,
         /// Shares to burn.
@@ -199,6 +201,7 @@ pub struct RuleCheck {
     /// Human-readable values behind the outcome.
     pub detail: String,
     /// How close the observed value is to the limit, 0-100 (100 = at or past it, or denied).
+    #[schemars(range(max = 100))]
     pub pressure: u8,
 }
 
@@ -210,6 +213,7 @@ pub struct RiskReport {
     /// The first rule (in evaluation order) that denied; `None` when allowed.
     pub decided_by: Option<Rule>,
     /// Risk score 0-100: the highest `pressure` of any rule (see [`RuleCheck::pressure`]).
+    #[schemars(range(max = 100))]
     pub score: u8,
     /// Every rule in evaluation order.
     pub rules: Vec<RuleCheck>,

@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn rejects_negatives_non_digits_and_overflow() {
         assert_eq!("".parse::<Amount>(), Err(AmountError::Empty));
-        assert!(matches!("-1".parse::<Amount>(), Err(AmountError::Negative(_))));
+        assert!(matches!(
+            "-1".parse::<Amount>(),
+            Err(AmountError::Negative(_))
+        ));
         assert_eq!(
             "+1".parse::<Amount>(),
             Err(AmountError::InvalidDigit { ch: '+', pos: 0 })
@@ -187,7 +190,8 @@ mod tests {
             Err(AmountError::InvalidDigit { ch: ' ', pos: 0 })
         );
         // 2^256 exactly: one past the maximum.
-        let too_big = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
+        let too_big =
+            "115792089237316195423570985008687907853269984665640564039457584007913129639936";
         assert_eq!(too_big.parse::<Amount>(), Err(AmountError::Overflow));
     }
 
@@ -195,7 +199,9 @@ mod tests {
     fn json_numbers_are_rejected_with_a_clear_message() {
         let err = serde_json::from_str::<Amount>("5").unwrap_err().to_string();
         assert!(err.contains("decimal string"), "{err}");
-        let err = serde_json::from_str::<Amount>("\"-5\"").unwrap_err().to_string();
+        let err = serde_json::from_str::<Amount>("\"-5\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("negative"), "{err}");
     }
 

@@ -3,6 +3,7 @@
 //! Floats in [`PoolState`] are for display only; every value that feeds math or policy also
 //! travels exactly as an [`Amount`] (decimal string) so no consumer rounds it.
 
+pub mod addr;
 mod amount;
 mod normalize;
 
@@ -35,14 +36,17 @@ pub struct ChainName(String);
 
 /// Why a string is not a valid [`ChainName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid chain name {0:?}: expected 1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit")]
+#[error(
+    "invalid chain name {0:?}: expected 1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
+)]
 pub struct ChainNameError(pub String);
 
 impl ChainName {
     /// Validates and wraps a chain name.
     pub fn new(name: impl Into<String>) -> Result<Self, ChainNameError> {
         let name = name.into();
-        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         let first_ok = name
             .chars()
             .next()
@@ -162,6 +166,7 @@ impl OracleKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenInfo {
     /// Token contract address.
+    #[serde(with = "addr")]
     #[schemars(schema_with = "address_schema")]
     pub address: Address,
     /// Display symbol, sanitized: it comes from an untrusted contract and reaches an LLM prompt.
@@ -249,6 +254,7 @@ pub struct OraclePrice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PoolState {
     /// Pool contract address.
+    #[serde(with = "addr")]
     #[schemars(schema_with = "address_schema")]
     pub pool_address: Address,
     /// Chain short name.

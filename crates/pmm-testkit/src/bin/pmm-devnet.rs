@@ -91,9 +91,17 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
-    let devnet = Devnet::start_with(DevnetOptions { port: args.port, anvil: args.anvil.clone(), ..Default::default() })
-        .context("starting anvil")?;
-    tracing::info!(port = devnet.rpc_url().rsplit(':').next().unwrap_or(""), chain_id = devnet.chain_id(), "anvil up");
+    let devnet = Devnet::start_with(DevnetOptions {
+        port: args.port,
+        anvil: args.anvil.clone(),
+        ..Default::default()
+    })
+    .context("starting anvil")?;
+    tracing::info!(
+        port = devnet.rpc_url().rsplit(':').next().unwrap_or(""),
+        chain_id = devnet.chain_id(),
+        "anvil up"
+    );
 
     let file = deploy_all(&devnet).await.context("deploying fixtures")?;
     write_file(&args.out, &file)?;
@@ -115,35 +123,66 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
     let usdc = d.deploy_token("USDC", 6).await?;
     for account in d.accounts() {
         d.mint(base, account.address, units(1_000_000, 18)).await?;
-        d.mint(stable, account.address, units(100_000_000, 18)).await?;
-        d.mint(usdc, account.address, units(1_000_000_000, 6)).await?;
+        d.mint(stable, account.address, units(100_000_000, 18))
+            .await?;
+        d.mint(usdc, account.address, units(1_000_000_000, 6))
+            .await?;
     }
 
     // 2000 USDC per BASE: i = 2000 * 1e6 (quote raw) / 1e18 (base raw) in 1e18 fixed point.
     let base_i = U256::from(2000u64) * U256::from(1_000_000u64);
     let stable_i = U256::from(1_000_000u64);
-    let base_feed = d.deploy_feed(8, I256::try_from(2000_0000_0000i64)?).await?;
-    let stable_feed = d.deploy_feed(8, I256::try_from(1_0000_0000i64)?).await?;
-    let usdc_feed = d.deploy_feed(8, I256::try_from(1_0000_0000i64)?).await?;
+    let base_feed = d
+        .deploy_feed(8, I256::try_from(200_000_000_000_i64)?)
+        .await?;
+    let stable_feed = d.deploy_feed(8, I256::try_from(100_000_000_i64)?).await?;
+    let usdc_feed = d.deploy_feed(8, I256::try_from(100_000_000_i64)?).await?;
     let guide = d.deploy_price_oracle(base_i).await?;
 
-    let volatile = PoolParams { base, quote: usdc, lp_fee_rate: ppm(3000), mt_fee_rate: ppm(1000), i: base_i, k: ppm(100_000) };
-    let pegged = PoolParams { base: stable, quote: usdc, lp_fee_rate: ppm(100), mt_fee_rate: U256::ZERO, i: stable_i, k: ppm(500) };
+    let volatile = PoolParams {
+        base,
+        quote: usdc,
+        lp_fee_rate: ppm(3000),
+        mt_fee_rate: ppm(1000),
+        i: base_i,
+        k: ppm(100_000),
+    };
+    let pegged = PoolParams {
+        base: stable,
+        quote: usdc,
+        lp_fee_rate: ppm(100),
+        mt_fee_rate: U256::ZERO,
+        i: stable_i,
+        k: ppm(500),
+    };
 
     let dvm = d.deploy_dvm(volatile).await?;
-    d.buy_shares(me, dvm, units(100, 18), units(200_000, 6)).await?;
+    d.buy_shares(me, dvm, units(100, 18), units(200_000, 6))
+        .await?;
     let dsp = d.deploy_dsp(pegged).await?;
-    d.buy_shares(me, dsp, units(1_000_000, 18), units(1_000_000, 6)).await?;
+    d.buy_shares(me, dsp, units(1_000_000, 18), units(1_000_000, 6))
+        .await?;
     let gsp = d.deploy_gsp(pegged).await?;
-    d.buy_shares(me, gsp, units(500_000, 18), units(500_000, 6)).await?;
-    let dpp = d.deploy_dpp(PoolParams { k: ppm(500_000), ..volatile }).await?;
+    d.buy_shares(me, gsp, units(500_000, 18), units(500_000, 6))
+        .await?;
+    let dpp = d
+        .deploy_dpp(PoolParams {
+            k: ppm(500_000),
+            ..volatile
+        })
+        .await?;
     d.dpp_deposit(dpp, units(50, 18), units(100_000, 6)).await?;
     let dppo = d.deploy_dpp_oracle(volatile, guide).await?;
-    d.dpp_deposit(dppo, units(50, 18), units(100_000, 6)).await?;
+    d.dpp_deposit(dppo, units(50, 18), units(100_000, 6))
+        .await?;
     let v1 = d.deploy_v1(base, usdc, guide, ppm(100_000)).await?;
     let v1c = V1Pool::new(v1, d.provider());
     for (token, amount) in [(base, units(20, 18)), (usdc, units(40_000, 6))] {
-        confirm("approve V1", TestERC20::new(token, d.provider()).approve(v1, amount)).await?;
+        confirm(
+            "approve V1",
+            TestERC20::new(token, d.provider()).approve(v1, amount),
+        )
+        .await?;
     }
     confirm("V1.depositBase", v1c.depositBase(units(20, 18))).await?;
     confirm("V1.depositQuote", v1c.depositQuote(units(40_000, 6))).await?;
@@ -165,9 +204,21 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         pool(v1, PoolKind::V1, &volatile, base_feed, Some(guide)),
     ];
     let tokens = vec![
-        TokenEntry { address: base, symbol: "BASE".into(), decimals: 18 },
-        TokenEntry { address: stable, symbol: "STB".into(), decimals: 18 },
-        TokenEntry { address: usdc, symbol: "USDC".into(), decimals: 6 },
+        TokenEntry {
+            address: base,
+            symbol: "BASE".into(),
+            decimals: 18,
+        },
+        TokenEntry {
+            address: stable,
+            symbol: "STB".into(),
+            decimals: 18,
+        },
+        TokenEntry {
+            address: usdc,
+            symbol: "USDC".into(),
+            decimals: 6,
+        },
     ];
     let feed = |address, description: &str, answer: &str| FeedEntry {
         address,
@@ -180,7 +231,14 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         feed(stable_feed, "STB / USD", "100000000"),
         feed(usdc_feed, "USDC / USD", "100000000"),
     ];
-    Ok(DevnetFile { rpc_url: d.rpc_url(), chain_id: d.chain_id(), accounts: d.accounts(), tokens, feeds, pools })
+    Ok(DevnetFile {
+        rpc_url: d.rpc_url(),
+        chain_id: d.chain_id(),
+        accounts: d.accounts(),
+        tokens,
+        feeds,
+        pools,
+    })
 }
 
 fn write_file(out: &Path, file: &DevnetFile<'_>) -> anyhow::Result<()> {

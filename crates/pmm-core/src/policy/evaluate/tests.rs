@@ -208,8 +208,17 @@ fn each_rule_alone_denies_under_its_own_name() {
     c.allowlist.pools.clear();
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::Allowlist));
-    assert!(r.rules[1..].iter().all(|c| c.outcome == RuleOutcome::Skipped));
-    assert!(r.check(Rule::Allowlist).unwrap().detail.contains("not allowlisted"));
+    assert!(
+        r.rules[1..]
+            .iter()
+            .all(|c| c.outcome == RuleOutcome::Skipped)
+    );
+    assert!(
+        r.check(Rule::Allowlist)
+            .unwrap()
+            .detail
+            .contains("not allowlisted")
+    );
 
     // max_slippage: min 980 of 1000 is 200 bps > 100.
     let mut c = Case::ok();
@@ -266,7 +275,8 @@ fn each_rule_alone_denies_under_its_own_name() {
 
 #[test]
 fn unknown_inputs_fail_closed_under_the_rule_that_needed_them() {
-    let cases: Vec<(fn(&mut Case), Rule)> = vec![
+    type Mutation = fn(&mut Case);
+    let cases: Vec<(Mutation, Rule)> = vec![
         (|c| c.expected = None, Rule::MaxSlippage),
         (|c| c.daily_used = None, Rule::MaxNotionalPerDay),
         (|c| c.cooldown_until = None, Rule::Cooldown),
@@ -287,7 +297,12 @@ fn a_stale_or_broken_feed_denies_without_tripping_the_breaker() {
     c.oracle.as_mut().unwrap().updated_at = NOW - 3601;
     let r = c.run();
     denied_only_by(&r, Rule::OracleDeviation);
-    assert!(r.check(Rule::OracleDeviation).unwrap().detail.contains("stale"));
+    assert!(
+        r.check(Rule::OracleDeviation)
+            .unwrap()
+            .detail
+            .contains("stale")
+    );
     assert_eq!(r.trip_breaker, None);
 
     // Exactly at the max age is still fresh; a timestamp ahead of the clock counts as age 0.
@@ -325,10 +340,19 @@ fn the_first_failing_rule_decides_and_all_rules_are_reported() {
     c.cooldown_until = Some(NOW + 1);
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::MaxSlippage));
-    for rule in [Rule::MaxSlippage, Rule::Cooldown, Rule::GasCap, Rule::CircuitBreaker] {
+    for rule in [
+        Rule::MaxSlippage,
+        Rule::Cooldown,
+        Rule::GasCap,
+        Rule::CircuitBreaker,
+    ] {
         assert_eq!(outcome(&r, rule), RuleOutcome::Deny, "{rule}");
     }
-    for rule in [Rule::MaxNotionalPerTx, Rule::MaxNotionalPerDay, Rule::OracleDeviation] {
+    for rule in [
+        Rule::MaxNotionalPerTx,
+        Rule::MaxNotionalPerDay,
+        Rule::OracleDeviation,
+    ] {
         assert_eq!(outcome(&r, rule), RuleOutcome::Pass, "{rule}");
     }
 
@@ -354,11 +378,19 @@ fn notional_counts_every_amount_field() {
 
     // Rounding is up: 1 wei of base at 2000e6/1e18 is worth 2e-9 quote units -> 1.
     assert_eq!(
-        notional_of(Amount::from(1u128), Amount::ZERO, Amount(U256::from(2000u64) * e(6))),
+        notional_of(
+            Amount::from(1u128),
+            Amount::ZERO,
+            Amount(U256::from(2000u64) * e(6))
+        ),
         Some(Amount::from(1u128))
     );
     assert_eq!(
-        notional_of(Amount::ZERO, Amount::ZERO, Amount(U256::from(2000u64) * e(6))),
+        notional_of(
+            Amount::ZERO,
+            Amount::ZERO,
+            Amount(U256::from(2000u64) * e(6))
+        ),
         Some(Amount::ZERO)
     );
 }
@@ -369,13 +401,22 @@ fn huge_and_overflowing_values_are_denied_not_panicked() {
     c.proposal = add(Amount(U256::MAX), Amount(U256::MAX), 995);
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerTx));
-    assert!(r.check(Rule::MaxNotionalPerTx).unwrap().detail.contains("overflow"));
+    assert!(
+        r.check(Rule::MaxNotionalPerTx)
+            .unwrap()
+            .detail
+            .contains("overflow")
+    );
     assert_eq!(outcome(&r, Rule::MaxNotionalPerDay), RuleOutcome::Deny);
     assert_eq!(r.notional, None);
 
-    // Quote alone at the maximum fits; base at the maximum overflows once priced.
+    // Quote alone at the maximum fits 256 bits and is denied by size, not overflow.
     c.proposal = add(Amount::ZERO, Amount(U256::MAX), 995);
-    denied_only_by(&c.run(), Rule::MaxNotionalPerTx);
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerTx));
+    assert_eq!(r.notional, Some(Amount(U256::MAX)));
+    assert_eq!(outcome(&r, Rule::MaxNotionalPerDay), RuleOutcome::Deny);
+    // Base at the maximum overflows once priced.
     c.proposal = add(Amount(U256::MAX), Amount::ZERO, 995);
     assert_eq!(c.run().decided_by, Some(Rule::MaxNotionalPerTx));
 
@@ -405,7 +446,12 @@ fn bypass_attempts_are_denied() {
     c.proposal = add(weth(1), usdc(2000), 0);
     let r = c.run();
     denied_only_by(&r, Rule::MaxSlippage);
-    assert!(r.check(Rule::MaxSlippage).unwrap().detail.contains("10000 bps"));
+    assert!(
+        r.check(Rule::MaxSlippage)
+            .unwrap()
+            .detail
+            .contains("10000 bps")
+    );
 
     // An all-zero add is expected to mint nothing.
     let mut c = Case::ok();
@@ -434,7 +480,12 @@ fn bypass_attempts_are_denied() {
     };
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::Allowlist));
-    assert!(r.check(Rule::Allowlist).unwrap().detail.contains("state was read from"));
+    assert!(
+        r.check(Rule::Allowlist)
+            .unwrap()
+            .detail
+            .contains("state was read from")
+    );
 
     // A state from another chain.
     let mut c = Case::ok();
@@ -457,7 +508,12 @@ fn bypass_attempts_are_denied() {
     c.oracle = None;
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerTx));
-    assert!(r.check(Rule::MaxNotionalPerTx).unwrap().detail.contains("mid price is zero"));
+    assert!(
+        r.check(Rule::MaxNotionalPerTx)
+            .unwrap()
+            .detail
+            .contains("mid price is zero")
+    );
 
     // A caller-set notional is not even parseable: unknown fields are rejected.
     let json = serde_json::json!({
@@ -539,7 +595,11 @@ fn hold_is_always_allowed_and_reports_the_pool_risk() {
     let r = c.run();
     assert_eq!(r.verdict, Verdict::Allow);
     assert_eq!(r.notional, None);
-    for rule in [Rule::MaxSlippage, Rule::MaxNotionalPerTx, Rule::MaxNotionalPerDay] {
+    for rule in [
+        Rule::MaxSlippage,
+        Rule::MaxNotionalPerTx,
+        Rule::MaxNotionalPerDay,
+    ] {
         assert_eq!(outcome(&r, rule), RuleOutcome::Skipped, "{rule}");
     }
     assert_eq!(r.score, 20, "gas at 20% is the highest pressure");
@@ -585,7 +645,13 @@ fn zero_limits_block_everything_but_zero() {
 fn rule_and_verdict_names_are_stable() {
     let names: Vec<String> = Rule::ALL
         .iter()
-        .map(|r| serde_json::to_value(r).unwrap().as_str().unwrap().to_owned())
+        .map(|r| {
+            serde_json::to_value(r)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         names,
@@ -604,7 +670,10 @@ fn rule_and_verdict_names_are_stable() {
         assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
     }
     assert_eq!(serde_json::to_value(Verdict::Deny).unwrap(), "deny");
-    assert_eq!(serde_json::to_value(RuleOutcome::Skipped).unwrap(), "skipped");
+    assert_eq!(
+        serde_json::to_value(RuleOutcome::Skipped).unwrap(),
+        "skipped"
+    );
 }
 
 #[test]
@@ -617,7 +686,12 @@ fn reports_and_proposals_round_trip_as_json() {
 
     let json = serde_json::json!({"action": "hold", "reason": "flat market"});
     let p: ActionProposal = serde_json::from_value(json.clone()).unwrap();
-    assert_eq!(p, ActionProposal::Hold { reason: "flat market".into() });
+    assert_eq!(
+        p,
+        ActionProposal::Hold {
+            reason: "flat market".into()
+        }
+    );
     assert_eq!(serde_json::to_value(&p).unwrap(), json);
 
     let json = serde_json::json!({
@@ -639,6 +713,9 @@ fn reports_and_proposals_round_trip_as_json() {
         serde_json::json!({"action": "add_liquidity", "pool": "0x00000000000000000000000000000000000000a1",
             "base_amount": "-1", "quote_amount": "1", "min_shares": "1", "reason": "x"}),
     ] {
-        assert!(serde_json::from_value::<ActionProposal>(bad.clone()).is_err(), "{bad}");
+        assert!(
+            serde_json::from_value::<ActionProposal>(bad.clone()).is_err(),
+            "{bad}"
+        );
     }
 }

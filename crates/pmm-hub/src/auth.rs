@@ -1,0 +1,134 @@
+//! Bearer tokens per role, compared in constant time.
+//!
+//! Tokens are hashed before the compare so neither their content nor their length leaks
+//! through timing; every configured token is compared on every request.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::TokenFile;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read and simulate.
+    Agent,
+    /// Everything an agent may do, plus writes and breaker pause/resume.
+    Operator,
+}
+
+/// An authenticated caller, attached to the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Granted role.
+    pub role: Role,
+    /// Name written to `tool_calls.caller` (`agent#0`, `operator#1`, `local`).
+    pub name: String,
+}
+
+/// Configured tokens, hashed.
+#[derive(Clone)]
+pub struct Authenticator {
+    tokens: Vec<([u8; 32], Role, String)>,
+    open: bool,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("tokens", &self.tokens.len()).field("open", &self.open).finish()
+    }
+}
+
+fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+impl Authenticator {
+    /// Tokens mode.
+    pub fn with_tokens(tokens: &TokenFile) -> Self {
+        let mut all = Vec::new();
+        for (i, t) in tokens.agent.iter().enumerate() {
+            all.push((digest(t.as_bytes()), Role::Agent, format!("agent#{i}")));
+        }
+        for (i, t) in tokens.operator.iter().enumerate() {
+            all.push((digest(t.as_bytes()), Role::Operator, format!("operator#{i}")));
+        }
+        Self { tokens: all, open: false }
+    }
+
+    /// `auth = "none"`: every caller is a local agent.
+    pub fn open() -> Self {
+        Self { tokens: Vec::new(), open: true }
+    }
+
+    /// The caller a request's `Authorization` header names, or `None`.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Option<Caller> {
+        if self.open {
+            return Some(Caller { role: Role::Agent, name: "local".to_owned() });
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .trim();
+        let h = digest(presented.as_bytes());
+        let mut found: Option<&([u8; 32], Role, String)> = None;
+        for entry in &self.tokens {
+            if bool::from(entry.0.ct_eq(&h)) {
+                found = Some(entry);
+            }
+        }
+        found.map(|(_, role, name)| Caller { role: *role, name: name.clone() })
+    }
+}
+
+/// Axum middleware: 401 without a valid token; otherwise the [`Caller`] rides along.
+pub async fn require_caller(State(auth): State<Authenticator>, mut req: Request, next: Next) -> Response {
+    match auth.authenticate(req.headers()) {
+        Some(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(serde_json::json!({
+                "error": {"code": "unauthorized", "message": "missing or invalid bearer token"}
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn roles_by_token() {
+        let a = Authenticator::with_tokens(&TokenFile {
+            agent: vec!["agent-token-0123456789".into()],
+            operator: vec!["operator-token-0123456789".into()],
+        });
+        assert_eq!(a.authenticate(&headers("Bearer agent-token-0123456789")).unwrap().role, Role::Agent);
+        assert_eq!(a.authenticate(&headers("Bearer operator-token-0123456789")).unwrap().role, Role::Operator);
+        assert!(a.authenticate(&headers("Bearer nope")).is_none());
+        assert!(a.authenticate(&headers("agent-token-0123456789")).is_none());
+        assert!(a.authenticate(&HeaderMap::new()).is_none());
+        assert!(Role::Operator > Role::Agent);
+    }
+}

@@ -1,0 +1,390 @@
+//! The hub's one typed config: a TOML/JSON file plus `PMM_*` environment overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{Address, address};
+use serde::{Deserialize, Serialize};
+
+/// A config that cannot be used; the message names the bad key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment did not parse.
+    #[error("config: {0}")]
+    Load(String),
+    /// A key holds an unusable value.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Key name as written in the file (`PMM_<KEY>` in the environment).
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+/// Networks with known chain ids and DODO deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainPreset {
+    /// Ethereum mainnet.
+    Ethereum,
+    /// BNB Smart Chain.
+    Bsc,
+    /// Arbitrum One.
+    Arbitrum,
+    /// Local anvil.
+    Devnet,
+}
+
+/// DODO's deployed contracts on a preset chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DodoAddresses {
+    /// DVM factory.
+    pub dvm_factory: Address,
+    /// DSP factory.
+    pub dsp_factory: Address,
+    /// DPP factory.
+    pub dpp_factory: Address,
+    /// GSP factory.
+    pub gsp_factory: Address,
+    /// DODOV2Proxy02 router.
+    pub v2_proxy: Address,
+    /// DODOApprove (token pulls of the proxies).
+    pub approve: Address,
+    /// V1 DODOZoo.
+    pub v1_zoo: Address,
+}
+
+impl ChainPreset {
+    /// The EVM chain id the RPC must report.
+    pub fn chain_id(self) -> u64 {
+        match self {
+            Self::Ethereum => 1,
+            Self::Bsc => 56,
+            Self::Arbitrum => 42161,
+            Self::Devnet => 31337,
+        }
+    }
+
+    /// Short chain name used in state, keys and the allowlist.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ethereum => "ethereum",
+            Self::Bsc => "bsc",
+            Self::Arbitrum => "arbitrum",
+            Self::Devnet => "devnet",
+        }
+    }
+
+    /// DODO deployments (none on a devnet: its fixture pools are deployed per run).
+    pub fn dodo(self) -> Option<DodoAddresses> {
+        match self {
+            Self::Ethereum => Some(DodoAddresses {
+                dvm_factory: address!("72d220cE168C4f361dD4deE5D826a01AD8598f6C"),
+                dsp_factory: address!("6fdDB76c93299D985f4d3FC7ac468F9A168577A4"),
+                dpp_factory: address!("5336edE8F971339F6c0e304c66ba16F1296A2Fbe"),
+                gsp_factory: address!("710409D2121B7C8EA4aCAdd6803FDE2D85DF6473"),
+                v2_proxy: address!("a356867fDCEa8e71AEaF87805808803806231FdC"),
+                approve: address!("CB859eA579b28e02B87A1FDE08d087ab9dbE5149"),
+                v1_zoo: address!("3a97247df274a17c59a3bd12735ea3fcdfb49950"),
+            }),
+            Self::Bsc => Some(DodoAddresses {
+                dvm_factory: address!("790B4A80Fb1094589A3c0eFC8740aA9b0C1733fB"),
+                dsp_factory: address!("0fb9815938Ad069Bf90E14FE6C596c514BEDe767"),
+                dpp_factory: address!("d9CAc3D964327e47399aebd8e1e6dCC4c251DaAE"),
+                gsp_factory: address!("78d43a889F42a344Fe98C3fb9455791Dc8178d55"),
+                v2_proxy: address!("8F8Dd7DB1bDA5eD3da8C9daf3bfa471c12d58486"),
+                approve: address!("a128Ba44B2738A558A1fdC06d6303d52D3Cef8c1"),
+                v1_zoo: address!("CA459456a45e300AA7EF447DBB60F87CCcb42828"),
+            }),
+            Self::Arbitrum => Some(DodoAddresses {
+                dvm_factory: address!("Da4c4411c55B0785e501332354A036c04833B72b"),
+                dsp_factory: address!("C8fE2440744dcd733246a4dB14093664DEFD5A53"),
+                dpp_factory: address!("a6Cf3d163358aF376ec5e8B7Cc5e102a05FdE63D"),
+                gsp_factory: address!("46E55A974c5995675b025f7F607C3278B36f0c29"),
+                v2_proxy: address!("88CBf433471A0CD8240D2a12354362988b4593E5"),
+                approve: address!("A867241cDC8d3b0C07C85cC06F25a0cD3b5474d8"),
+                v1_zoo: address!("BcC3401E16C25EaF4d3FeD632ce3288503883B1f"),
+            }),
+            Self::Devnet => None,
+        }
+    }
+}
+
+/// How callers authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Bearer tokens per role (the default).
+    Tokens,
+    /// No tokens; every caller is an agent (read + simulate). Only on a loopback address.
+    None,
+}
+
+/// Everything the hub needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address to bind; must be loopback when `auth = "none"`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Chain preset; the RPC must report its chain id.
+    pub chain: ChainPreset,
+    /// RPC endpoint (may carry credentials: it is never logged). Optional on a devnet when
+    /// `devnet_file` names the file `just devnet` wrote.
+    #[serde(default)]
+    pub rpc_url: Option<String>,
+    /// `var/devnet.json` from `just devnet`: supplies `rpc_url` on a devnet.
+    #[serde(default)]
+    pub devnet_file: Option<PathBuf>,
+    /// `config/allowlist.json`.
+    #[serde(default = "default_allowlist")]
+    pub allowlist_path: PathBuf,
+    /// `config/pool_profiles.json`.
+    #[serde(default = "default_profiles")]
+    pub profiles_path: PathBuf,
+    /// Redis for breaker, cooldown and daily caps; without it the hub serves reads statelessly.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this hub touches.
+    #[serde(default = "default_namespace")]
+    pub redis_namespace: String,
+    /// Postgres for the `tool_calls` log.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Authentication mode.
+    #[serde(default = "default_auth")]
+    pub auth: AuthMode,
+    /// JSON file `{"agent": ["token", ...], "operator": ["token", ...]}`.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
+    /// One agent token (usually from `PMM_AGENT_TOKEN`).
+    #[serde(default)]
+    pub agent_token: Option<String>,
+    /// One operator token (usually from `PMM_OPERATOR_TOKEN`).
+    #[serde(default)]
+    pub operator_token: Option<String>,
+    /// `Host` values accepted on `/mcp` (DNS-rebinding protection).
+    #[serde(default = "default_hosts")]
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted on `/mcp`; any other present Origin gets 403.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Account fees are quoted for and simulations run from (the executor's address).
+    #[serde(default)]
+    pub executor: Option<Address>,
+    /// Tool-call log rows kept in memory while Postgres is unreachable.
+    #[serde(default = "default_log_buffer")]
+    pub tool_log_buffer: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3000))
+}
+fn default_allowlist() -> PathBuf {
+    PathBuf::from("config/allowlist.json")
+}
+fn default_profiles() -> PathBuf {
+    PathBuf::from("config/pool_profiles.json")
+}
+fn default_namespace() -> String {
+    "pmm".to_owned()
+}
+fn default_auth() -> AuthMode {
+    AuthMode::Tokens
+}
+fn default_hosts() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+}
+fn default_log_buffer() -> usize {
+    10_000
+}
+
+/// Bearer tokens by role, as loaded.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    /// Tokens granting read and simulate.
+    #[serde(default)]
+    pub agent: Vec<String>,
+    /// Tokens granting everything.
+    #[serde(default)]
+    pub operator: Vec<String>,
+}
+
+/// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
+const KEYS: [&str; 17] = [
+    "listen",
+    "chain",
+    "rpc_url",
+    "devnet_file",
+    "allowlist_path",
+    "profiles_path",
+    "redis_url",
+    "redis_namespace",
+    "database_url",
+    "auth",
+    "tokens_file",
+    "agent_token",
+    "operator_token",
+    "allowed_hosts",
+    "allowed_origins",
+    "executor",
+    "tool_log_buffer",
+];
+
+/// Shortest token accepted: a short token is guessable whatever the compare.
+const MIN_TOKEN_LEN: usize = 16;
+
+impl HubConfig {
+    /// Loads `path` (if any) and applies `PMM_*` overrides, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(p) = path {
+            builder = builder.add_source(config::File::from(p));
+        }
+        // Other daemons share the PMM_ prefix (PMM_MODE, PMM_ANVIL, ...): only the hub's keys
+        // are taken from the environment, so unknown keys in the file still fail.
+        let env: std::collections::HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| {
+                k.strip_prefix("PMM_")
+                    .is_some_and(|rest| KEYS.contains(&rest.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("PMM")
+                .source(Some(env))
+                .try_parsing(false)
+                .list_separator(",")
+                .with_list_parse_key("allowed_hosts")
+                .with_list_parse_key("allowed_origins"),
+        );
+        let cfg: Self = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every cross-key rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth == AuthMode::None && !self.listen.ip().is_loopback() {
+            return Err(invalid("auth", "\"none\" is allowed only with a loopback `listen` address"));
+        }
+        if self.rpc_url.is_none() && self.devnet_file.is_none() {
+            return Err(invalid("rpc_url", "missing (or set devnet_file on a devnet)"));
+        }
+        if self.devnet_file.is_some() && self.chain != ChainPreset::Devnet && self.rpc_url.is_none() {
+            return Err(invalid("devnet_file", "only usable with chain = \"devnet\""));
+        }
+        if self.tool_log_buffer == 0 {
+            return Err(invalid("tool_log_buffer", "must be at least 1"));
+        }
+        if self.redis_namespace.is_empty() || self.redis_namespace.contains(char::is_whitespace) {
+            return Err(invalid("redis_namespace", "must be non-empty without spaces"));
+        }
+        Ok(())
+    }
+
+    /// The RPC URL: `rpc_url`, else the devnet file's `rpc_url`.
+    pub fn resolve_rpc_url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = &self.rpc_url {
+            return Ok(url.clone());
+        }
+        let path = self.devnet_file.as_ref().ok_or_else(|| invalid("rpc_url", "missing"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid("devnet_file", format!("cannot read {}: {e}", path.display())))?;
+        #[derive(Deserialize)]
+        struct DevnetFile {
+            rpc_url: String,
+        }
+        let f: DevnetFile = serde_json::from_str(&text)
+            .map_err(|e| invalid("devnet_file", format!("{}: {e}", path.display())))?;
+        Ok(f.rpc_url)
+    }
+
+    /// Tokens from `tokens_file`, `agent_token` and `operator_token`; empty in `auth = "none"`.
+    pub fn resolve_tokens(&self) -> Result<TokenFile, ConfigError> {
+        if self.auth == AuthMode::None {
+            return Ok(TokenFile::default());
+        }
+        let mut tokens = match &self.tokens_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| invalid("tokens_file", format!("cannot read {}: {e}", path.display())))?;
+                serde_json::from_str::<TokenFile>(&text)
+                    .map_err(|e| invalid("tokens_file", format!("{}: {e}", path.display())))?
+            }
+            None => TokenFile::default(),
+        };
+        tokens.agent.extend(self.agent_token.clone());
+        tokens.operator.extend(self.operator_token.clone());
+        if tokens.agent.is_empty() && tokens.operator.is_empty() {
+            return Err(invalid(
+                "auth",
+                "\"tokens\" needs at least one token (tokens_file, agent_token or operator_token)",
+            ));
+        }
+        let key_of = |is_agent: bool| if is_agent { "agent_token" } else { "operator_token" };
+        for (is_agent, t) in tokens.agent.iter().map(|t| (true, t)).chain(tokens.operator.iter().map(|t| (false, t))) {
+            if t.len() < MIN_TOKEN_LEN {
+                return Err(invalid(key_of(is_agent), format!("tokens must be at least {MIN_TOKEN_LEN} characters")));
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HubConfig {
+        serde_json::from_value(serde_json::json!({"chain": "devnet", "rpc_url": "http://127.0.0.1:8545"})).unwrap()
+    }
+
+    #[test]
+    fn defaults_bind_loopback_3000_with_tokens() {
+        let c = base();
+        assert_eq!(c.listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(c.auth, AuthMode::Tokens);
+        assert_eq!(ChainPreset::Bsc.chain_id(), 56);
+        assert!(ChainPreset::Devnet.dodo().is_none());
+        assert_eq!(
+            ChainPreset::Ethereum.dodo().unwrap().v2_proxy,
+            address!("a356867fDCEa8e71AEaF87805808803806231FdC")
+        );
+    }
+
+    #[test]
+    fn auth_none_requires_loopback() {
+        let mut c = base();
+        c.auth = AuthMode::None;
+        assert!(c.validate().is_ok());
+        c.listen = "0.0.0.0:3000".parse().unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`auth`"), "{err}");
+    }
+
+    #[test]
+    fn tokens_required_and_long() {
+        let mut c = base();
+        assert!(c.resolve_tokens().unwrap_err().to_string().contains("`auth`"));
+        c.agent_token = Some("short".into());
+        assert!(c.resolve_tokens().unwrap_err().to_string().contains("agent_token"));
+        c.agent_token = Some("a".repeat(32));
+        assert_eq!(c.resolve_tokens().unwrap().agent.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let r: Result<HubConfig, _> =
+            serde_json::from_value(serde_json::json!({"chain": "devnet", "rpc_url": "x", "lisen": "1"}));
+        assert!(r.unwrap_err().to_string().contains("lisen"));
+    }
+}

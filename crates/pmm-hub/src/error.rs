@@ -1,0 +1,80 @@
+//! Tool errors and their one mapping to HTTP and MCP.
+
+use axum::http::StatusCode;
+use pmm_chain::ChainError;
+use serde::Serialize;
+
+/// Why a tool call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The parameters are malformed or out of range.
+    #[error("{0}")]
+    InvalidParams(String),
+    /// No such tool.
+    #[error("unknown tool {0:?}")]
+    UnknownTool(String),
+    /// The caller's role may not call this tool.
+    #[error("tool {tool} needs the {needed} role")]
+    Forbidden {
+        /// Tool.
+        tool: String,
+        /// Role required.
+        needed: &'static str,
+    },
+    /// The pool or action is of a kind this tool does not handle.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The chain read or dry run failed.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// The chain answered values the schema rejects.
+    #[error("pool state rejected: {0}")]
+    Schema(#[from] pmm_core::schema::SchemaError),
+    /// The exact math says the contract would revert.
+    #[error("would revert: {0}")]
+    Math(#[from] pmm_core::math::MathError),
+    /// Redis is configured but does not answer (state-changing paths fail closed).
+    #[error("state store unavailable: {0}")]
+    Store(String),
+}
+
+/// The JSON body of an error.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Stable machine code.
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ToolError {
+    /// Stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidParams(_) => "invalid_params",
+            Self::UnknownTool(_) => "unknown_tool",
+            Self::Forbidden { .. } => "forbidden",
+            Self::Unsupported(_) => "unsupported",
+            Self::Chain(_) => "chain_error",
+            Self::Schema(_) => "invalid_pool_state",
+            Self::Math(_) => "would_revert",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+
+    /// HTTP status for `/mcp/call`.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidParams(_) | Self::Unsupported(_) | Self::Math(_) => StatusCode::BAD_REQUEST,
+            Self::UnknownTool(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Chain(_) | Self::Schema(_) => StatusCode::BAD_GATEWAY,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The body both transports carry.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { code: self.code(), message: self.to_string() }
+    }
+}

@@ -1,0 +1,230 @@
+//! Tool names, roles, parameter and result types: the surface both transports share.
+
+use alloy::primitives::Address;
+use pmm_core::policy::{ActionProposal, RiskReport, Rule, Verdict};
+use pmm_core::schema::Amount;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Role;
+use crate::error::ToolError;
+
+/// `dodo.get_pool_state`.
+pub const GET_POOL_STATE: &str = "dodo.get_pool_state";
+/// `dodo.identify_pool_interface`.
+pub const IDENTIFY: &str = "dodo.identify_pool_interface";
+/// `dodo.quote_add_liquidity`.
+pub const QUOTE_ADD: &str = "dodo.quote_add_liquidity";
+/// `dodo.risk_check`.
+pub const RISK_CHECK: &str = "dodo.risk_check";
+/// `dodo.simulate_action`.
+pub const SIMULATE: &str = "dodo.simulate_action";
+/// `dodo.pause_pool`.
+pub const PAUSE: &str = "dodo.pause_pool";
+/// `dodo.resume_pool`.
+pub const RESUME: &str = "dodo.resume_pool";
+
+/// Every tool with the least role that may call it, in `tools/list` order.
+pub const TOOLS: [(&str, Role); 7] = [
+    (GET_POOL_STATE, Role::Agent),
+    (IDENTIFY, Role::Agent),
+    (PAUSE, Role::Operator),
+    (QUOTE_ADD, Role::Agent),
+    (RESUME, Role::Operator),
+    (RISK_CHECK, Role::Agent),
+    (SIMULATE, Role::Agent),
+];
+
+/// The role a tool needs; `None` for an unknown tool.
+pub fn required_role(tool: &str) -> Option<Role> {
+    TOOLS.iter().find(|(n, _)| *n == tool).map(|(_, r)| *r)
+}
+
+fn address_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": "^0x[0-9a-fA-F]{40}$",
+        "description": "20-byte EVM address, 0x-prefixed hex."
+    })
+}
+
+/// Parses an address parameter with an error naming the field.
+pub fn parse_address(field: &str, s: &str) -> Result<Address, ToolError> {
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"));
+    match hex {
+        Some(h) if h.len() == 40 && h.chars().all(|c| c.is_ascii_hexdigit()) => s
+            .parse::<Address>()
+            .map_err(|e| ToolError::InvalidParams(format!("{field}: {e}"))),
+        _ => Err(ToolError::InvalidParams(format!(
+            "{field}: {:?} is not a 20-byte 0x-prefixed hex address",
+            s.chars().take(64).collect::<String>()
+        ))),
+    }
+}
+
+/// `{pool}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolParams {
+    /// Pool contract.
+    #[schemars(schema_with = "address_schema")]
+    pub pool: String,
+}
+
+/// `{pool, base_amount, quote_amount}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteAddParams {
+    /// Pool contract (DVM, DSP or GSP).
+    #[schemars(schema_with = "address_schema")]
+    pub pool: String,
+    /// Base to deposit, raw units, decimal string, > 0.
+    pub base_amount: Amount,
+    /// Quote to deposit, raw units, decimal string.
+    pub quote_amount: Amount,
+}
+
+/// `{pool, action?}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskCheckParams {
+    /// Pool contract.
+    #[schemars(schema_with = "address_schema")]
+    pub pool: String,
+    /// Proposal to evaluate; absent = `hold` (a risk check of the pool itself).
+    #[serde(default)]
+    pub action: Option<ActionProposal>,
+}
+
+/// `{action}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateParams {
+    /// The proposal to dry-run.
+    pub action: ActionProposal,
+}
+
+/// `{pool, reason}` for pause.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseParams {
+    /// Pool contract.
+    #[schemars(schema_with = "address_schema")]
+    pub pool: String,
+    /// Why writes are paused (stored with the breaker).
+    #[schemars(length(min = 1, max = 500))]
+    pub reason: String,
+}
+
+/// Result of `dodo.quote_add_liquidity`, exact amounts as decimal strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AddLiquidityQuote {
+    /// Pool quoted.
+    #[schemars(schema_with = "address_schema")]
+    pub pool: Address,
+    /// Block of the state the quote is computed from.
+    pub block_number: u64,
+    /// Shares `buyShares` returns to the depositor.
+    pub shares: Amount,
+    /// Increase of total supply (includes the 1001 locked on a first deposit).
+    pub minted: Amount,
+    /// Base counted towards the shares (input minus donation).
+    pub base_taken: Amount,
+    /// Quote counted towards the shares.
+    pub quote_taken: Amount,
+    /// Base given to all LPs beyond the proportional contribution.
+    pub base_donated: Amount,
+    /// Quote given to all LPs beyond the proportional contribution.
+    pub quote_donated: Amount,
+    /// Base the pool sees as input (balance minus reserve, including earlier stray transfers).
+    pub base_input: Amount,
+    /// Quote the pool sees as input.
+    pub quote_input: Amount,
+    /// Total supply afterwards.
+    pub new_total_supply: Amount,
+    /// Share of the pool's value held in base afterwards, at the new mid price; `null` when
+    /// the pool would hold no value.
+    pub resulting_inventory_ratio: Option<f64>,
+    /// Mid price afterwards, 1e18 fixed point on raw units; `null` when undefined.
+    pub resulting_mid_price_raw: Option<Amount>,
+}
+
+/// Predicted pool after the action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PredictedState {
+    /// Base reserve afterwards.
+    pub base_reserve: Amount,
+    /// Quote reserve afterwards.
+    pub quote_reserve: Amount,
+    /// Total shares afterwards.
+    pub total_shares: Amount,
+    /// Inventory ratio afterwards.
+    pub inventory_ratio: Option<f64>,
+}
+
+/// What the node said when the action was dry-run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ChainDryRun {
+    /// Block the dry run was pinned to.
+    pub block_number: u64,
+    /// `eth_estimateGas` of the pool call (the token transfers of a deposit are not included).
+    pub gas_estimate: Option<u64>,
+    /// Whether the node's result equals the exact math to the wei.
+    pub matches_math: Option<bool>,
+    /// Shares (add) or base (remove) the node returned.
+    pub primary_output: Option<Amount>,
+    /// Quote returned by a removal.
+    pub secondary_output: Option<Amount>,
+    /// Revert reason or RPC failure; a failed dry run denies.
+    pub error: Option<String>,
+}
+
+/// Result of `dodo.simulate_action`. Never signs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SimulationResult {
+    /// Final verdict: the policy's, turned to deny when the dry run failed.
+    pub verdict: Verdict,
+    /// Rule that decided a deny, or `simulation` when the dry run failed.
+    pub denied_by: Option<String>,
+    /// The policy report.
+    pub risk: RiskReport,
+    /// Predicted post-state from the exact math; `null` for `hold`.
+    pub predicted: Option<PredictedState>,
+    /// The node's dry run; `null` for `hold`.
+    pub dry_run: Option<ChainDryRun>,
+}
+
+/// Result of `dodo.pause_pool` / `dodo.resume_pool`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BreakerResult {
+    /// Pool.
+    #[schemars(schema_with = "address_schema")]
+    pub pool: Address,
+    /// Whether writes are now blocked.
+    pub tripped: bool,
+    /// Stored reason.
+    pub reason: String,
+}
+
+/// Verdict and rule of a result, for the `tool_calls` row.
+pub fn audit_fields(value: &serde_json::Value) -> (Option<String>, Option<String>) {
+    let pick = |v: &serde_json::Value| {
+        let verdict = v.get("verdict").and_then(|x| x.as_str()).map(str::to_owned);
+        let rule = v
+            .get("denied_by")
+            .or_else(|| v.get("decided_by"))
+            .and_then(|x| x.as_str())
+            .map(str::to_owned);
+        (verdict, rule)
+    };
+    let (verdict, rule) = pick(value);
+    if verdict.is_some() {
+        return (verdict, rule);
+    }
+    value.get("risk").map(pick).unwrap_or((None, None))
+}
+
+/// The stable name of a rule, for results.
+pub fn rule_name(rule: Option<Rule>) -> Option<String> {
+    rule.map(|r| r.as_str().to_owned())
+}

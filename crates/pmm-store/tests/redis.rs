@@ -1,0 +1,241 @@
+//! Store-layer tests on a real Redis: one fresh key namespace per test.
+
+use chrono::NaiveDate;
+use pmm_store::redis::{MAX_CAP_AMOUNT, REDIS_SCHEMA_VERSION};
+use pmm_store::{BootstrapOutcome, BreakerState, RedisStore, StoreError};
+use pmm_testkit::db::TestRedis;
+
+fn store(ns: &TestRedis) -> RedisStore {
+    RedisStore::connect(ns.url(), ns.namespace()).expect("redis pool")
+}
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2027, 3, 4).expect("valid date")
+}
+
+#[tokio::test]
+async fn breaker_trip_and_reset_are_seen_by_a_new_client() {
+    let ns = TestRedis::new();
+    let first = store(&ns);
+    assert_eq!(first.breaker(31337, "0xPool").await.expect("get"), None);
+    first
+        .trip_breaker(31337, "0xPool", "oracle stale", 1_800_000_000)
+        .await
+        .expect("trip");
+
+    let second = store(&ns);
+    let expected = BreakerState {
+        tripped: true,
+        reason: "oracle stale".into(),
+        ts: 1_800_000_000,
+    };
+    assert_eq!(
+        second.breaker(31337, "0xpool").await.expect("get"),
+        Some(expected)
+    );
+    assert_eq!(
+        ns.keys().expect("keys"),
+        vec![format!("{}cb:31337:0xpool", ns.namespace())]
+    );
+    assert_eq!(
+        second.breaker(1, "0xpool").await.expect("other chain"),
+        None
+    );
+
+    assert!(second.reset_breaker(31337, "0xpool").await.expect("reset"));
+    assert!(
+        !second
+            .reset_breaker(31337, "0xpool")
+            .await
+            .expect("reset again")
+    );
+    assert_eq!(
+        store(&ns).breaker(31337, "0xpool").await.expect("get"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_breaker_value_is_an_error_not_an_open_breaker() {
+    let ns = TestRedis::new();
+    let s = store(&ns);
+    let client = deadpool_redis::redis::Client::open(ns.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let () = deadpool_redis::redis::cmd("SET")
+        .arg(format!("{}cb:1:0xa", ns.namespace()))
+        .arg("not json")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    assert!(matches!(
+        s.breaker(1, "0xa").await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn cooldowns_hold_the_next_allowed_time_and_vanish_once_passed() {
+    let ns = TestRedis::new();
+    let s = store(&ns);
+    let later = u64::try_from(chrono::Utc::now().timestamp()).expect("positive") + 3_600;
+    s.set_cooldown(10, "0xp", later).await.expect("set");
+    assert_eq!(
+        store(&ns).cooldown(10, "0xp").await.expect("get"),
+        Some(later)
+    );
+    s.set_cooldown(10, "0xp", 1_000).await.expect("set past");
+    assert_eq!(s.cooldown(10, "0xp").await.expect("get"), None);
+    assert_eq!(s.cooldown(10, "0xother").await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn daily_cap_reservations_are_atomic_across_clients() {
+    let ns = TestRedis::new();
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = store(&ns);
+            tokio::spawn(async move { s.reserve_daily_cap("global", day(), 7, 100).await })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        let r = t.await.expect("join").expect("reserve");
+        if r.granted {
+            granted += 1;
+        }
+        assert!(r.used <= 100);
+    }
+    assert_eq!(granted, 14);
+    let s = store(&ns);
+    assert_eq!(s.daily_cap_used("global", day()).await.expect("used"), 98);
+    let denied = s
+        .reserve_daily_cap("global", day(), 3, 100)
+        .await
+        .expect("deny");
+    assert!(!denied.granted);
+    assert_eq!(denied.used, 98);
+    assert_eq!(
+        s.release_daily_cap("global", day(), 8)
+            .await
+            .expect("release"),
+        90
+    );
+    assert_eq!(
+        s.release_daily_cap("global", day(), 1_000)
+            .await
+            .expect("floor"),
+        0
+    );
+    assert_eq!(
+        s.release_daily_cap("global", day(), 5)
+            .await
+            .expect("empty"),
+        0
+    );
+    assert!(
+        s.reserve_daily_cap("global", day(), 100, 100)
+            .await
+            .expect("full")
+            .granted
+    );
+    assert_eq!(s.daily_cap_used("other", day()).await.expect("none"), 0);
+    assert!(matches!(
+        s.reserve_daily_cap("global", day(), MAX_CAP_AMOUNT + 1, u64::MAX)
+            .await,
+        Err(StoreError::InvalidInput {
+            field: "amount",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn bootstrap_is_idempotent_and_refuses_a_newer_layout() {
+    let ns = TestRedis::new();
+    let s = store(&ns);
+    s.ping().await.expect("ping");
+    assert!(!s.server_info().await.expect("info").version.is_empty());
+    assert_eq!(s.schema_version().await.expect("none yet"), None);
+    assert_eq!(
+        s.bootstrap().await.expect("first"),
+        BootstrapOutcome::Created
+    );
+    assert_eq!(
+        s.bootstrap().await.expect("second"),
+        BootstrapOutcome::Unchanged
+    );
+    assert_eq!(
+        s.schema_version().await.expect("set"),
+        Some(REDIS_SCHEMA_VERSION)
+    );
+
+    let client = deadpool_redis::redis::Client::open(ns.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let key = format!("{}pmm:schema_version", ns.namespace());
+    let () = deadpool_redis::redis::cmd("SET")
+        .arg(&key)
+        .arg(REDIS_SCHEMA_VERSION + 1)
+        .query_async(&mut conn)
+        .await
+        .expect("set newer");
+    assert!(matches!(
+        s.bootstrap().await,
+        Err(StoreError::RedisSchemaNewer { found, .. }) if found == REDIS_SCHEMA_VERSION + 1
+    ));
+    let () = deadpool_redis::redis::cmd("SET")
+        .arg(&key)
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("set older");
+    assert_eq!(
+        s.bootstrap().await.expect("upgrade"),
+        BootstrapOutcome::Upgraded { from: 0 }
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_typed_error_without_credentials() {
+    let s = RedisStore::connect("redis://:hunter2@127.0.0.1:1", "").expect("lazy pool");
+    let err = s.ping().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::RedisUnavailable { endpoint, .. } if endpoint == "127.0.0.1:1")
+    );
+    assert!(!err.to_string().contains("hunter2"));
+    assert!(matches!(
+        RedisStore::connect("http://nope", ""),
+        Err(StoreError::InvalidRedisUrl(_))
+    ));
+}
+
+#[test]
+fn test_namespace_keys_are_removed_on_drop() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ns = TestRedis::new();
+    let probe = TestRedis::new();
+    let namespace = ns.namespace().to_owned();
+    runtime.block_on(async {
+        store(&ns)
+            .trip_breaker(1, "0xa", "r", 1)
+            .await
+            .expect("trip");
+    });
+    assert_eq!(ns.keys().expect("keys").len(), 1);
+    drop(ns);
+    let client = deadpool_redis::redis::Client::open(probe.url()).expect("client");
+    let mut conn = client.get_connection().expect("conn");
+    let left: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{namespace}*"))
+        .query(&mut conn)
+        .expect("keys");
+    assert!(left.is_empty());
+}
