@@ -162,10 +162,16 @@ pub struct PoolRead {
     pub feed: Option<FeedRead>,
 }
 
+/// JSON Schema of an address as serde writes it.
+fn address_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})
+}
+
 /// Result of probing an address for DODO pool interfaces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InterfaceReport {
     /// Address probed.
+    #[schemars(schema_with = "address_schema")]
     pub pool: Address,
     /// Getters that answered with a decodable value.
     pub functions_found: Vec<String>,
@@ -178,7 +184,7 @@ pub struct InterfaceReport {
 }
 
 /// Identification verdict: a known family or unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectedProfile {
     /// DODO V2 DVM.

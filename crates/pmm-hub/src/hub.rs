@@ -217,7 +217,11 @@ impl Hub {
     pub async fn dispatch(&self, caller: &Caller, tool: &str, params: Value) -> Result<Value, ToolError> {
         fn decode<P: DeserializeOwned>(params: &Value) -> Result<P, ToolError> {
             let v = if params.is_null() { Value::Object(Default::default()) } else { params.clone() };
-            serde_json::from_value(v).map_err(|e| ToolError::InvalidParams(format!("params: {e}")))
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let at = if path == "." { "params".to_owned() } else { format!("params.{path}") };
+                ToolError::InvalidParams(format!("{at}: {}", e.into_inner()))
+            })
         }
         fn out<O: Serialize>(o: O) -> Value {
             serde_json::to_value(o).unwrap_or(Value::Null)
@@ -275,10 +279,8 @@ impl Hub {
         let base_balance = add(read.base_balance, p.base_amount.0, "base_amount")?;
         let quote_balance = add(read.quote_balance, p.quote_amount.0, "quote_amount")?;
         let bs = math::buy_shares(kind, &liq, base_balance, quote_balance)?;
-        let pmm = read.pmm.ok_or_else(|| ToolError::Unsupported("pool has no V2 PMM state".into()))?;
         let after = post_state(kind, &pmm_of(&read)?, base_balance, quote_balance, bs.targets.map(|t| (t.base, t.quote)));
         let mid = after.as_ref().ok().and_then(|s| math::mid_price(s).ok());
-        let _ = pmm;
         Ok(AddLiquidityQuote {
             pool,
             block_number: read.block.number,

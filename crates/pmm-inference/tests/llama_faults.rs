@@ -19,15 +19,22 @@ fn long_generation(stream: bool) -> Value {
     })
 }
 
+/// Polls llama-server's `/slots` until a slot is (or no slot is) processing.
+///
+/// The poll interval is longer than llama-server's 1 s HTTP polling period on purpose: each
+/// `/slots` call posts a task to the server loop, and its result wakes the handler that waits for
+/// a non-streamed answer before that handler's timeout, which is the only place it checks
+/// whether its client hung up. Polling faster hides the cancellation being tested.
 async fn wait_slots(llama: &LlamaServer, client: &reqwest::Client, busy: bool, within: Duration) {
     let deadline = Instant::now() + within;
     while llama.any_slot_busy(client).await != busy {
         assert!(
             Instant::now() < deadline,
-            "llama-server slots never became {} within {within:?}",
-            if busy { "busy" } else { "idle" }
+            "llama-server slots never became {} within {within:?}:\n{}",
+            if busy { "busy" } else { "idle" },
+            llama.log_tail()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 }
 

@@ -5,10 +5,10 @@ use alloy::primitives::aliases::U80;
 use alloy::primitives::{Address, I256, U256};
 use pmm_testkit::contracts::pmm_probe::PMMMath::State;
 use pmm_testkit::contracts::{
-    ChainlinkFeed, DPP, DPPOracle, DSP, DVM, FeeRateModel, PMMProbe, PriceOracle,
+    ChainlinkFeed, DPP, DPPOracle, DSP, DVM, FeeRateModel, GSP, PMMProbe, PriceOracle, V1Pool,
 };
 use pmm_testkit::devnet::confirm;
-use pmm_testkit::{Devnet, PoolParams};
+use pmm_testkit::{Devnet, PoolParams, TestkitError};
 
 const E18: u128 = 1_000_000_000_000_000_000;
 
@@ -567,4 +567,76 @@ async fn probe_answers_like_the_pools() {
         .await
         .expect_err("target zero");
     assert!(err.to_string().contains("TARGET_IS_ZERO"), "{err}");
+}
+
+#[tokio::test]
+async fn versions_identify_every_pool_type() {
+    let s = setup().await;
+    let d = &s.devnet;
+    let gsp = d.deploy_gsp(pegged(&s)).await.expect("gsp");
+    assert_eq!(
+        GSP::new(gsp, d.provider()).version().call().await.unwrap(),
+        "GSP 1.0.1"
+    );
+
+    let oracle = d.deploy_price_oracle(u(2_000_000_000)).await.unwrap();
+    let v1 = d
+        .deploy_v1(s.base, s.quote, oracle, u(E18 / 10))
+        .await
+        .expect("v1");
+    let pool = V1Pool::new(v1, d.provider());
+    assert_eq!(pool.version().call().await.unwrap(), u(101));
+    assert_eq!(
+        pool.getOraclePrice().call().await.unwrap(),
+        u(2_000_000_000)
+    );
+    assert_eq!(pool._R_STATUS_().call().await.unwrap(), 0);
+    let a1 = d.account(1).unwrap();
+    d.approve(a1, s.base, v1, base(2)).await.unwrap();
+    d.approve(a1, s.quote, v1, quote(4_000)).await.unwrap();
+    confirm("depositBase", pool.depositBase(base(2)).from(a1))
+        .await
+        .unwrap();
+    confirm("depositQuote", pool.depositQuote(quote(4_000)).from(a1))
+        .await
+        .unwrap();
+    assert_eq!(pool._BASE_BALANCE_().call().await.unwrap(), base(2));
+    assert_eq!(d.balance_of(s.quote, v1).await.unwrap(), quote(4_000));
+    assert_eq!(pool.getMidPrice().call().await.unwrap(), u(2_000_000_000));
+}
+
+#[tokio::test]
+async fn lp_shares_transfer_and_invalid_params_fail_closed() {
+    let s = setup().await;
+    let d = &s.devnet;
+    let (a1, a2) = (d.account(1).unwrap(), d.account(2).unwrap());
+    let pool = d.deploy_dvm(volatile(&s)).await.unwrap();
+    d.buy_shares(a1, pool, base(10), quote(20_000))
+        .await
+        .unwrap();
+    let dvm = DVM::new(pool, d.provider());
+    confirm("transfer LP", dvm.transfer(a2, base(3)).from(a1))
+        .await
+        .unwrap();
+    assert_eq!(dvm.balanceOf(a2).call().await.unwrap(), base(3));
+    assert_eq!(dvm.balanceOf(a1).call().await.unwrap(), base(7) - u(1001));
+
+    let bad_i = PoolParams {
+        i: U256::ZERO,
+        ..volatile(&s)
+    };
+    let err = d.deploy_dvm(bad_i).await.expect_err("i = 0");
+    assert!(
+        matches!(err, TestkitError::InvalidParam { field: "i", .. }),
+        "{err}"
+    );
+    let bad_k = PoolParams {
+        k: u(E18 + 1),
+        ..pegged(&s)
+    };
+    let err = d.deploy_dsp(bad_k).await.expect_err("k > 1");
+    assert!(
+        matches!(err, TestkitError::InvalidParam { field: "k", .. }),
+        "{err}"
+    );
 }

@@ -3,7 +3,7 @@
 
 use super::dodo_math::{general_integrate, solve_quadratic_for_target, solve_quadratic_for_trade};
 use super::fixed::{
-    add, check_reserves_fit, div, div_floor, mul, mul_floor, reciprocal_floor, sub,
+    UINT112_MAX, add, check_reserves_fit, div, div_floor, mul, mul_floor, reciprocal_floor, sub,
 };
 use super::{FeeRates, MathError, ONE, PmmState, PoolKind, RState, U256};
 
@@ -96,8 +96,10 @@ pub struct SwapQuote {
 impl SwapQuote {
     /// Gross output before fees: `receive + lp_fee + mt_fee`.
     pub fn gross(&self) -> U256 {
-        // The three parts were split from one U256, so their sum fits.
-        self.receive + self.lp_fee + self.mt_fee
+        // Saturating: a quote built by hand need not be a split of one U256.
+        self.receive
+            .saturating_add(self.lp_fee)
+            .saturating_add(self.mt_fee)
     }
 }
 
@@ -239,8 +241,8 @@ pub fn query_sell_quote(
 /// quote: reserves become `B + pay_base` and `Q - receive - mt_fee` (the LP fee stays); a DSP
 /// stores `new_r` and `B0 = new_target` only when R changes, a DVM stores no targets.
 ///
-/// Fails with "SUB_ERROR" if the payout exceeds the quote reserve and "OVERFLOW" if a reserve
-/// no longer fits 112 bits, as the swap does.
+/// Fails with "SUB_ERROR" if the payout exceeds the quote reserve (on chain the token transfer
+/// fails), and "OVERFLOW" if a stored target or a reserve no longer fits 112 bits.
 pub fn apply_sell_base(
     kind: PoolKind,
     state: &PmmState,
@@ -255,6 +257,9 @@ pub fn apply_sell_base(
         PoolKind::Dsp => {
             let mut next = PmmState { b, q, ..*state };
             if quote.new_r != state.r {
+                if quote.new_target > UINT112_MAX {
+                    return Err(MathError::ReserveOverflow);
+                }
                 next.r = quote.new_r;
                 next.b0 = quote.new_target;
             }
@@ -279,6 +284,9 @@ pub fn apply_sell_quote(
         PoolKind::Dsp => {
             let mut next = PmmState { b, q, ..*state };
             if quote.new_r != state.r {
+                if quote.new_target > UINT112_MAX {
+                    return Err(MathError::ReserveOverflow);
+                }
                 next.r = quote.new_r;
                 next.q0 = quote.new_target;
             }

@@ -126,7 +126,7 @@ fn mint_floor_error(kind: PoolKind) -> MathError {
 ///   - DSP: needs `quote_balance > 0` ("ZERO_QUOTE_AMOUNT");
 ///     `minted = divFloor(quote_balance, i)` if `quote_balance < mulFloor(base_balance, i)`
 ///     else `base_balance`; `B0 = minted`, `Q0 = mulFloor(minted, i)` (stored as `uint112`);
-///     `minted > 2001` ("MINT_AMOUNT_NOT_ENOUGH") and `Q0 > 0` ("QUOTE_TARGET_IS_ZERO").
+///     `Q0 > 0` ("QUOTE_TARGET_IS_ZERO"), then `minted > 2001` ("MINT_AMOUNT_NOT_ENOUGH").
 /// - DVM with base reserve > 0 and quote reserve 0:
 ///   `minted = floor(base_input * total_supply / base_reserve)`.
 /// - Both reserves > 0: `ratio = min(divFloor(base_input, base_reserve),
@@ -172,11 +172,13 @@ pub fn buy_shares(
                 // The contract casts both targets to uint112 before checking them.
                 let base_target = truncate_u112(minted);
                 let quote_target = truncate_u112(mul_floor(minted, state.i)?);
-                if minted <= MIN_FIRST_SHARES {
-                    return Err(MathError::MintAmountNotEnough);
-                }
+                // The public GSP source (DSP's successor) checks the quote target before the
+                // share floor; the fixtures follow it, so a tiny first deposit names the target.
                 if quote_target.is_zero() {
                     return Err(MathError::QuoteTargetIsZero);
+                }
+                if minted <= MIN_FIRST_SHARES {
+                    return Err(MathError::MintAmountNotEnough);
                 }
                 targets = Some(Targets {
                     base: base_target,

@@ -295,6 +295,26 @@ fn swap_state_after_trades() {
     let q = query_sell_quote(&dvm, e18(1), fees).unwrap();
     let next = apply_sell_quote(PoolKind::Dvm, &dvm, e18(1), &q).unwrap();
     assert_eq!((next.b0, next.q0, next.r), (u(0), u(0), RState::AboveOne));
+    // A DSP stores the new target only when R changes, and only if it fits 112 bits.
+    let crossing = SwapQuote {
+        receive: e18(1),
+        mt_fee: u(0),
+        lp_fee: u(0),
+        new_r: RState::One,
+        new_target: UINT112_MAX + u(1),
+    };
+    assert_eq!(
+        apply_sell_base(PoolKind::Dsp, &s, e18(1), &crossing),
+        Err(MathError::ReserveOverflow)
+    );
+    let staying = SwapQuote {
+        new_r: s.r,
+        ..crossing
+    };
+    assert_eq!(
+        apply_sell_base(PoolKind::Dsp, &s, e18(1), &staying).map(|n| n.b0),
+        Ok(s.b0)
+    );
     // Reserves above 2^112 - 1 revert "OVERFLOW".
     let big = PmmState {
         b: UINT112_MAX,
@@ -634,7 +654,8 @@ fn check_outcome(
 }
 
 /// 300 states and amounts (DVMs, and DSPs walked through random trades) with their mid
-/// price and gross quotes, computed by an independent big-integer model of the same formulas.
+/// price and gross quotes, computed by an independent big-integer model of the same formulas
+/// (`testdata/gen_pmm_vectors.py`).
 #[test]
 fn reference_vectors() {
     let text = include_str!("testdata/pmm_vectors.txt");

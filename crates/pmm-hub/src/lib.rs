@@ -1,0 +1,77 @@
+//! MCP hub (5701): DODO PMM tools behind the policy engine.
+//!
+//! Endpoints, all on one port (default 127.0.0.1:3000):
+//! - `/mcp`: MCP over Streamable HTTP (rmcp), bearer token required.
+//! - `POST /mcp/call` `{"tool": "...", "params": {...}}`: the same tools over plain JSON.
+//! - `GET /health`: chain, Redis, Postgres and tool-call log status.
+//! - `GET /metrics`: Prometheus text.
+//!
+//! Both tool transports run [`hub::Hub::invoke`], so results, role checks, metrics and
+//! `tool_calls` rows are identical whichever one a client uses.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod mcp;
+pub mod toollog;
+pub mod tools;
+
+pub use config::HubConfig;
+pub use hub::Hub;
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running hub: its address and a handle that stops it.
+#[derive(Debug)]
+pub struct RunningHub {
+    /// Bound address (useful with port 0).
+    pub addr: std::net::SocketAddr,
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningHub {
+    /// Stops accepting, ends MCP sessions and waits for the server task.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningHub {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts the hub from `cfg` on `cfg.listen` and serves in a background task.
+pub async fn serve(cfg: &HubConfig, metrics: Option<Arc<PrometheusHandle>>) -> anyhow::Result<RunningHub> {
+    let hub = Hub::start(cfg).await?;
+    let auth = match cfg.auth {
+        config::AuthMode::None => auth::Authenticator::open(),
+        config::AuthMode::Tokens => auth::Authenticator::with_tokens(&cfg.resolve_tokens()?),
+    };
+    let cancel = CancellationToken::new();
+    let mut hosts = cfg.allowed_hosts.clone();
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    hosts.push(format!("{}:{}", addr.ip(), addr.port()));
+    let app = http::router(
+        http::AppState { hub, metrics },
+        auth,
+        http::McpSettings { allowed_hosts: hosts, allowed_origins: cfg.allowed_origins.clone(), cancel: cancel.clone() },
+    );
+    let stop = cancel.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled_owned().await }).await
+    });
+    tracing::info!(%addr, "pmm-hub listening");
+    Ok(RunningHub { addr, cancel, task: Some(task) })
+}

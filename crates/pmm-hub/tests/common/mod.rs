@@ -1,0 +1,179 @@
+//! Shared fixture: a devnet with DVM, DSP and DPP pools, an allowlisted DSP with a Chainlink
+//! feed, a fresh Postgres database and Redis namespace, and a hub serving on a free port.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, I256, U256};
+use pmm_hub::config::{AuthMode, ChainPreset};
+use pmm_hub::{HubConfig, RunningHub};
+use pmm_store::{MigrationSet, Migrator};
+use pmm_testkit::db::{TestDb, TestRedis};
+use pmm_testkit::devnet::{Devnet, ONE, PoolParams};
+use serde_json::{Value, json};
+
+pub const AGENT: &str = "agent-token-for-tests-0001";
+pub const OPERATOR: &str = "operator-token-for-tests-0001";
+
+pub struct Fixture {
+    pub devnet: Devnet,
+    pub db: TestDb,
+    pub redis: TestRedis,
+    pub dir: PathBuf,
+    pub base: Address,
+    pub quote: Address,
+    pub dvm: Address,
+    pub dsp: Address,
+    pub dpp: Address,
+    pub feed: Address,
+    pub cfg: HubConfig,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The allowlisted DSP's limits; tests tighten one at a time.
+pub fn limits() -> Value {
+    json!({
+        "max_slippage_bps": 100,
+        "max_notional_per_tx": "100000000000",
+        "max_notional_per_day": "500000000000",
+        "cooldown_s": 60,
+        "oracle_deviation_bps": 200,
+        "oracle_max_age_s": 3600,
+        "gas_cap_gwei": 100
+    })
+}
+
+pub async fn fixture() -> anyhow::Result<Fixture> {
+    let devnet = Devnet::start()?;
+    let base = devnet.deploy_token("WETH", 18).await?;
+    let quote = devnet.deploy_token("USDC", 6).await?;
+    let me = devnet.deployer();
+    let big = U256::from(10u128.pow(30));
+    devnet.mint(base, me, big).await?;
+    devnet.mint(quote, me, big).await?;
+    let p = PoolParams {
+        base,
+        quote,
+        lp_fee_rate: U256::from(ONE / 1000),
+        mt_fee_rate: U256::from(ONE / 10_000),
+        i: U256::from(2_000_000_000u64),
+        k: U256::from(ONE / 10),
+    };
+    let dvm = devnet.deploy_dvm(p).await?;
+    let dsp = devnet.deploy_dsp(p).await?;
+    let dpp = devnet.deploy_dpp(p).await?;
+    let ten_eth = U256::from(10u128 * ONE);
+    let usdc = U256::from(20_000_000_000u64);
+    devnet.buy_shares(me, dvm, ten_eth, usdc).await?;
+    devnet.buy_shares(me, dsp, ten_eth, usdc).await?;
+    devnet.dpp_deposit(dpp, ten_eth, usdc).await?;
+    // 2000 USDC per WETH with 8 decimals: equals the DSP's mid price (R = ONE, i = 2000e6).
+    let feed = devnet.deploy_feed(8, I256::try_from(2000_0000_0000i64)?).await?;
+
+    let db = TestDb::create().await?;
+    let mut m = Migrator::connect(db.url()).await?;
+    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10)).await?;
+    let redis = TestRedis::new();
+
+    let dir = std::env::temp_dir().join(format!("pmm-hub-test-{}", uuid_like()));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = write_config(&dir, &devnet, dsp, base, quote, feed, limits(), db.url(), &redis)?;
+    Ok(Fixture { devnet, db, redis, dir, base, quote, dvm, dsp, dpp, feed, cfg })
+}
+
+fn uuid_like() -> String {
+    format!("{}-{:?}", std::process::id(), Instant::now())
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn write_config(
+    dir: &std::path::Path,
+    devnet: &Devnet,
+    dsp: Address,
+    base: Address,
+    quote: Address,
+    feed: Address,
+    limits: Value,
+    db_url: &str,
+    redis: &TestRedis,
+) -> anyhow::Result<HubConfig> {
+    let allowlist = json!({
+        "chain": "devnet",
+        "chain_id": 31337,
+        "pools": [{
+            "address": dsp.to_string(),
+            "base_token": base.to_string(),
+            "quote_token": quote.to_string(),
+            "profile": "dsp",
+            "pool_type": "dsp",
+            "oracle": {"kind": "chainlink", "address": feed.to_string(), "max_age_s": 3600},
+            "limits": limits
+        }]
+    });
+    let allowlist_path = dir.join("allowlist.json");
+    std::fs::write(&allowlist_path, serde_json::to_string_pretty(&allowlist)?)?;
+    let cfg: HubConfig = serde_json::from_value(json!({
+        "listen": "127.0.0.1:0",
+        "chain": "devnet",
+        "rpc_url": devnet.rpc_url(),
+        "allowlist_path": allowlist_path,
+        "profiles_path": repo_root().join("config/pool_profiles.json"),
+        "redis_url": redis.url(),
+        "redis_namespace": redis.namespace(),
+        "database_url": db_url,
+        "agent_token": AGENT,
+        "operator_token": OPERATOR,
+        "executor": devnet.deployer().to_string(),
+    }))?;
+    assert_eq!(cfg.auth, AuthMode::Tokens);
+    assert_eq!(cfg.chain, ChainPreset::Devnet);
+    Ok(cfg)
+}
+
+pub async fn start(cfg: &HubConfig) -> anyhow::Result<RunningHub> {
+    pmm_hub::serve(cfg, None).await
+}
+
+/// `POST /mcp/call` with a token; returns (status, body).
+pub async fn call(hub: &RunningHub, token: Option<&str>, tool: &str, params: Value) -> anyhow::Result<(u16, Value)> {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{}/mcp/call", hub.addr))
+        .json(&json!({"tool": tool, "params": params}));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// Polls `f` until it returns `Some`, failing after `deadline`.
+pub async fn poll<T, F, Fut>(deadline: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < end, "condition not met within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
