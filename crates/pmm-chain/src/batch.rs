@@ -38,7 +38,11 @@ impl<T> CallOutcome<T> {
     pub(crate) fn required(self, pool: Address, getter: &'static str) -> Result<T, ChainError> {
         match self {
             Self::Ok(v) => Ok(v),
-            Self::Absent(reason) => Err(ChainError::MissingGetter { pool, getter, reason }),
+            Self::Absent(reason) => Err(ChainError::MissingGetter {
+                pool,
+                getter,
+                reason,
+            }),
         }
     }
 }
@@ -51,7 +55,12 @@ pub(crate) struct PendingCall<C: SolCall> {
 
 /// Builds the `(tx, block)` params of an `eth_call`.
 fn call_params(to: Address, input: Vec<u8>, block: BlockId) -> (TransactionRequest, BlockId) {
-    (TransactionRequest::default().to(to).input(Bytes::from(input).into()), block)
+    (
+        TransactionRequest::default()
+            .to(to)
+            .input(Bytes::from(input).into()),
+        block,
+    )
 }
 
 /// Queues `call` against `to` at `block`.
@@ -65,13 +74,19 @@ pub(crate) fn add_call<C: SolCall>(
     let waiter = batch
         .add_call::<_, Bytes>("eth_call", &call_params(to, call.abi_encode(), block))
         .map_err(|e| rpc_error("eth_call", endpoint, &e))?;
-    Ok(PendingCall { waiter, _call: std::marker::PhantomData })
+    Ok(PendingCall {
+        waiter,
+        _call: std::marker::PhantomData,
+    })
 }
 
 impl<C: SolCall> PendingCall<C> {
     /// Resolves after the batch was sent: node errors become [`CallOutcome::Absent`],
     /// transport failures become [`ChainError::Rpc`].
-    pub(crate) async fn resolve(self, endpoint: &Endpoint) -> Result<CallOutcome<C::Return>, ChainError> {
+    pub(crate) async fn resolve(
+        self,
+        endpoint: &Endpoint,
+    ) -> Result<CallOutcome<C::Return>, ChainError> {
         match self.waiter.await {
             Ok(bytes) => Ok(match C::abi_decode_returns(&bytes) {
                 Ok(v) => CallOutcome::Ok(v),
@@ -89,11 +104,20 @@ impl<C: SolCall> PendingCall<C> {
 /// The revert reason when `err` is an answer from the node rather than a transport failure.
 pub(crate) fn node_error_reason(err: &TransportError) -> Option<String> {
     let payload = err.as_error_resp()?;
-    let decoded = payload.as_revert_data().and_then(|d| decode_revert_reason(&d));
+    let decoded = payload
+        .as_revert_data()
+        .and_then(|d| decode_revert_reason(&d));
     Some(decoded.unwrap_or_else(|| payload.message.to_string()))
 }
 
 /// A transport error with the endpoint scrubbed out of its text.
-pub(crate) fn rpc_error(method: &'static str, endpoint: &Endpoint, err: &TransportError) -> ChainError {
-    ChainError::Rpc { method, message: endpoint.scrub(&err.to_string()) }
+pub(crate) fn rpc_error(
+    method: &'static str,
+    endpoint: &Endpoint,
+    err: &TransportError,
+) -> ChainError {
+    ChainError::Rpc {
+        method,
+        message: endpoint.scrub(&err.to_string()),
+    }
 }

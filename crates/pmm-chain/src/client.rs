@@ -30,6 +30,9 @@ pub(crate) struct PoolStatics {
     pub(crate) feed_decimals: Option<u8>,
 }
 
+/// Statics cache: pool and feed to the pool's immutable values.
+type StaticsCache = Arc<Mutex<HashMap<(Address, Option<Address>), Arc<PoolStatics>>>>;
+
 /// Key of the per-block read cache.
 pub(crate) type ReadKey = (Address, u64, Option<Address>, Address);
 
@@ -40,7 +43,7 @@ pub struct ChainClient {
     pub(crate) endpoint: Endpoint,
     chain_id: u64,
     pub(crate) reads: Arc<Mutex<HashMap<ReadKey, Arc<PoolRead>>>>,
-    pub(crate) statics: Arc<Mutex<HashMap<(Address, Option<Address>), Arc<PoolStatics>>>>,
+    pub(crate) statics: StaticsCache,
     pub(crate) slots: crate::overrides::SlotCache,
 }
 
@@ -103,7 +106,10 @@ impl ChainClient {
         let block: Option<Block> = self
             .provider
             .client()
-            .request("eth_getBlockByNumber", (BlockNumberOrTag::Number(number), false))
+            .request(
+                "eth_getBlockByNumber",
+                (BlockNumberOrTag::Number(number), false),
+            )
             .await
             .map_err(|e| rpc_error("eth_getBlockByNumber", &self.endpoint, &e))?;
         let block = block.ok_or(ChainError::BlockNotFound(number))?;
@@ -119,7 +125,9 @@ impl ChainClient {
 
     /// Stores a read, dropping reads older than the block window.
     pub(crate) fn cache_read(&self, key: ReadKey, read: Arc<PoolRead>) {
-        let Ok(mut reads) = self.reads.lock() else { return };
+        let Ok(mut reads) = self.reads.lock() else {
+            return;
+        };
         let floor = key.1.saturating_sub(CACHE_BLOCK_WINDOW);
         reads.retain(|k, _| k.1 >= floor);
         if reads.len() >= CACHE_MAX_ENTRIES {
@@ -137,5 +145,9 @@ impl ChainClient {
 /// The parts of a block a read records.
 pub(crate) fn block_ref_of(block: &Block) -> BlockRef {
     let hash: B256 = block.header.hash;
-    BlockRef { number: block.header.number, hash, timestamp: block.header.timestamp }
+    BlockRef {
+        number: block.header.number,
+        hash,
+        timestamp: block.header.timestamp,
+    }
 }

@@ -48,7 +48,10 @@ impl Endpoint {
         if !trimmed.is_empty() {
             out = out.replace(trimmed, &self.display);
         }
-        for secret in [self.url.password(), self.url.query()].into_iter().flatten() {
+        for secret in [self.url.password(), self.url.query()]
+            .into_iter()
+            .flatten()
+        {
             if !secret.is_empty() {
                 out = out.replace(secret, "<redacted>");
             }
@@ -84,9 +87,13 @@ mod tests {
     fn display_and_scrub_hide_credentials() {
         let e = Endpoint::parse("https://user:pw@rpc.example.org/v2/SECRETKEY?key=abc").unwrap();
         assert_eq!(e.display(), "https://rpc.example.org");
-        let msg = "error sending request for url (https://user:pw@rpc.example.org/v2/SECRETKEY?key=abc)";
+        let msg =
+            "error sending request for url (https://user:pw@rpc.example.org/v2/SECRETKEY?key=abc)";
         let s = e.scrub(msg);
-        assert!(!s.contains("SECRETKEY") && !s.contains("pw") && !s.contains("abc"), "{s}");
+        assert!(
+            !s.contains("SECRETKEY") && !s.contains("pw") && !s.contains("abc"),
+            "{s}"
+        );
         assert!(!format!("{e:?}").contains("SECRETKEY"));
     }
 

@@ -8,7 +8,9 @@ use alloy::primitives::{Address, Bytes};
 use alloy::providers::Provider;
 use alloy::rpc::client::BatchRequest;
 
-use crate::abi::{IChainlinkFeed, IDODOV1Pool, IDODOV2Pool, IDODOV2Shares, IDODOV2Targets, IDPPOracle, IERC20};
+use crate::abi::{
+    IChainlinkFeed, IDODOV1Pool, IDODOV2Pool, IDODOV2Shares, IDODOV2Targets, IDPPOracle, IERC20,
+};
 use crate::batch::{CallOutcome, add_call, rpc_error};
 use crate::client::ChainClient;
 use crate::error::ChainError;
@@ -16,7 +18,10 @@ use crate::types::{DetectedProfile, InterfaceReport};
 
 impl ChainClient {
     /// Probes `pool` and reports which DODO getters it answers and which family it looks like.
-    pub async fn identify_pool_interface(&self, pool: Address) -> Result<InterfaceReport, ChainError> {
+    pub async fn identify_pool_interface(
+        &self,
+        pool: Address,
+    ) -> Result<InterfaceReport, ChainError> {
         let ep = &self.endpoint;
         let at = BlockId::latest();
         let client = self.provider.client();
@@ -26,22 +31,64 @@ impl ChainClient {
             .map_err(|e| rpc_error("eth_getCode", ep, &e))?;
         let v2_version = add_call(&mut batch, ep, pool, &IDODOV2Pool::versionCall {}, at)?;
         let v1_version = add_call(&mut batch, ep, pool, &IDODOV1Pool::versionCall {}, at)?;
-        let pmm = add_call(&mut batch, ep, pool, &IDODOV2Pool::getPMMStateForCallCall {}, at)?;
+        let pmm = add_call(
+            &mut batch,
+            ep,
+            pool,
+            &IDODOV2Pool::getPMMStateForCallCall {},
+            at,
+        )?;
         let mid = add_call(&mut batch, ep, pool, &IDODOV2Pool::getMidPriceCall {}, at)?;
-        let reserve = add_call(&mut batch, ep, pool, &IDODOV2Pool::getVaultReserveCall {}, at)?;
+        let reserve = add_call(
+            &mut batch,
+            ep,
+            pool,
+            &IDODOV2Pool::getVaultReserveCall {},
+            at,
+        )?;
         let base_token = add_call(&mut batch, ep, pool, &IDODOV2Pool::_BASE_TOKEN_Call {}, at)?;
         let i = add_call(&mut batch, ep, pool, &IDODOV2Pool::_I_Call {}, at)?;
-        let base_target = add_call(&mut batch, ep, pool, &IDODOV2Targets::_BASE_TARGET_Call {}, at)?;
+        let base_target = add_call(
+            &mut batch,
+            ep,
+            pool,
+            &IDODOV2Targets::_BASE_TARGET_Call {},
+            at,
+        )?;
         let rstate = add_call(&mut batch, ep, pool, &IDODOV2Targets::_RState_Call {}, at)?;
         let oracle = add_call(&mut batch, ep, pool, &IDPPOracle::_O_Call {}, at)?;
-        let oracle_enabled = add_call(&mut batch, ep, pool, &IDPPOracle::_IS_ORACLE_ENABLEDCall {}, at)?;
+        let oracle_enabled = add_call(
+            &mut batch,
+            ep,
+            pool,
+            &IDPPOracle::_IS_ORACLE_ENABLEDCall {},
+            at,
+        )?;
         let total_supply = add_call(&mut batch, ep, pool, &IDODOV2Shares::totalSupplyCall {}, at)?;
         let symbol = add_call(&mut batch, ep, pool, &IERC20::symbolCall {}, at)?;
         let decimals = add_call(&mut batch, ep, pool, &IERC20::decimalsCall {}, at)?;
-        let oracle_price = add_call(&mut batch, ep, pool, &IDODOV1Pool::getOraclePriceCall {}, at)?;
+        let oracle_price = add_call(
+            &mut batch,
+            ep,
+            pool,
+            &IDODOV1Pool::getOraclePriceCall {},
+            at,
+        )?;
         let r_status = add_call(&mut batch, ep, pool, &IDODOV1Pool::_R_STATUS_Call {}, at)?;
-        let base_balance = add_call(&mut batch, ep, pool, &IDODOV1Pool::_BASE_BALANCE_Call {}, at)?;
-        let round = add_call(&mut batch, ep, pool, &IChainlinkFeed::latestRoundDataCall {}, at)?;
+        let base_balance = add_call(
+            &mut batch,
+            ep,
+            pool,
+            &IDODOV1Pool::_BASE_BALANCE_Call {},
+            at,
+        )?;
+        let round = add_call(
+            &mut batch,
+            ep,
+            pool,
+            &IChainlinkFeed::latestRoundDataCall {},
+            at,
+        )?;
         batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
 
         let code = code_w.await.map_err(|e| rpc_error("eth_getCode", ep, &e))?;
@@ -100,7 +147,13 @@ impl ChainClient {
             note(name, ok);
         }
         let (detected_profile, notes) = classify(code.is_empty(), version.as_deref(), &probes);
-        Ok(InterfaceReport { pool, functions_found: found, detected_profile, version, notes })
+        Ok(InterfaceReport {
+            pool,
+            functions_found: found,
+            detected_profile,
+            version,
+            notes,
+        })
     }
 }
 
@@ -152,7 +205,9 @@ fn classify(no_code: bool, version: Option<&str>, p: &Probes) -> (DetectedProfil
         if let Some(profile) = by_version {
             notes.push(format!("version() = {v:?}"));
             if profile != DetectedProfile::V1 && !p.pmm {
-                notes.push("version() names a V2 pool but getPMMStateForCall does not answer".to_owned());
+                notes.push(
+                    "version() names a V2 pool but getPMMStateForCall does not answer".to_owned(),
+                );
             }
             return (profile, notes);
         }
@@ -212,29 +267,69 @@ mod tests {
     #[test]
     fn version_string_decides() {
         let p = v2(false, true, false);
-        assert_eq!(classify(false, Some("DVM 1.0.2"), &p).0, DetectedProfile::Dvm);
-        assert_eq!(classify(false, Some("DSP 1.0.1"), &p).0, DetectedProfile::Dsp);
-        assert_eq!(classify(false, Some("DPP Oracle 1.1.0"), &p).0, DetectedProfile::DppOracle);
-        assert_eq!(classify(false, Some("DPP Advanced 1.0.0"), &p).0, DetectedProfile::Dpp);
-        assert_eq!(classify(false, Some("GSP 1.0.1"), &p).0, DetectedProfile::Gsp);
+        assert_eq!(
+            classify(false, Some("DVM 1.0.2"), &p).0,
+            DetectedProfile::Dvm
+        );
+        assert_eq!(
+            classify(false, Some("DSP 1.0.1"), &p).0,
+            DetectedProfile::Dsp
+        );
+        assert_eq!(
+            classify(false, Some("DPP Oracle 1.1.0"), &p).0,
+            DetectedProfile::DppOracle
+        );
+        assert_eq!(
+            classify(false, Some("DPP Advanced 1.0.0"), &p).0,
+            DetectedProfile::Dpp
+        );
+        assert_eq!(
+            classify(false, Some("GSP 1.0.1"), &p).0,
+            DetectedProfile::Gsp
+        );
     }
 
     #[test]
     fn getters_decide_without_version() {
-        assert_eq!(classify(false, None, &v2(false, true, false)).0, DetectedProfile::Dvm);
-        assert_eq!(classify(false, None, &v2(true, true, false)).0, DetectedProfile::Dsp);
-        assert_eq!(classify(false, None, &v2(true, false, false)).0, DetectedProfile::Dpp);
-        assert_eq!(classify(false, None, &v2(true, false, true)).0, DetectedProfile::DppOracle);
+        assert_eq!(
+            classify(false, None, &v2(false, true, false)).0,
+            DetectedProfile::Dvm
+        );
+        assert_eq!(
+            classify(false, None, &v2(true, true, false)).0,
+            DetectedProfile::Dsp
+        );
+        assert_eq!(
+            classify(false, None, &v2(true, false, false)).0,
+            DetectedProfile::Dpp
+        );
+        assert_eq!(
+            classify(false, None, &v2(true, false, true)).0,
+            DetectedProfile::DppOracle
+        );
     }
 
     #[test]
     fn eoa_token_and_v1() {
-        assert_eq!(classify(true, None, &Probes::default()).0, DetectedProfile::Unknown);
-        let token = Probes { decimals: true, total_supply: true, symbol: Some("WETH".into()), ..Probes::default() };
+        assert_eq!(
+            classify(true, None, &Probes::default()).0,
+            DetectedProfile::Unknown
+        );
+        let token = Probes {
+            decimals: true,
+            total_supply: true,
+            symbol: Some("WETH".into()),
+            ..Probes::default()
+        };
         let (p, notes) = classify(false, None, &token);
         assert_eq!(p, DetectedProfile::Unknown);
         assert!(notes[0].contains("ERC20"));
-        let v1 = Probes { r_status: true, oracle_price: true, base_balance: true, ..Probes::default() };
+        let v1 = Probes {
+            r_status: true,
+            oracle_price: true,
+            base_balance: true,
+            ..Probes::default()
+        };
         assert_eq!(classify(false, Some("101"), &v1).0, DetectedProfile::V1);
     }
 }

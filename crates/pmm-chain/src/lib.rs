@@ -20,6 +20,6 @@ pub use endpoint::Endpoint;
 pub use error::ChainError;
 pub use simulate::Simulation;
 pub use types::{
-    BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState, RawV1State,
-    ReadSpec, TokenInfo,
+    BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState,
+    RawV1State, ReadSpec, TokenInfo,
 };

@@ -44,7 +44,13 @@ impl ChainClient {
             let mut overrides = StateOverride::default();
             overrides.insert(token, acct);
             let got = self
-                .call_sol(token, Address::ZERO, &IERC20::balanceOfCall { owner: probe }, None, Some(overrides))
+                .call_sol(
+                    token,
+                    Address::ZERO,
+                    &IERC20::balanceOfCall { owner: probe },
+                    None,
+                    Some(overrides),
+                )
                 .await;
             if matches!(got, Ok(v) if v == MARKER) {
                 found = Some(slot);

@@ -28,8 +28,22 @@ impl PoolRead {
         };
         let (pmm, base_reserve, quote_reserve) = match (&self.pmm, &self.v1) {
             (Some(s), _) => {
-                let (b, q) = self.vault_reserve.ok_or_else(|| missing("getVaultReserve"))?;
-                (PmmState { i: s.i, k: s.k, b: s.b, q: s.q, b0: s.b0, q0: s.q0, r: r_state(pool, s.r)? }, b, q)
+                let (b, q) = self
+                    .vault_reserve
+                    .ok_or_else(|| missing("getVaultReserve"))?;
+                (
+                    PmmState {
+                        i: s.i,
+                        k: s.k,
+                        b: s.b,
+                        q: s.q,
+                        b0: s.b0,
+                        q0: s.q0,
+                        r: r_state(pool, s.r)?,
+                    },
+                    b,
+                    q,
+                )
             }
             (None, Some(v)) => (
                 PmmState {
@@ -62,7 +76,10 @@ impl PoolRead {
             mid_price: self.mid_price.ok_or_else(|| missing("getMidPrice"))?,
             base_reserve,
             quote_reserve,
-            fees: FeeRates { lp: self.fee_rates.0, mt: self.fee_rates.1 },
+            fees: FeeRates {
+                lp: self.fee_rates.0,
+                mt: self.fee_rates.1,
+            },
             base_token: TokenInfo {
                 address: self.base_token.address,
                 symbol: self.base_token.symbol.clone().unwrap_or_default(),
@@ -136,4 +153,3 @@ fn r_state(pool: alloy::primitives::Address, r: U256) -> Result<RState, ChainErr
             reason: format!("value {r} is not 0, 1 or 2"),
         })
 }
-

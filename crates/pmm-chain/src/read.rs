@@ -15,11 +15,17 @@ use alloy::providers::Provider;
 use alloy::rpc::client::BatchRequest;
 use alloy::rpc::types::Block;
 
-use crate::abi::{IChainlinkFeed, IDODOPriceOracle, IDODOV1Pool, IDODOV2Pool, IDODOV2Shares, IDODOV2Targets, IDPPOracle, IERC20};
+use crate::abi::{
+    IChainlinkFeed, IDODOPriceOracle, IDODOV1Pool, IDODOV2Pool, IDODOV2Shares, IDODOV2Targets,
+    IDPPOracle, IERC20,
+};
 use crate::batch::{CallOutcome, add_call, rpc_error};
 use crate::client::{ChainClient, PoolStatics, block_ref_of};
 use crate::error::ChainError;
-use crate::types::{FeedRead, PoolType, has_shares, stores_targets, PoolRead, RawPmmState, RawV1State, ReadSpec, TokenInfo};
+use crate::types::{
+    FeedRead, PoolRead, PoolType, RawPmmState, RawV1State, ReadSpec, TokenInfo, has_shares,
+    stores_targets,
+};
 
 impl ChainClient {
     /// Reads a pool at the latest block (cached by pool and block number).
@@ -29,7 +35,11 @@ impl ChainClient {
     }
 
     /// Reads a pool at block `number` in one batched round trip (cached).
-    pub async fn read_pool_at(&self, spec: &ReadSpec, number: u64) -> Result<Arc<PoolRead>, ChainError> {
+    pub async fn read_pool_at(
+        &self,
+        spec: &ReadSpec,
+        number: u64,
+    ) -> Result<Arc<PoolRead>, ChainError> {
         let key = (spec.pool, number, spec.feed, spec.fee_trader);
         if let Some(hit) = self.cached_read(&key) {
             return Ok(hit);
@@ -57,10 +67,31 @@ impl ChainClient {
                 &(BlockNumberOrTag::Number(number), false),
             )
             .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?;
-        let base_bal = add_call(&mut batch, ep, statics.base.address, &IERC20::balanceOfCall { owner: pool }, at)?;
-        let quote_bal = add_call(&mut batch, ep, statics.quote.address, &IERC20::balanceOfCall { owner: pool }, at)?;
+        let base_bal = add_call(
+            &mut batch,
+            ep,
+            statics.base.address,
+            &IERC20::balanceOfCall { owner: pool },
+            at,
+        )?;
+        let quote_bal = add_call(
+            &mut batch,
+            ep,
+            statics.quote.address,
+            &IERC20::balanceOfCall { owner: pool },
+            at,
+        )?;
         let feed_w = match spec.feed {
-            Some(feed) => Some((feed, add_call(&mut batch, ep, feed, &IChainlinkFeed::latestRoundDataCall {}, at)?)),
+            Some(feed) => Some((
+                feed,
+                add_call(
+                    &mut batch,
+                    ep,
+                    feed,
+                    &IChainlinkFeed::latestRoundDataCall {},
+                    at,
+                )?,
+            )),
             None => None,
         };
         let oracle_price_w = match (spec.kind, statics.oracle) {
@@ -68,7 +99,9 @@ impl ChainClient {
                 &mut batch,
                 ep,
                 o,
-                &IDODOPriceOracle::pricesCall { base: statics.base.address },
+                &IDODOPriceOracle::pricesCall {
+                    base: statics.base.address,
+                },
                 at,
             )?),
             _ => None,
@@ -77,26 +110,70 @@ impl ChainClient {
             None
         } else {
             Some(V2Pending {
-                state: add_call(&mut batch, ep, pool, &IDODOV2Pool::getPMMStateForCallCall {}, at)?,
+                state: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV2Pool::getPMMStateForCallCall {},
+                    at,
+                )?,
                 mid: add_call(&mut batch, ep, pool, &IDODOV2Pool::getMidPriceCall {}, at)?,
-                reserve: add_call(&mut batch, ep, pool, &IDODOV2Pool::getVaultReserveCall {}, at)?,
-                fees: add_call(&mut batch, ep, pool, &IDODOV2Pool::getUserFeeRateCall { user: spec.fee_trader }, at)?,
+                reserve: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV2Pool::getVaultReserveCall {},
+                    at,
+                )?,
+                fees: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV2Pool::getUserFeeRateCall {
+                        user: spec.fee_trader,
+                    },
+                    at,
+                )?,
                 shares: if has_shares(spec.kind) {
-                    Some(add_call(&mut batch, ep, pool, &IDODOV2Shares::totalSupplyCall {}, at)?)
+                    Some(add_call(
+                        &mut batch,
+                        ep,
+                        pool,
+                        &IDODOV2Shares::totalSupplyCall {},
+                        at,
+                    )?)
                 } else {
                     None
                 },
                 targets: if stores_targets(spec.kind) {
                     Some((
-                        add_call(&mut batch, ep, pool, &IDODOV2Targets::_BASE_TARGET_Call {}, at)?,
-                        add_call(&mut batch, ep, pool, &IDODOV2Targets::_QUOTE_TARGET_Call {}, at)?,
+                        add_call(
+                            &mut batch,
+                            ep,
+                            pool,
+                            &IDODOV2Targets::_BASE_TARGET_Call {},
+                            at,
+                        )?,
+                        add_call(
+                            &mut batch,
+                            ep,
+                            pool,
+                            &IDODOV2Targets::_QUOTE_TARGET_Call {},
+                            at,
+                        )?,
                     ))
                 } else {
                     None
                 },
                 stored_i: add_call(&mut batch, ep, pool, &IDODOV2Pool::_I_Call {}, at)?,
                 oracle_enabled: if spec.kind == PoolType::DppOracle {
-                    Some(add_call(&mut batch, ep, pool, &IDPPOracle::_IS_ORACLE_ENABLEDCall {}, at)?)
+                    Some(add_call(
+                        &mut batch,
+                        ep,
+                        pool,
+                        &IDPPOracle::_IS_ORACLE_ENABLEDCall {},
+                        at,
+                    )?)
                 } else {
                     None
                 },
@@ -104,16 +181,52 @@ impl ChainClient {
         };
         let v1 = if spec.kind == PoolType::V1 {
             Some(V1Pending {
-                base_balance: add_call(&mut batch, ep, pool, &IDODOV1Pool::_BASE_BALANCE_Call {}, at)?,
-                quote_balance: add_call(&mut batch, ep, pool, &IDODOV1Pool::_QUOTE_BALANCE_Call {}, at)?,
-                target_base: add_call(&mut batch, ep, pool, &IDODOV1Pool::_TARGET_BASE_TOKEN_AMOUNT_Call {}, at)?,
-                target_quote: add_call(&mut batch, ep, pool, &IDODOV1Pool::_TARGET_QUOTE_TOKEN_AMOUNT_Call {}, at)?,
-                expected: add_call(&mut batch, ep, pool, &IDODOV1Pool::getExpectedTargetCall {}, at)?,
+                base_balance: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV1Pool::_BASE_BALANCE_Call {},
+                    at,
+                )?,
+                quote_balance: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV1Pool::_QUOTE_BALANCE_Call {},
+                    at,
+                )?,
+                target_base: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV1Pool::_TARGET_BASE_TOKEN_AMOUNT_Call {},
+                    at,
+                )?,
+                target_quote: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV1Pool::_TARGET_QUOTE_TOKEN_AMOUNT_Call {},
+                    at,
+                )?,
+                expected: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV1Pool::getExpectedTargetCall {},
+                    at,
+                )?,
                 k: add_call(&mut batch, ep, pool, &IDODOV1Pool::_K_Call {}, at)?,
                 lp: add_call(&mut batch, ep, pool, &IDODOV1Pool::_LP_FEE_RATE_Call {}, at)?,
                 mt: add_call(&mut batch, ep, pool, &IDODOV1Pool::_MT_FEE_RATE_Call {}, at)?,
                 r: add_call(&mut batch, ep, pool, &IDODOV1Pool::_R_STATUS_Call {}, at)?,
-                oracle_price: add_call(&mut batch, ep, pool, &IDODOV1Pool::getOraclePriceCall {}, at)?,
+                oracle_price: add_call(
+                    &mut batch,
+                    ep,
+                    pool,
+                    &IDODOV1Pool::getOraclePriceCall {},
+                    at,
+                )?,
                 mid: add_call(&mut batch, ep, pool, &IDODOV1Pool::getMidPriceCall {}, at)?,
             })
         } else {
@@ -125,8 +238,14 @@ impl ChainClient {
             .await
             .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
             .ok_or(ChainError::BlockNotFound(number))?;
-        let base_balance = base_bal.resolve(ep).await?.required(statics.base.address, "balanceOf")?;
-        let quote_balance = quote_bal.resolve(ep).await?.required(statics.quote.address, "balanceOf")?;
+        let base_balance = base_bal
+            .resolve(ep)
+            .await?
+            .required(statics.base.address, "balanceOf")?;
+        let quote_balance = quote_bal
+            .resolve(ep)
+            .await?
+            .required(statics.quote.address, "balanceOf")?;
         let feed = match feed_w {
             Some((feed, w)) => {
                 let r = w.resolve(ep).await?.required(feed, "latestRoundData")?;
@@ -169,10 +288,26 @@ impl ChainClient {
             read.oracle_price = w.resolve(ep).await?.ok();
         }
         if let Some(p) = v2 {
-            let s = p.state.resolve(ep).await?.required(pool, "getPMMStateForCall")?;
-            read.pmm = Some(RawPmmState { i: s.i, k: s.K, b: s.B, q: s.Q, b0: s.B0, q0: s.Q0, r: s.R });
+            let s = p
+                .state
+                .resolve(ep)
+                .await?
+                .required(pool, "getPMMStateForCall")?;
+            read.pmm = Some(RawPmmState {
+                i: s.i,
+                k: s.K,
+                b: s.B,
+                q: s.Q,
+                b0: s.B0,
+                q0: s.Q0,
+                r: s.R,
+            });
             read.mid_price = p.mid.resolve(ep).await?.ok();
-            let r = p.reserve.resolve(ep).await?.required(pool, "getVaultReserve")?;
+            let r = p
+                .reserve
+                .resolve(ep)
+                .await?
+                .required(pool, "getVaultReserve")?;
             read.vault_reserve = Some((r.baseReserve, r.quoteReserve));
             let f = p.fees.resolve(ep).await?.required(pool, "getUserFeeRate")?;
             read.fee_rates = (f.lpFeeRate, f.mtFeeRate);
@@ -190,23 +325,47 @@ impl ChainClient {
             }
         }
         if let Some(p) = v1 {
-            let expected = p.expected.resolve(ep).await?.required(pool, "getExpectedTarget")?;
+            let expected = p
+                .expected
+                .resolve(ep)
+                .await?
+                .required(pool, "getExpectedTarget")?;
             let lp = p.lp.resolve(ep).await?.required(pool, "_LP_FEE_RATE_")?;
             let mt = p.mt.resolve(ep).await?.required(pool, "_MT_FEE_RATE_")?;
             read.fee_rates = (lp, mt);
             read.mid_price = p.mid.resolve(ep).await?.ok();
             read.v1 = Some(RawV1State {
-                base_balance: p.base_balance.resolve(ep).await?.required(pool, "_BASE_BALANCE_")?,
-                quote_balance: p.quote_balance.resolve(ep).await?.required(pool, "_QUOTE_BALANCE_")?,
-                target_base: p.target_base.resolve(ep).await?.required(pool, "_TARGET_BASE_TOKEN_AMOUNT_")?,
-                target_quote: p.target_quote.resolve(ep).await?.required(pool, "_TARGET_QUOTE_TOKEN_AMOUNT_")?,
+                base_balance: p
+                    .base_balance
+                    .resolve(ep)
+                    .await?
+                    .required(pool, "_BASE_BALANCE_")?,
+                quote_balance: p
+                    .quote_balance
+                    .resolve(ep)
+                    .await?
+                    .required(pool, "_QUOTE_BALANCE_")?,
+                target_base: p
+                    .target_base
+                    .resolve(ep)
+                    .await?
+                    .required(pool, "_TARGET_BASE_TOKEN_AMOUNT_")?,
+                target_quote: p
+                    .target_quote
+                    .resolve(ep)
+                    .await?
+                    .required(pool, "_TARGET_QUOTE_TOKEN_AMOUNT_")?,
                 expected_target_base: expected.baseTarget,
                 expected_target_quote: expected.quoteTarget,
                 k: p.k.resolve(ep).await?.required(pool, "_K_")?,
                 lp_fee_rate: lp,
                 mt_fee_rate: mt,
                 r_status: p.r.resolve(ep).await?.required(pool, "_R_STATUS_")?,
-                oracle_price: p.oracle_price.resolve(ep).await?.required(pool, "getOraclePrice")?,
+                oracle_price: p
+                    .oracle_price
+                    .resolve(ep)
+                    .await?
+                    .required(pool, "getOraclePrice")?,
             });
             read.oracle_price = read.v1.map(|v| v.oracle_price);
         }
@@ -214,7 +373,10 @@ impl ChainClient {
     }
 
     /// Token addresses and metadata, fetched once per pool (they never change after `init`).
-    pub(crate) async fn pool_statics(&self, spec: &ReadSpec) -> Result<Arc<PoolStatics>, ChainError> {
+    pub(crate) async fn pool_statics(
+        &self,
+        spec: &ReadSpec,
+    ) -> Result<Arc<PoolStatics>, ChainError> {
         let key = (spec.pool, spec.feed);
         if let Some(hit) = self.statics.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(hit);
@@ -231,15 +393,26 @@ impl ChainClient {
         let v1_version = add_call(&mut batch, ep, pool, &IDODOV1Pool::versionCall {}, at)?;
         let maintainer = add_call(&mut batch, ep, pool, &IDODOV2Pool::_MAINTAINER_Call {}, at)?;
         let oracle_w = match spec.kind {
-            PoolType::DppOracle => Some(add_call(&mut batch, ep, pool, &IDPPOracle::_O_Call {}, at)?),
+            PoolType::DppOracle => {
+                Some(add_call(&mut batch, ep, pool, &IDPPOracle::_O_Call {}, at)?)
+            }
             _ => None,
         };
         let v1_oracle_w = match spec.kind {
-            PoolType::V1 => Some(add_call(&mut batch, ep, pool, &IDODOV1Pool::_ORACLE_Call {}, at)?),
+            PoolType::V1 => Some(add_call(
+                &mut batch,
+                ep,
+                pool,
+                &IDODOV1Pool::_ORACLE_Call {},
+                at,
+            )?),
             _ => None,
         };
         let feed_dec = match spec.feed {
-            Some(feed) => Some((feed, add_call(&mut batch, ep, feed, &IChainlinkFeed::decimalsCall {}, at)?)),
+            Some(feed) => Some((
+                feed,
+                add_call(&mut batch, ep, feed, &IChainlinkFeed::decimalsCall {}, at)?,
+            )),
             None => None,
         };
         batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
@@ -250,7 +423,11 @@ impl ChainClient {
             (CallOutcome::Ok(s), _) => Some(s),
             _ => None,
         };
-        let maintainer = if spec.kind == PoolType::V1 { None } else { maintainer.resolve(ep).await?.ok() };
+        let maintainer = if spec.kind == PoolType::V1 {
+            None
+        } else {
+            maintainer.resolve(ep).await?.ok()
+        };
         let mut oracle = None;
         if let Some(w) = oracle_w {
             oracle = w.resolve(ep).await?.ok();

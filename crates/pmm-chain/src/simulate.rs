@@ -51,7 +51,10 @@ impl ChainClient {
         block: Option<u64>,
         overrides: Option<StateOverride>,
     ) -> Result<C::Return, ChainError> {
-        let tx = TransactionRequest::default().from(from).to(to).input(Bytes::from(call.abi_encode()).into());
+        let tx = TransactionRequest::default()
+            .from(from)
+            .to(to)
+            .input(Bytes::from(call.abi_encode()).into());
         let out = self.call_tx(&tx, block, overrides).await?;
         C::abi_decode_returns(&out).map_err(|e| ChainError::Decode {
             what: C::SIGNATURE,

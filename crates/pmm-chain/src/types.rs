@@ -11,7 +11,10 @@ pub fn has_shares(kind: PoolType) -> bool {
 
 /// Whether a pool family stores `_BASE_TARGET_`, `_QUOTE_TARGET_` and `_I_` that share math needs.
 pub fn stores_targets(kind: PoolType) -> bool {
-    matches!(kind, PoolType::Dsp | PoolType::Gsp | PoolType::Dpp | PoolType::DppOracle)
+    matches!(
+        kind,
+        PoolType::Dsp | PoolType::Gsp | PoolType::Dpp | PoolType::DppOracle
+    )
 }
 
 /// What a read needs to know about a pool besides its address.

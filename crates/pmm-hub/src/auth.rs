@@ -41,7 +41,10 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("tokens", &self.tokens.len()).field("open", &self.open).finish()
+        f.debug_struct("Authenticator")
+            .field("tokens", &self.tokens.len())
+            .field("open", &self.open)
+            .finish()
     }
 }
 
@@ -57,20 +60,33 @@ impl Authenticator {
             all.push((digest(t.as_bytes()), Role::Agent, format!("agent#{i}")));
         }
         for (i, t) in tokens.operator.iter().enumerate() {
-            all.push((digest(t.as_bytes()), Role::Operator, format!("operator#{i}")));
+            all.push((
+                digest(t.as_bytes()),
+                Role::Operator,
+                format!("operator#{i}"),
+            ));
         }
-        Self { tokens: all, open: false }
+        Self {
+            tokens: all,
+            open: false,
+        }
     }
 
     /// `auth = "none"`: every caller is a local agent.
     pub fn open() -> Self {
-        Self { tokens: Vec::new(), open: true }
+        Self {
+            tokens: Vec::new(),
+            open: true,
+        }
     }
 
     /// The caller a request's `Authorization` header names, or `None`.
     pub fn authenticate(&self, headers: &HeaderMap) -> Option<Caller> {
         if self.open {
-            return Some(Caller { role: Role::Agent, name: "local".to_owned() });
+            return Some(Caller {
+                role: Role::Agent,
+                name: "local".to_owned(),
+            });
         }
         let presented = headers
             .get(header::AUTHORIZATION)?
@@ -85,12 +101,19 @@ impl Authenticator {
                 found = Some(entry);
             }
         }
-        found.map(|(_, role, name)| Caller { role: *role, name: name.clone() })
+        found.map(|(_, role, name)| Caller {
+            role: *role,
+            name: name.clone(),
+        })
     }
 }
 
 /// Axum middleware: 401 without a valid token; otherwise the [`Caller`] rides along.
-pub async fn require_caller(State(auth): State<Authenticator>, mut req: Request, next: Next) -> Response {
+pub async fn require_caller(
+    State(auth): State<Authenticator>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match auth.authenticate(req.headers()) {
         Some(caller) => {
             req.extensions_mut().insert(caller);
@@ -124,8 +147,18 @@ mod tests {
             agent: vec!["agent-token-0123456789".into()],
             operator: vec!["operator-token-0123456789".into()],
         });
-        assert_eq!(a.authenticate(&headers("Bearer agent-token-0123456789")).unwrap().role, Role::Agent);
-        assert_eq!(a.authenticate(&headers("Bearer operator-token-0123456789")).unwrap().role, Role::Operator);
+        assert_eq!(
+            a.authenticate(&headers("Bearer agent-token-0123456789"))
+                .unwrap()
+                .role,
+            Role::Agent
+        );
+        assert_eq!(
+            a.authenticate(&headers("Bearer operator-token-0123456789"))
+                .unwrap()
+                .role,
+            Role::Operator
+        );
         assert!(a.authenticate(&headers("Bearer nope")).is_none());
         assert!(a.authenticate(&headers("agent-token-0123456789")).is_none());
         assert!(a.authenticate(&HeaderMap::new()).is_none());

@@ -23,7 +23,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 /// Networks with known chain ids and DODO deployments.
@@ -274,19 +277,32 @@ impl HubConfig {
     /// Checks every cross-key rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.auth == AuthMode::None && !self.listen.ip().is_loopback() {
-            return Err(invalid("auth", "\"none\" is allowed only with a loopback `listen` address"));
+            return Err(invalid(
+                "auth",
+                "\"none\" is allowed only with a loopback `listen` address",
+            ));
         }
         if self.rpc_url.is_none() && self.devnet_file.is_none() {
-            return Err(invalid("rpc_url", "missing (or set devnet_file on a devnet)"));
+            return Err(invalid(
+                "rpc_url",
+                "missing (or set devnet_file on a devnet)",
+            ));
         }
-        if self.devnet_file.is_some() && self.chain != ChainPreset::Devnet && self.rpc_url.is_none() {
-            return Err(invalid("devnet_file", "only usable with chain = \"devnet\""));
+        if self.devnet_file.is_some() && self.chain != ChainPreset::Devnet && self.rpc_url.is_none()
+        {
+            return Err(invalid(
+                "devnet_file",
+                "only usable with chain = \"devnet\"",
+            ));
         }
         if self.tool_log_buffer == 0 {
             return Err(invalid("tool_log_buffer", "must be at least 1"));
         }
         if self.redis_namespace.is_empty() || self.redis_namespace.contains(char::is_whitespace) {
-            return Err(invalid("redis_namespace", "must be non-empty without spaces"));
+            return Err(invalid(
+                "redis_namespace",
+                "must be non-empty without spaces",
+            ));
         }
         Ok(())
     }
@@ -296,9 +312,16 @@ impl HubConfig {
         if let Some(url) = &self.rpc_url {
             return Ok(url.clone());
         }
-        let path = self.devnet_file.as_ref().ok_or_else(|| invalid("rpc_url", "missing"))?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| invalid("devnet_file", format!("cannot read {}: {e}", path.display())))?;
+        let path = self
+            .devnet_file
+            .as_ref()
+            .ok_or_else(|| invalid("rpc_url", "missing"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "devnet_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
         #[derive(Deserialize)]
         struct DevnetFile {
             rpc_url: String,
@@ -315,8 +338,12 @@ impl HubConfig {
         }
         let mut tokens = match &self.tokens_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| invalid("tokens_file", format!("cannot read {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(
+                        "tokens_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
                 serde_json::from_str::<TokenFile>(&text)
                     .map_err(|e| invalid("tokens_file", format!("{}: {e}", path.display())))?
             }
@@ -330,10 +357,24 @@ impl HubConfig {
                 "\"tokens\" needs at least one token (tokens_file, agent_token or operator_token)",
             ));
         }
-        let key_of = |is_agent: bool| if is_agent { "agent_token" } else { "operator_token" };
-        for (is_agent, t) in tokens.agent.iter().map(|t| (true, t)).chain(tokens.operator.iter().map(|t| (false, t))) {
+        let key_of = |is_agent: bool| {
+            if is_agent {
+                "agent_token"
+            } else {
+                "operator_token"
+            }
+        };
+        for (is_agent, t) in tokens
+            .agent
+            .iter()
+            .map(|t| (true, t))
+            .chain(tokens.operator.iter().map(|t| (false, t)))
+        {
             if t.len() < MIN_TOKEN_LEN {
-                return Err(invalid(key_of(is_agent), format!("tokens must be at least {MIN_TOKEN_LEN} characters")));
+                return Err(invalid(
+                    key_of(is_agent),
+                    format!("tokens must be at least {MIN_TOKEN_LEN} characters"),
+                ));
             }
         }
         Ok(tokens)
@@ -345,7 +386,10 @@ mod tests {
     use super::*;
 
     fn base() -> HubConfig {
-        serde_json::from_value(serde_json::json!({"chain": "devnet", "rpc_url": "http://127.0.0.1:8545"})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"chain": "devnet", "rpc_url": "http://127.0.0.1:8545"}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -374,17 +418,28 @@ mod tests {
     #[test]
     fn tokens_required_and_long() {
         let mut c = base();
-        assert!(c.resolve_tokens().unwrap_err().to_string().contains("`auth`"));
+        assert!(
+            c.resolve_tokens()
+                .unwrap_err()
+                .to_string()
+                .contains("`auth`")
+        );
         c.agent_token = Some("short".into());
-        assert!(c.resolve_tokens().unwrap_err().to_string().contains("agent_token"));
+        assert!(
+            c.resolve_tokens()
+                .unwrap_err()
+                .to_string()
+                .contains("agent_token")
+        );
         c.agent_token = Some("a".repeat(32));
         assert_eq!(c.resolve_tokens().unwrap().agent.len(), 1);
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let r: Result<HubConfig, _> =
-            serde_json::from_value(serde_json::json!({"chain": "devnet", "rpc_url": "x", "lisen": "1"}));
+        let r: Result<HubConfig, _> = serde_json::from_value(
+            serde_json::json!({"chain": "devnet", "rpc_url": "x", "lisen": "1"}),
+        );
         assert!(r.unwrap_err().to_string().contains("lisen"));
     }
 }

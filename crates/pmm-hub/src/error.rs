@@ -65,7 +65,9 @@ impl ToolError {
     /// HTTP status for `/mcp/call`.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidParams(_) | Self::Unsupported(_) | Self::Math(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidParams(_) | Self::Unsupported(_) | Self::Math(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UnknownTool(_) => StatusCode::NOT_FOUND,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Chain(_) | Self::Schema(_) => StatusCode::BAD_GATEWAY,
@@ -75,6 +77,9 @@ impl ToolError {
 
     /// The body both transports carry.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code(), message: self.to_string() }
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+        }
     }
 }

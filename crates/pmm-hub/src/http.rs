@@ -65,8 +65,11 @@ pub fn router(state: AppState, auth: Authenticator, mcp: McpSettings) -> Router 
         .with_allowed_origins(mcp.allowed_origins)
         .enforce_origin_validation()
         .with_cancellation_token(mcp.cancel);
-    let service: StreamableHttpService<McpServer, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(McpServer::new(hub.clone())), Default::default(), config);
+    let service: StreamableHttpService<McpServer, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(McpServer::new(hub.clone())),
+        Default::default(),
+        config,
+    );
     let authed = Router::new()
         .route("/mcp/call", post(call))
         .nest_service("/mcp", service)
@@ -76,7 +79,10 @@ pub fn router(state: AppState, auth: Authenticator, mcp: McpSettings) -> Router 
         .route("/metrics", get(metrics))
         .merge(authed)
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }
 
@@ -96,20 +102,39 @@ async fn call(
         }
     };
     match state.hub.dispatch(&caller, &req.tool, req.params).await {
-        Ok(result) => (StatusCode::OK, Json(serde_json::json!({"tool": req.tool, "result": result}))).into_response(),
-        Err(e) => (e.status(), Json(serde_json::json!({"tool": req.tool, "error": e.body()}))).into_response(),
+        Ok(result) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"tool": req.tool, "result": result})),
+        )
+            .into_response(),
+        Err(e) => (
+            e.status(),
+            Json(serde_json::json!({"tool": req.tool, "error": e.body()})),
+        )
+            .into_response(),
     }
 }
 
 async fn health(State(state): State<AppState>) -> Response {
     let report = state.hub.health().await;
-    let code = if report.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if report.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(report)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(h) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        Some(h) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            h.render(),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
     }
 }

@@ -14,7 +14,9 @@ use pmm_chain::{ChainClient, InterfaceReport, PoolRead, PoolType, ReadSpec};
 use pmm_core::config::{Allowlist, PoolEntry, PoolProfiles};
 use pmm_core::keys::BreakerState;
 use pmm_core::math::{self, LiquidityState, ONE, PmmState};
-use pmm_core::policy::{ActionProposal, ExpectedOutcome, PolicyInput, RiskReport, Verdict, evaluate};
+use pmm_core::policy::{
+    ActionProposal, ExpectedOutcome, PolicyInput, RiskReport, Verdict, evaluate,
+};
 use pmm_core::schema::{Amount, ChainName, OracleKind, PoolState, normalize};
 use pmm_store::{PgStore, RedisStore, ToolCall, ToolOutcome};
 use serde::Serialize;
@@ -79,12 +81,17 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("chain", &self.inner.chain).finish_non_exhaustive()
+        f.debug_struct("Hub")
+            .field("chain", &self.inner.chain)
+            .finish_non_exhaustive()
     }
 }
 
 fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// `{chain_id}:{pool}`: the store's key fragment for a pool.
@@ -98,15 +105,26 @@ impl Hub {
         let read = |path: &std::path::Path| {
             std::fs::read_to_string(path).map_err(|e| StartError::File {
                 file: path.display().to_string(),
-                source: pmm_core::config::ConfigError { path: "(file)".into(), message: e.to_string() },
+                source: pmm_core::config::ConfigError {
+                    path: "(file)".into(),
+                    message: e.to_string(),
+                },
             })
         };
-        let profiles = PoolProfiles::from_json_str(&read(&cfg.profiles_path)?).map_err(|source| {
-            StartError::File { file: cfg.profiles_path.display().to_string(), source }
-        })?;
-        let allowlist = Allowlist::from_json_str(&read(&cfg.allowlist_path)?, &profiles).map_err(|source| {
-            StartError::File { file: cfg.allowlist_path.display().to_string(), source }
-        })?;
+        let profiles =
+            PoolProfiles::from_json_str(&read(&cfg.profiles_path)?).map_err(|source| {
+                StartError::File {
+                    file: cfg.profiles_path.display().to_string(),
+                    source,
+                }
+            })?;
+        let allowlist =
+            Allowlist::from_json_str(&read(&cfg.allowlist_path)?, &profiles).map_err(|source| {
+                StartError::File {
+                    file: cfg.allowlist_path.display().to_string(),
+                    source,
+                }
+            })?;
         let chain = ChainClient::connect(&cfg.resolve_rpc_url()?).await?;
         let expected = cfg.chain.chain_id();
         if chain.chain_id() != expected || allowlist.chain_id.is_some_and(|id| id != expected) {
@@ -116,9 +134,11 @@ impl Hub {
                 found: chain.chain_id(),
             });
         }
-        let chain_name = ChainName::new(cfg.chain.name()).map_err(|e| {
-            crate::config::ConfigError::Invalid { key: "chain", message: e.to_string() }
-        })?;
+        let chain_name =
+            ChainName::new(cfg.chain.name()).map_err(|e| crate::config::ConfigError::Invalid {
+                key: "chain",
+                message: e.to_string(),
+            })?;
         let redis = match &cfg.redis_url {
             Some(url) => Some(RedisStore::connect(url, cfg.redis_namespace.clone())?),
             None => None,
@@ -130,7 +150,11 @@ impl Hub {
             }
             None => (None, ToolLog::disabled()),
         };
-        tracing::info!(chain = cfg.chain.name(), rpc = chain.endpoint(), "hub connected");
+        tracing::info!(
+            chain = cfg.chain.name(),
+            rpc = chain.endpoint(),
+            "hub connected"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 chain,
@@ -152,7 +176,13 @@ impl Hub {
     }
 
     /// Runs one tool for `caller`: role check, timing, metrics and the `tool_calls` row.
-    pub async fn invoke<P, O, F>(&self, caller: &Caller, tool: &'static str, params: &P, run: F) -> Result<O, ToolError>
+    pub async fn invoke<P, O, F>(
+        &self,
+        caller: &Caller,
+        tool: &'static str,
+        params: &P,
+        run: F,
+    ) -> Result<O, ToolError>
     where
         P: Serialize,
         O: Serialize,
@@ -164,7 +194,11 @@ impl Hub {
         let result = match required_role(tool) {
             Some(needed) if caller.role < needed => Err(ToolError::Forbidden {
                 tool: tool.to_owned(),
-                needed: if needed == Role::Operator { "operator" } else { "agent" },
+                needed: if needed == Role::Operator {
+                    "operator"
+                } else {
+                    "agent"
+                },
             }),
             Some(_) => run.await,
             None => Err(ToolError::UnknownTool(tool.to_owned())),
@@ -179,7 +213,14 @@ impl Hub {
 
     /// Records a call that failed before it reached a tool (unknown tool, undecodable params).
     pub fn record_rejected(&self, caller: &Caller, tool: &str, params: Value, err: &ToolError) {
-        self.record(caller, tool, params, ToolOutcome::Err(format!("{}: {err}", err.code())), Instant::now(), chrono::Utc::now());
+        self.record(
+            caller,
+            tool,
+            params,
+            ToolOutcome::Err(format!("{}: {err}", err.code())),
+            Instant::now(),
+            chrono::Utc::now(),
+        );
     }
 
     fn record(
@@ -192,9 +233,14 @@ impl Hub {
         called_at: chrono::DateTime<chrono::Utc>,
     ) {
         let elapsed = started.elapsed();
-        let status = if matches!(outcome, ToolOutcome::Ok(_)) { "ok" } else { "error" };
+        let status = if matches!(outcome, ToolOutcome::Ok(_)) {
+            "ok"
+        } else {
+            "error"
+        };
         metrics::counter!("pmm_hub_tool_calls_total", "tool" => tool.to_owned(), "status" => status).increment(1);
-        metrics::histogram!("pmm_hub_tool_call_seconds", "tool" => tool.to_owned()).record(elapsed.as_secs_f64());
+        metrics::histogram!("pmm_hub_tool_call_seconds", "tool" => tool.to_owned())
+            .record(elapsed.as_secs_f64());
         let (verdict, matched_rule) = match &outcome {
             ToolOutcome::Ok(v) => audit_fields(v),
             ToolOutcome::Err(_) => (None, None),
@@ -214,12 +260,25 @@ impl Hub {
     }
 
     /// `/mcp/call`: decodes `params` for `tool` and runs it through [`Hub::invoke`].
-    pub async fn dispatch(&self, caller: &Caller, tool: &str, params: Value) -> Result<Value, ToolError> {
+    pub async fn dispatch(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        params: Value,
+    ) -> Result<Value, ToolError> {
         fn decode<P: DeserializeOwned>(params: &Value) -> Result<P, ToolError> {
-            let v = if params.is_null() { Value::Object(Default::default()) } else { params.clone() };
+            let v = if params.is_null() {
+                Value::Object(Default::default())
+            } else {
+                params.clone()
+            };
             serde_path_to_error::deserialize(v).map_err(|e| {
                 let path = e.path().to_string();
-                let at = if path == "." { "params".to_owned() } else { format!("params.{path}") };
+                let at = if path == "." {
+                    "params".to_owned()
+                } else {
+                    format!("params.{path}")
+                };
                 ToolError::InvalidParams(format!("{at}: {}", e.into_inner()))
             })
         }
@@ -243,14 +302,35 @@ impl Hub {
         };
         match decoded {
             Decoded::Pool(p) => match tool {
-                GET_POOL_STATE => self.invoke(caller, GET_POOL_STATE, &p, self.get_pool_state(&p)).await.map(out),
-                IDENTIFY => self.invoke(caller, IDENTIFY, &p, self.identify(&p)).await.map(out),
-                _ => self.invoke(caller, RESUME, &p, self.resume_pool(&p)).await.map(out),
+                GET_POOL_STATE => self
+                    .invoke(caller, GET_POOL_STATE, &p, self.get_pool_state(&p))
+                    .await
+                    .map(out),
+                IDENTIFY => self
+                    .invoke(caller, IDENTIFY, &p, self.identify(&p))
+                    .await
+                    .map(out),
+                _ => self
+                    .invoke(caller, RESUME, &p, self.resume_pool(&p))
+                    .await
+                    .map(out),
             },
-            Decoded::Quote(p) => self.invoke(caller, QUOTE_ADD, &p, self.quote_add_liquidity(&p)).await.map(out),
-            Decoded::Risk(p) => self.invoke(caller, RISK_CHECK, &p, self.risk_check(&p)).await.map(out),
-            Decoded::Simulate(p) => self.invoke(caller, SIMULATE, &p, self.simulate_action(&p)).await.map(out),
-            Decoded::Pause(p) => self.invoke(caller, PAUSE, &p, self.pause_pool(&p)).await.map(out),
+            Decoded::Quote(p) => self
+                .invoke(caller, QUOTE_ADD, &p, self.quote_add_liquidity(&p))
+                .await
+                .map(out),
+            Decoded::Risk(p) => self
+                .invoke(caller, RISK_CHECK, &p, self.risk_check(&p))
+                .await
+                .map(out),
+            Decoded::Simulate(p) => self
+                .invoke(caller, SIMULATE, &p, self.simulate_action(&p))
+                .await
+                .map(out),
+            Decoded::Pause(p) => self
+                .invoke(caller, PAUSE, &p, self.pause_pool(&p))
+                .await
+                .map(out),
         }
     }
 
@@ -269,17 +349,28 @@ impl Hub {
     }
 
     /// `dodo.quote_add_liquidity`: exact `buyShares` outcome of depositing the amounts.
-    pub async fn quote_add_liquidity(&self, p: &QuoteAddParams) -> Result<AddLiquidityQuote, ToolError> {
+    pub async fn quote_add_liquidity(
+        &self,
+        p: &QuoteAddParams,
+    ) -> Result<AddLiquidityQuote, ToolError> {
         let pool = parse_address("pool", &p.pool)?;
         if p.base_amount.is_zero() {
-            return Err(ToolError::InvalidParams("base_amount: must be greater than 0 (buyShares needs base input)".into()));
+            return Err(ToolError::InvalidParams(
+                "base_amount: must be greater than 0 (buyShares needs base input)".into(),
+            ));
         }
         let (read, _, _) = self.read_state(pool).await?;
         let (kind, liq) = liquidity_of(&read)?;
         let base_balance = add(read.base_balance, p.base_amount.0, "base_amount")?;
         let quote_balance = add(read.quote_balance, p.quote_amount.0, "quote_amount")?;
         let bs = math::buy_shares(kind, &liq, base_balance, quote_balance)?;
-        let after = post_state(kind, &pmm_of(&read)?, base_balance, quote_balance, bs.targets.map(|t| (t.base, t.quote)));
+        let after = post_state(
+            kind,
+            &pmm_of(&read)?,
+            base_balance,
+            quote_balance,
+            bs.targets.map(|t| (t.base, t.quote)),
+        );
         let mid = after.as_ref().ok().and_then(|s| math::mid_price(s).ok());
         Ok(AddLiquidityQuote {
             pool,
@@ -293,7 +384,8 @@ impl Hub {
             base_input: Amount(bs.base_input),
             quote_input: Amount(bs.quote_input),
             new_total_supply: Amount(bs.new_total_supply),
-            resulting_inventory_ratio: mid.and_then(|m| inventory_ratio(base_balance, quote_balance, m)),
+            resulting_inventory_ratio: mid
+                .and_then(|m| inventory_ratio(base_balance, quote_balance, m)),
             resulting_mid_price_raw: mid.map(Amount),
         })
     }
@@ -301,9 +393,15 @@ impl Hub {
     /// `dodo.risk_check`: the policy over the live state and the store's counters.
     pub async fn risk_check(&self, p: &RiskCheckParams) -> Result<RiskReport, ToolError> {
         let pool = parse_address("pool", &p.pool)?;
-        let action = p.action.clone().unwrap_or(ActionProposal::Hold { reason: "risk check".into() });
-        if let Some(target) = action.pool() && target != pool {
-            return Err(ToolError::InvalidParams(format!("action.pool {target} differs from pool {pool}")));
+        let action = p.action.clone().unwrap_or(ActionProposal::Hold {
+            reason: "risk check".into(),
+        });
+        if let Some(target) = action.pool()
+            && target != pool
+        {
+            return Err(ToolError::InvalidParams(format!(
+                "action.pool {target} differs from pool {pool}"
+            )));
         }
         let (read, state, _) = self.read_state(pool).await?;
         let expected = self.expected_outcome(&read, &action).ok();
@@ -314,14 +412,10 @@ impl Hub {
     pub async fn simulate_action(&self, p: &SimulateParams) -> Result<SimulationResult, ToolError> {
         let action = &p.action;
         let Some(pool) = action.pool() else {
-            let report = self.hold_report().await?;
-            return Ok(SimulationResult {
-                verdict: report.verdict,
-                denied_by: rule_name(report.decided_by),
-                risk: report,
-                predicted: None,
-                dry_run: None,
-            });
+            return Err(ToolError::InvalidParams(
+                "action: hold names no pool and has nothing to simulate; dodo.risk_check {pool} checks a pool"
+                    .into(),
+            ));
         };
         let (read, state, _) = self.read_state(pool).await?;
         let expected = self.expected_outcome(&read, action);
@@ -339,7 +433,9 @@ impl Hub {
                 },
             ),
         };
-        let report = self.evaluate_policy(&read, &state, action, expected.ok()).await?;
+        let report = self
+            .evaluate_policy(&read, &state, action, expected.ok())
+            .await?;
         let (verdict, denied_by) = if report.verdict == Verdict::Deny {
             (Verdict::Deny, rule_name(report.decided_by))
         } else if dry_run.error.is_some() || dry_run.matches_math == Some(false) {
@@ -347,7 +443,13 @@ impl Hub {
         } else {
             (Verdict::Allow, None)
         };
-        Ok(SimulationResult { verdict, denied_by, risk: report, predicted, dry_run: Some(dry_run) })
+        Ok(SimulationResult {
+            verdict,
+            denied_by,
+            risk: report,
+            predicted,
+            dry_run: Some(dry_run),
+        })
     }
 
     /// `dodo.pause_pool` (operator): trips the breaker.
@@ -355,10 +457,19 @@ impl Hub {
         let pool = parse_address("pool", &p.pool)?;
         let redis = self.redis_required()?;
         let st = redis
-            .trip_breaker(self.inner.preset.chain_id(), &pool_key(pool), &p.reason, now_s() as i64)
+            .trip_breaker(
+                self.inner.preset.chain_id(),
+                &pool_key(pool),
+                &p.reason,
+                now_s() as i64,
+            )
             .await
             .map_err(|e| ToolError::Store(e.to_string()))?;
-        Ok(BreakerResult { pool, tripped: st.tripped, reason: st.reason })
+        Ok(BreakerResult {
+            pool,
+            tripped: st.tripped,
+            reason: st.reason,
+        })
     }
 
     /// `dodo.resume_pool` (operator): clears the breaker.
@@ -369,16 +480,19 @@ impl Hub {
             .reset_breaker(self.inner.preset.chain_id(), &pool_key(pool))
             .await
             .map_err(|e| ToolError::Store(e.to_string()))?;
-        Ok(BreakerResult { pool, tripped: false, reason: String::new() })
+        Ok(BreakerResult {
+            pool,
+            tripped: false,
+            reason: String::new(),
+        })
     }
 
     // ---- plumbing ------------------------------------------------------------------------
 
     fn redis_required(&self) -> Result<&RedisStore, ToolError> {
-        self.inner
-            .redis
-            .as_ref()
-            .ok_or_else(|| ToolError::Store("no REDIS_URL configured: breaker state is unavailable".into()))
+        self.inner.redis.as_ref().ok_or_else(|| {
+            ToolError::Store("no REDIS_URL configured: breaker state is unavailable".into())
+        })
     }
 
     /// Pool family: the allowlist's, else detected once and remembered.
@@ -386,12 +500,21 @@ impl Hub {
         if let Some(entry) = self.inner.allowlist.pool(pool) {
             return Ok((entry.pool_type, Some(entry)));
         }
-        if let Some(t) = self.inner.detected.lock().ok().and_then(|m| m.get(&pool).copied()) {
+        if let Some(t) = self
+            .inner
+            .detected
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&pool).copied())
+        {
             return Ok((t, None));
         }
         let report = self.inner.chain.identify_pool_interface(pool).await?;
         let kind = report.detected_profile.kind().ok_or_else(|| {
-            ToolError::Unsupported(format!("{pool} is not a recognised DODO pool: {}", report.notes.join("; ")))
+            ToolError::Unsupported(format!(
+                "{pool} is not a recognised DODO pool: {}",
+                report.notes.join("; ")
+            ))
         })?;
         if let Ok(mut m) = self.inner.detected.lock() {
             m.insert(pool, kind);
@@ -400,27 +523,49 @@ impl Hub {
     }
 
     /// One batched read, checked against the allowlist and normalized.
-    pub async fn read_state(&self, pool: Address) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
+    pub async fn read_state(
+        &self,
+        pool: Address,
+    ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
         let (kind, entry) = self.pool_type(pool).await?;
         let feed = entry.and_then(|e| match e.oracle.kind {
             OracleKind::Chainlink => e.oracle.address,
             _ => None,
         });
-        let spec = ReadSpec { pool, kind, feed, fee_trader: self.inner.executor };
+        let spec = ReadSpec {
+            pool,
+            kind,
+            feed,
+            fee_trader: self.inner.executor,
+        };
         let read = self.inner.chain.read_pool(&spec).await?;
         if let Some(e) = entry {
             read.check_entry(e)?;
         }
         let profile = entry.map_or_else(|| format!("detected:{kind}"), |e| e.profile.clone());
-        let raw = read.to_raw(self.inner.chain_name.clone(), &profile, entry.map(|e| &e.oracle))?;
+        let raw = read.to_raw(
+            self.inner.chain_name.clone(),
+            &profile,
+            entry.map(|e| &e.oracle),
+        )?;
         let state = normalize(raw)?;
         Ok((read, state, entry))
     }
 
-    fn expected_outcome(&self, read: &PoolRead, action: &ActionProposal) -> Result<ExpectedOutcome, ToolError> {
+    fn expected_outcome(
+        &self,
+        read: &PoolRead,
+        action: &ActionProposal,
+    ) -> Result<ExpectedOutcome, ToolError> {
         match action {
-            ActionProposal::Hold { .. } => Err(ToolError::Unsupported("hold has no outputs".into())),
-            ActionProposal::AddLiquidity { base_amount, quote_amount, .. } => {
+            ActionProposal::Hold { .. } => {
+                Err(ToolError::Unsupported("hold has no outputs".into()))
+            }
+            ActionProposal::AddLiquidity {
+                base_amount,
+                quote_amount,
+                ..
+            } => {
                 let (kind, liq) = liquidity_of(read)?;
                 let bs = math::buy_shares(
                     kind,
@@ -428,40 +573,62 @@ impl Hub {
                     add(read.base_balance, base_amount.0, "base_amount")?,
                     add(read.quote_balance, quote_amount.0, "quote_amount")?,
                 )?;
-                Ok(ExpectedOutcome::Add { shares: Amount(bs.received) })
+                Ok(ExpectedOutcome::Add {
+                    shares: Amount(bs.received),
+                })
             }
             ActionProposal::RemoveLiquidity { shares, .. } => {
                 let (kind, liq) = liquidity_of(read)?;
                 // The executor's holding bounds the burn; the dry run checks it on chain.
-                let ss = math::sell_shares(kind, &liq, read.base_balance, read.quote_balance, shares.0, shares.0)?;
-                Ok(ExpectedOutcome::Remove { base: Amount(ss.base_amount), quote: Amount(ss.quote_amount) })
+                let ss = math::sell_shares(
+                    kind,
+                    &liq,
+                    read.base_balance,
+                    read.quote_balance,
+                    shares.0,
+                    shares.0,
+                )?;
+                Ok(ExpectedOutcome::Remove {
+                    base: Amount(ss.base_amount),
+                    quote: Amount(ss.quote_amount),
+                })
             }
         }
     }
 
-    async fn hold_report(&self) -> Result<RiskReport, ToolError> {
-        Err(ToolError::InvalidParams(
-            "action: hold names no pool; call dodo.risk_check with {pool} to check a pool".into(),
-        ))
-    }
-
     /// Breaker, cooldown and daily usage from Redis (`None` = unknown, which denies writes).
-    async fn store_inputs(&self, pool: Address, write: bool) -> Result<(Option<BreakerState>, Option<u64>, Option<Amount>), ToolError> {
-        let Some(redis) = &self.inner.redis else { return Ok((None, None, None)) };
+    async fn store_inputs(
+        &self,
+        pool: Address,
+        write: bool,
+    ) -> Result<(Option<BreakerState>, Option<u64>, Option<Amount>), ToolError> {
+        let Some(redis) = &self.inner.redis else {
+            return Ok((None, None, None));
+        };
         let chain_id = self.inner.preset.chain_id();
         let key = pool_key(pool);
         let day = chrono::Utc::now().date_naive();
         let breaker = redis.breaker(chain_id, &key).await;
         let cooldown = redis.cooldown(chain_id, &key).await;
-        let used = redis.daily_cap_used(&format!("{chain_id}:{key}"), day).await;
+        let used = redis
+            .daily_cap_used(&format!("{chain_id}:{key}"), day)
+            .await;
         if write && (breaker.is_err() || cooldown.is_err() || used.is_err()) {
             metrics::counter!("pmm_hub_store_failures_total").increment(1);
         }
         let breaker = breaker.ok().map(|b| match b {
-            Some(s) => BreakerState { tripped: s.tripped, reason: s.reason, ts: u64::try_from(s.ts).unwrap_or_default() },
+            Some(s) => BreakerState {
+                tripped: s.tripped,
+                reason: s.reason,
+                ts: u64::try_from(s.ts).unwrap_or_default(),
+            },
             None => BreakerState::clear(),
         });
-        Ok((breaker, cooldown.ok().map(|c| c.unwrap_or(0)), used.ok().map(|u| Amount(U256::from(u)))))
+        Ok((
+            breaker,
+            cooldown.ok().map(|c| c.unwrap_or(0)),
+            used.ok().map(|u| Amount(U256::from(u))),
+        ))
     }
 
     async fn evaluate_policy(
@@ -472,7 +639,8 @@ impl Hub {
         expected: Option<ExpectedOutcome>,
     ) -> Result<RiskReport, ToolError> {
         let pool = read.pool;
-        let (breaker, cooldown_until, daily_used) = self.store_inputs(pool, action.is_write()).await?;
+        let (breaker, cooldown_until, daily_used) =
+            self.store_inputs(pool, action.is_write()).await?;
         let gas_price_wei = self.inner.chain.provider().get_gas_price().await.ok();
         let now = now_s();
         let report = evaluate(&PolicyInput {
@@ -492,7 +660,15 @@ impl Hub {
         if let (Some(reason), Some(redis)) = (trip, &self.inner.redis)
             && !breaker.as_ref().is_some_and(|b| b.tripped)
         {
-            match redis.trip_breaker(self.inner.preset.chain_id(), &pool_key(pool), &reason, now as i64).await {
+            match redis
+                .trip_breaker(
+                    self.inner.preset.chain_id(),
+                    &pool_key(pool),
+                    &reason,
+                    now as i64,
+                )
+                .await
+            {
                 Ok(_) => {
                     metrics::counter!("pmm_hub_breaker_trips_total").increment(1);
                     tracing::warn!(%pool, reason, "circuit breaker tripped");
@@ -517,7 +693,11 @@ impl Hub {
         }
     }
 
-    async fn dry_run(&self, read: &PoolRead, action: &ActionProposal) -> Result<(Option<PredictedState>, ChainDryRun), ToolError> {
+    async fn dry_run(
+        &self,
+        read: &PoolRead,
+        action: &ActionProposal,
+    ) -> Result<(Option<PredictedState>, ChainDryRun), ToolError> {
         let chain = &self.inner.chain;
         let from = self.inner.executor;
         let pool = read.pool;
@@ -531,14 +711,24 @@ impl Hub {
             error: None,
         };
         match action {
-            ActionProposal::AddLiquidity { base_amount, quote_amount, .. } => {
+            ActionProposal::AddLiquidity {
+                base_amount,
+                quote_amount,
+                ..
+            } => {
                 let bb = add(read.base_balance, base_amount.0, "base_amount")?;
                 let qb = add(read.quote_balance, quote_amount.0, "quote_amount")?;
                 let bs = math::buy_shares(kind, &liq, bb, qb)?;
-                let ratio = post_state(kind, &pmm_of(read)?, bb, qb, bs.targets.map(|t| (t.base, t.quote)))
-                    .ok()
-                    .and_then(|s| math::mid_price(&s).ok())
-                    .and_then(|m| inventory_ratio(bb, qb, m));
+                let ratio = post_state(
+                    kind,
+                    &pmm_of(read)?,
+                    bb,
+                    qb,
+                    bs.targets.map(|t| (t.base, t.quote)),
+                )
+                .ok()
+                .and_then(|s| math::mid_price(&s).ok())
+                .and_then(|m| inventory_ratio(bb, qb, m));
                 let predicted = PredictedState {
                     base_reserve: Amount(bb),
                     quote_reserve: Amount(qb),
@@ -546,34 +736,57 @@ impl Hub {
                     inventory_ratio: ratio,
                 };
                 let overrides = chain
-                    .balance_overrides(&[(read.base_token.address, pool, bb), (read.quote_token.address, pool, qb)])
+                    .balance_overrides(&[
+                        (read.base_token.address, pool, bb),
+                        (read.quote_token.address, pool, qb),
+                    ])
                     .await;
-                let tx = tx_of(from, pool, IDODOV2Shares::buySharesCall { to: from }.abi_encode());
+                let tx = tx_of(
+                    from,
+                    pool,
+                    IDODOV2Shares::buySharesCall { to: from }.abi_encode(),
+                );
                 match overrides {
                     Err(e) => run.error = Some(e.to_string()),
                     Ok(ov) => match chain.simulate(&tx, Some(read.block.number), Some(ov)).await {
-                        Ok(sim) => match IDODOV2Shares::buySharesCall::abi_decode_returns(&sim.output) {
-                            Ok(r) => {
-                                run.gas_estimate = Some(sim.gas);
-                                run.primary_output = Some(Amount(r.shares));
-                                run.matches_math = Some(r.shares == bs.received);
+                        Ok(sim) => {
+                            match IDODOV2Shares::buySharesCall::abi_decode_returns(&sim.output) {
+                                Ok(r) => {
+                                    run.gas_estimate = Some(sim.gas);
+                                    run.primary_output = Some(Amount(r.shares));
+                                    run.matches_math = Some(r.shares == bs.received);
+                                }
+                                Err(e) => {
+                                    run.error = Some(format!("undecodable buyShares return: {e}"))
+                                }
                             }
-                            Err(e) => run.error = Some(format!("undecodable buyShares return: {e}")),
-                        },
+                        }
                         Err(e) => run.error = Some(e.to_string()),
                     },
                 }
                 Ok((Some(predicted), run))
             }
-            ActionProposal::RemoveLiquidity { shares, min_base, min_quote, .. } => {
-                let ss = math::sell_shares(kind, &liq, read.base_balance, read.quote_balance, shares.0, shares.0)?;
+            ActionProposal::RemoveLiquidity {
+                shares,
+                min_base,
+                min_quote,
+                ..
+            } => {
+                let ss = math::sell_shares(
+                    kind,
+                    &liq,
+                    read.base_balance,
+                    read.quote_balance,
+                    shares.0,
+                    shares.0,
+                )?;
                 let predicted = PredictedState {
                     base_reserve: Amount(ss.new_base_reserve),
                     quote_reserve: Amount(ss.new_quote_reserve),
                     total_shares: Amount(ss.new_total_supply),
-                    inventory_ratio: read
-                        .mid_price
-                        .and_then(|m| inventory_ratio(ss.new_base_reserve, ss.new_quote_reserve, m)),
+                    inventory_ratio: read.mid_price.and_then(|m| {
+                        inventory_ratio(ss.new_base_reserve, ss.new_quote_reserve, m)
+                    }),
                 };
                 let call = IDODOV2Shares::sellSharesCall {
                     shareAmount: shares.0,
@@ -585,12 +798,15 @@ impl Hub {
                 };
                 let tx = tx_of(from, pool, call.abi_encode());
                 match chain.simulate(&tx, Some(read.block.number), None).await {
-                    Ok(sim) => match IDODOV2Shares::sellSharesCall::abi_decode_returns(&sim.output) {
+                    Ok(sim) => match IDODOV2Shares::sellSharesCall::abi_decode_returns(&sim.output)
+                    {
                         Ok(r) => {
                             run.gas_estimate = Some(sim.gas);
                             run.primary_output = Some(Amount(r.baseAmount));
                             run.secondary_output = Some(Amount(r.quoteAmount));
-                            run.matches_math = Some(r.baseAmount == ss.base_amount && r.quoteAmount == ss.quote_amount);
+                            run.matches_math = Some(
+                                r.baseAmount == ss.base_amount && r.quoteAmount == ss.quote_amount,
+                            );
                         }
                         Err(e) => run.error = Some(format!("undecodable sellShares return: {e}")),
                     },
@@ -647,13 +863,22 @@ pub struct ComponentStatus {
 
 impl ComponentStatus {
     fn ok(detail: String) -> Self {
-        Self { status: "ok", detail }
+        Self {
+            status: "ok",
+            detail,
+        }
     }
     fn down(detail: String) -> Self {
-        Self { status: "down", detail }
+        Self {
+            status: "down",
+            detail,
+        }
     }
     fn not_configured() -> Self {
-        Self { status: "not_configured", detail: String::new() }
+        Self {
+            status: "not_configured",
+            detail: String::new(),
+        }
     }
 }
 
@@ -687,12 +912,16 @@ enum Decoded {
 }
 
 fn add(a: U256, b: U256, field: &str) -> Result<U256, ToolError> {
-    a.checked_add(b)
-        .ok_or_else(|| ToolError::InvalidParams(format!("{field}: pool balance plus amount exceeds 2^256-1")))
+    a.checked_add(b).ok_or_else(|| {
+        ToolError::InvalidParams(format!("{field}: pool balance plus amount exceeds 2^256-1"))
+    })
 }
 
 fn tx_of(from: Address, to: Address, input: Vec<u8>) -> TransactionRequest {
-    TransactionRequest::default().from(from).to(to).input(Bytes::from(input).into())
+    TransactionRequest::default()
+        .from(from)
+        .to(to)
+        .input(Bytes::from(input).into())
 }
 
 /// Share math inputs of a pool with LP shares.
@@ -706,7 +935,9 @@ fn liquidity_of(read: &PoolRead) -> Result<(math::PoolKind, LiquidityState), Too
             )));
         }
     };
-    let (base_reserve, quote_reserve) = read.vault_reserve.ok_or_else(|| ToolError::Unsupported("no vault reserve".into()))?;
+    let (base_reserve, quote_reserve) = read
+        .vault_reserve
+        .ok_or_else(|| ToolError::Unsupported("no vault reserve".into()))?;
     let (b0, q0) = read.stored_targets.unwrap_or_default();
     Ok((
         kind,
@@ -722,11 +953,22 @@ fn liquidity_of(read: &PoolRead) -> Result<(math::PoolKind, LiquidityState), Too
 }
 
 fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
-    let s = read.pmm.ok_or_else(|| ToolError::Unsupported("pool has no V2 PMM state".into()))?;
-    let r = u8::try_from(s.r).ok().and_then(|r| math::RState::try_from(r).ok()).ok_or_else(|| {
-        ToolError::Unsupported(format!("R state {} is not 0, 1 or 2", s.r))
-    })?;
-    Ok(PmmState { i: s.i, k: s.k, b: s.b, q: s.q, b0: s.b0, q0: s.q0, r })
+    let s = read
+        .pmm
+        .ok_or_else(|| ToolError::Unsupported("pool has no V2 PMM state".into()))?;
+    let r = u8::try_from(s.r)
+        .ok()
+        .and_then(|r| math::RState::try_from(r).ok())
+        .ok_or_else(|| ToolError::Unsupported(format!("R state {} is not 0, 1 or 2", s.r)))?;
+    Ok(PmmState {
+        i: s.i,
+        k: s.k,
+        b: s.b,
+        q: s.q,
+        b0: s.b0,
+        q0: s.q0,
+        r,
+    })
 }
 
 /// The PMM state after a deposit: reserves become the balances; a DSP stores new targets.
@@ -739,10 +981,20 @@ fn post_state(
 ) -> Result<PmmState, math::MathError> {
     match (kind, targets) {
         (math::PoolKind::Dvm, _) => Ok(PmmState::dvm(before.i, before.k, base, quote)),
-        (math::PoolKind::Dsp, Some((b0, q0))) => {
-            Ok(PmmState { i: before.i, k: before.k, b: base, q: quote, b0, q0, r: before.r })
-        }
-        (math::PoolKind::Dsp, None) => Ok(PmmState { b: base, q: quote, ..*before }),
+        (math::PoolKind::Dsp, Some((b0, q0))) => Ok(PmmState {
+            i: before.i,
+            k: before.k,
+            b: base,
+            q: quote,
+            b0,
+            q0,
+            r: before.r,
+        }),
+        (math::PoolKind::Dsp, None) => Ok(PmmState {
+            b: base,
+            q: quote,
+            ..*before
+        }),
     }
 }
 

@@ -52,7 +52,10 @@ impl Drop for RunningHub {
 }
 
 /// Starts the hub from `cfg` on `cfg.listen` and serves in a background task.
-pub async fn serve(cfg: &HubConfig, metrics: Option<Arc<PrometheusHandle>>) -> anyhow::Result<RunningHub> {
+pub async fn serve(
+    cfg: &HubConfig,
+    metrics: Option<Arc<PrometheusHandle>>,
+) -> anyhow::Result<RunningHub> {
     let hub = Hub::start(cfg).await?;
     let auth = match cfg.auth {
         config::AuthMode::None => auth::Authenticator::open(),
@@ -66,12 +69,22 @@ pub async fn serve(cfg: &HubConfig, metrics: Option<Arc<PrometheusHandle>>) -> a
     let app = http::router(
         http::AppState { hub, metrics },
         auth,
-        http::McpSettings { allowed_hosts: hosts, allowed_origins: cfg.allowed_origins.clone(), cancel: cancel.clone() },
+        http::McpSettings {
+            allowed_hosts: hosts,
+            allowed_origins: cfg.allowed_origins.clone(),
+            cancel: cancel.clone(),
+        },
     );
     let stop = cancel.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled_owned().await }).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled_owned().await })
+            .await
     });
     tracing::info!(%addr, "pmm-hub listening");
-    Ok(RunningHub { addr, cancel, task: Some(task) })
+    Ok(RunningHub {
+        addr,
+        cancel,
+        task: Some(task),
+    })
 }

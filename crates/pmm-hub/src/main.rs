@@ -10,7 +10,11 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "pmm-hub", version, about = "MCP hub for DODO PMM liquidity tools")]
+#[command(
+    name = "pmm-hub",
+    version,
+    about = "MCP hub for DODO PMM liquidity tools"
+)]
 struct Args {
     /// Config file (TOML or JSON); `PMM_*` variables override it.
     #[arg(long, env = "PMM_CONFIG")]
@@ -20,7 +24,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let cfg = pmm_hub::HubConfig::load(args.config.as_deref())?;

@@ -8,8 +8,8 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{Extension, ToolCallContext};
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -34,7 +34,10 @@ impl std::fmt::Debug for McpServer {
 
 /// The caller the auth middleware attached; a request that bypassed it gets no rights.
 fn caller_of(parts: &Parts) -> Caller {
-    parts.extensions.get::<Caller>().cloned().unwrap_or(Caller { role: Role::Agent, name: "unauthenticated".into() })
+    parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
+        role: Role::Agent,
+        name: "unauthenticated".into(),
+    })
 }
 
 /// A tool failure as an `isError` result with the same `{code, message}` body `/mcp/call` sends.
@@ -49,13 +52,21 @@ fn failure(e: ToolError) -> CallToolResult {
 impl McpServer {
     /// A server over `hub`.
     pub fn new(hub: Hub) -> Self {
-        Self { hub, tool_router: Self::tool_router() }
+        Self {
+            hub,
+            tool_router: Self::tool_router(),
+        }
     }
 
     #[tool(
         name = "dodo.get_pool_state",
         description = "Normalized state of a DODO pool at the latest block: tokens, mid and oracle price, reserves, inventory ratio, fees, PMM parameters (exact values as decimal strings). One batched chain read.",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
     )]
     async fn get_pool_state(
         &self,
@@ -63,13 +74,22 @@ impl McpServer {
         Parameters(p): Parameters<PoolParams>,
     ) -> Result<Json<PoolState>, CallToolResult> {
         let c = caller_of(&parts);
-        self.hub.invoke(&c, GET_POOL_STATE, &p, self.hub.get_pool_state(&p)).await.map(Json).map_err(failure)
+        self.hub
+            .invoke(&c, GET_POOL_STATE, &p, self.hub.get_pool_state(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
     }
 
     #[tool(
         name = "dodo.identify_pool_interface",
         description = "Probe any address for DODO pool interfaces (works for pools in no allowlist): functions found, detected profile (dvm, dsp, dpp, dpp_oracle, gsp, v1, unknown) and notes.",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
     )]
     async fn identify_pool_interface(
         &self,
@@ -77,13 +97,22 @@ impl McpServer {
         Parameters(p): Parameters<PoolParams>,
     ) -> Result<Json<InterfaceReport>, CallToolResult> {
         let c = caller_of(&parts);
-        self.hub.invoke(&c, IDENTIFY, &p, self.hub.identify(&p)).await.map(Json).map_err(failure)
+        self.hub
+            .invoke(&c, IDENTIFY, &p, self.hub.identify(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
     }
 
     #[tool(
         name = "dodo.quote_add_liquidity",
         description = "Exact outcome of depositing base_amount and quote_amount (raw units, decimal strings) into a DVM/DSP/GSP: shares received, amounts actually taken, excess donated to other LPs, resulting inventory ratio.",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
     )]
     async fn quote_add_liquidity(
         &self,
@@ -91,13 +120,22 @@ impl McpServer {
         Parameters(p): Parameters<QuoteAddParams>,
     ) -> Result<Json<AddLiquidityQuote>, CallToolResult> {
         let c = caller_of(&parts);
-        self.hub.invoke(&c, QUOTE_ADD, &p, self.hub.quote_add_liquidity(&p)).await.map(Json).map_err(failure)
+        self.hub
+            .invoke(&c, QUOTE_ADD, &p, self.hub.quote_add_liquidity(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
     }
 
     #[tool(
         name = "dodo.risk_check",
         description = "Policy report for a pool and an optional proposed action (default hold): verdict, deciding rule, score, every rule's outcome. May trip the pool's circuit breaker on a stale feed or an oracle deviation.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
     )]
     async fn risk_check(
         &self,
@@ -105,13 +143,22 @@ impl McpServer {
         Parameters(p): Parameters<RiskCheckParams>,
     ) -> Result<Json<RiskReport>, CallToolResult> {
         let c = caller_of(&parts);
-        self.hub.invoke(&c, RISK_CHECK, &p, self.hub.risk_check(&p)).await.map(Json).map_err(failure)
+        self.hub
+            .invoke(&c, RISK_CHECK, &p, self.hub.risk_check(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
     }
 
     #[tool(
         name = "dodo.simulate_action",
         description = "Dry-run a proposed action: predicted post-state from exact math, the node's eth_call and gas estimate, and the policy verdict. Never signs or sends.",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
     )]
     async fn simulate_action(
         &self,
@@ -119,13 +166,22 @@ impl McpServer {
         Parameters(p): Parameters<SimulateParams>,
     ) -> Result<Json<SimulationResult>, CallToolResult> {
         let c = caller_of(&parts);
-        self.hub.invoke(&c, SIMULATE, &p, self.hub.simulate_action(&p)).await.map(Json).map_err(failure)
+        self.hub
+            .invoke(&c, SIMULATE, &p, self.hub.simulate_action(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
     }
 
     #[tool(
         name = "dodo.pause_pool",
         description = "Operator only: trip the pool's circuit breaker so every write is denied until resumed.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn pause_pool(
         &self,
@@ -133,13 +189,22 @@ impl McpServer {
         Parameters(p): Parameters<PauseParams>,
     ) -> Result<Json<BreakerResult>, CallToolResult> {
         let c = caller_of(&parts);
-        self.hub.invoke(&c, PAUSE, &p, self.hub.pause_pool(&p)).await.map(Json).map_err(failure)
+        self.hub
+            .invoke(&c, PAUSE, &p, self.hub.pause_pool(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
     }
 
     #[tool(
         name = "dodo.resume_pool",
         description = "Operator only: clear the pool's circuit breaker, allowing writes again.",
-        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn resume_pool(
         &self,
@@ -147,7 +212,11 @@ impl McpServer {
         Parameters(p): Parameters<PoolParams>,
     ) -> Result<Json<BreakerResult>, CallToolResult> {
         let c = caller_of(&parts);
-        self.hub.invoke(&c, RESUME, &p, self.hub.resume_pool(&p)).await.map(Json).map_err(failure)
+        self.hub
+            .invoke(&c, RESUME, &p, self.hub.resume_pool(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
     }
 }
 
@@ -171,7 +240,11 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = context.extensions.get::<Parts>().map(caller_of);
         let name = request.name.to_string();
-        let args = request.arguments.clone().map(serde_json::Value::Object).unwrap_or(serde_json::Value::Null);
+        let args = request
+            .arguments
+            .clone()
+            .map(serde_json::Value::Object)
+            .unwrap_or(serde_json::Value::Null);
         let tcc = ToolCallContext::new(self, request, context);
         let result = self.tool_router.call(tcc).await;
         // Undecodable arguments never reach `invoke`: log them here, once.
@@ -179,8 +252,14 @@ impl ServerHandler for McpServer {
             && r.is_error == Some(true)
             && r.structured_content.is_none()
         {
-            let msg = r.content.iter().filter_map(|b| b.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join(" ");
-            self.hub.record_rejected(c, &name, args, &ToolError::InvalidParams(msg));
+            let msg = r
+                .content
+                .iter()
+                .filter_map(|b| b.as_text().map(|t| t.text.clone()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.hub
+                .record_rejected(c, &name, args, &ToolError::InvalidParams(msg));
         }
         result
     }

@@ -58,12 +58,18 @@ impl ToolLog {
         let shared = Arc::new(Shared {
             queue: Mutex::new((
                 VecDeque::with_capacity(capacity.min(4096)),
-                ToolLogStatus { state: "ok", capacity, ..ToolLogStatus::default() },
+                ToolLogStatus {
+                    state: "ok",
+                    capacity,
+                    ..ToolLogStatus::default()
+                },
             )),
             notify: Notify::new(),
         });
         tokio::spawn(writer(pg, Arc::clone(&shared)));
-        Self { shared: Some(shared) }
+        Self {
+            shared: Some(shared),
+        }
     }
 
     /// Queues a row; never blocks on I/O.
@@ -84,7 +90,10 @@ impl ToolLog {
     /// Current status.
     pub fn status(&self) -> ToolLogStatus {
         match &self.shared {
-            None => ToolLogStatus { state: "disabled", ..ToolLogStatus::default() },
+            None => ToolLogStatus {
+                state: "disabled",
+                ..ToolLogStatus::default()
+            },
             Some(s) => s.queue.lock().map(|q| q.1.clone()).unwrap_or_default(),
         }
     }
@@ -107,7 +116,8 @@ async fn writer(pg: PgStore, shared: Arc<Shared>) {
                 if let Ok(mut q) = shared.queue.lock() {
                     let (rows, status) = &mut *q;
                     // Rows dropped meanwhile may have shifted the queue: remove by id.
-                    let written: std::collections::HashSet<_> = batch.iter().map(|c| c.id).collect();
+                    let written: std::collections::HashSet<_> =
+                        batch.iter().map(|c| c.id).collect();
                     rows.retain(|c| !written.contains(&c.id));
                     status.written += batch.len() as u64;
                     status.pending = rows.len();

@@ -9,8 +9,8 @@ use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use common::*;
 use pmm_chain::abi::{IDODOV2Pool, IDODOV2Shares};
-use pmm_testkit::contracts::ChainlinkFeed;
 use pmm_store::{PgStore, RedisStore};
+use pmm_testkit::contracts::ChainlinkFeed;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -22,7 +22,9 @@ fn s(a: Address) -> String {
 }
 
 fn amount(v: &Value) -> U256 {
-    v.as_str().and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("not an amount: {v}"))
+    v.as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("not an amount: {v}"))
 }
 
 #[tokio::test]
@@ -31,7 +33,13 @@ async fn read_tools_on_each_pool_type_match_the_chain() -> anyhow::Result<()> {
     let hub = start(&f.cfg).await?;
     let provider = f.devnet.provider();
     for (pool, kind) in [(f.dvm, "dvm"), (f.dsp, "dsp"), (f.dpp, "dpp")] {
-        let (st, body) = call(&hub, Some(AGENT), "dodo.get_pool_state", json!({"pool": s(pool)})).await?;
+        let (st, body) = call(
+            &hub,
+            Some(AGENT),
+            "dodo.get_pool_state",
+            json!({"pool": s(pool)}),
+        )
+        .await?;
         assert_eq!(st, 200, "{body}");
         let state = &body["result"];
         let c = IDODOV2Pool::new(pool, provider);
@@ -42,22 +50,46 @@ async fn read_tools_on_each_pool_type_match_the_chain() -> anyhow::Result<()> {
         assert_eq!(amount(&state["pmm"]["B0"]), pmm.B0);
         assert_eq!(amount(&state["pmm"]["Q0"]), pmm.Q0);
         assert_eq!(amount(&state["pmm"]["i"]), pmm.i);
-        assert_eq!(amount(&state["mid_price_raw"]), c.getMidPrice().call().await?);
+        assert_eq!(
+            amount(&state["mid_price_raw"]),
+            c.getMidPrice().call().await?
+        );
         let reserve = c.getVaultReserve().call().await?;
         assert_eq!(amount(&state["reserves"]["base"]), reserve.baseReserve);
         assert_eq!(state["base_token"]["symbol"], "WETH");
         assert_eq!(state["quote_token"]["decimals"], 6);
         assert_eq!(state["block_number"], provider.get_block_number().await?);
 
-        let (st, body) = call(&hub, Some(AGENT), "dodo.identify_pool_interface", json!({"pool": s(pool)})).await?;
+        let (st, body) = call(
+            &hub,
+            Some(AGENT),
+            "dodo.identify_pool_interface",
+            json!({"pool": s(pool)}),
+        )
+        .await?;
         assert_eq!(st, 200, "{body}");
         assert_eq!(body["result"]["detected_profile"], kind);
 
-        let (st, body) = call(&hub, Some(AGENT), "dodo.risk_check", json!({"pool": s(pool)})).await?;
+        let (st, body) = call(
+            &hub,
+            Some(AGENT),
+            "dodo.risk_check",
+            json!({"pool": s(pool)}),
+        )
+        .await?;
         assert_eq!(st, 200, "{body}");
-        assert_eq!(body["result"]["verdict"], "allow", "hold is always allowed: {body}");
+        assert_eq!(
+            body["result"]["verdict"], "allow",
+            "hold is always allowed: {body}"
+        );
     }
-    let (st, body) = call(&hub, Some(AGENT), "dodo.identify_pool_interface", json!({"pool": s(f.base)})).await?;
+    let (st, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.identify_pool_interface",
+        json!({"pool": s(f.base)}),
+    )
+    .await?;
     assert_eq!(st, 200);
     assert_eq!(body["result"]["detected_profile"], "unknown");
 
@@ -116,7 +148,11 @@ async fn quote_add_liquidity_equals_buy_shares_after_the_transfers() -> anyhow::
 async fn simulate_action_dry_runs_with_overrides_and_never_signs() -> anyhow::Result<()> {
     let f = fixture().await?;
     let hub = start(&f.cfg).await?;
-    let nonce_before = f.devnet.provider().get_transaction_count(f.devnet.deployer()).await?;
+    let nonce_before = f
+        .devnet
+        .provider()
+        .get_transaction_count(f.devnet.deployer())
+        .await?;
     let block_before = f.devnet.provider().get_block_number().await?;
     let (st, quote) = call(
         &hub,
@@ -132,24 +168,48 @@ async fn simulate_action_dry_runs_with_overrides_and_never_signs() -> anyhow::Re
         "base_amount": "1000000000000000000", "quote_amount": "2000000000",
         "min_shares": shares, "reason": "test"
     });
-    let (st, body) = call(&hub, Some(AGENT), "dodo.simulate_action", json!({"action": action})).await?;
+    let (st, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.simulate_action",
+        json!({"action": action}),
+    )
+    .await?;
     assert_eq!(st, 200, "{body}");
     let r = &body["result"];
     assert_eq!(r["dry_run"]["matches_math"], true, "{r}");
     assert_eq!(r["dry_run"]["primary_output"], shares);
-    assert!(r["dry_run"]["gas_estimate"].as_u64().unwrap_or(0) > 21_000, "{r}");
+    assert!(
+        r["dry_run"]["gas_estimate"].as_u64().unwrap_or(0) > 21_000,
+        "{r}"
+    );
     assert_eq!(r["verdict"], "allow", "{r}");
     // Removing shares the executor holds: the node's answer equals the math.
-    let held = IDODOV2Shares::new(f.dsp, f.devnet.provider()).balanceOf(f.devnet.deployer()).call().await?;
+    let held = IDODOV2Shares::new(f.dsp, f.devnet.provider())
+        .balanceOf(f.devnet.deployer())
+        .call()
+        .await?;
     let remove = json!({
         "action": "remove_liquidity", "pool": s(f.dsp), "shares": (held / U256::from(10)).to_string(),
         "min_base": "0", "min_quote": "0", "reason": "test"
     });
-    let (st, body) = call(&hub, Some(AGENT), "dodo.simulate_action", json!({"action": remove})).await?;
+    let (st, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.simulate_action",
+        json!({"action": remove}),
+    )
+    .await?;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["result"]["dry_run"]["matches_math"], true, "{body}");
     // Nothing was signed or mined.
-    assert_eq!(f.devnet.provider().get_transaction_count(f.devnet.deployer()).await?, nonce_before);
+    assert_eq!(
+        f.devnet
+            .provider()
+            .get_transaction_count(f.devnet.deployer())
+            .await?,
+        nonce_before
+    );
     assert_eq!(f.devnet.provider().get_block_number().await?, block_before);
     hub.shutdown().await;
     Ok(())
@@ -176,7 +236,13 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     let check = |pool: Address, action: Value| {
         let hub = &hub;
         async move {
-            let (st, body) = call(hub, Some(AGENT), "dodo.risk_check", json!({"pool": s(pool), "action": action})).await?;
+            let (st, body) = call(
+                hub,
+                Some(AGENT),
+                "dodo.risk_check",
+                json!({"pool": s(pool), "action": action}),
+            )
+            .await?;
             anyhow::ensure!(st == 200, "{body}");
             Ok::<Value, anyhow::Error>(body["result"].clone())
         }
@@ -185,9 +251,22 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["verdict"], "allow", "baseline must pass: {r}");
 
-    let r = check(f.dvm, add(f.dvm, "1000000000000000000", "2000000000", U256::ZERO)).await?;
+    let r = check(
+        f.dvm,
+        add(f.dvm, "1000000000000000000", "2000000000", U256::ZERO),
+    )
+    .await?;
     assert_eq!(r["decided_by"], "allowlist", "{r}");
-    let r = check(f.dsp, add(f.dsp, "1000000000000000000", "2000000000", shares / U256::from(2))).await?;
+    let r = check(
+        f.dsp,
+        add(
+            f.dsp,
+            "1000000000000000000",
+            "2000000000",
+            shares / U256::from(2),
+        ),
+    )
+    .await?;
     assert_eq!(r["decided_by"], "max_slippage", "{r}");
     // 60 WETH + 120k USDC is 240k USDC of notional, above the 100k per-tx limit.
     let (_, q) = call(
@@ -198,15 +277,23 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     )
     .await?;
     let big = amount(&q["result"]["shares"]);
-    let r = check(f.dsp, add(f.dsp, "60000000000000000000", "120000000000", big)).await?;
+    let r = check(
+        f.dsp,
+        add(f.dsp, "60000000000000000000", "120000000000", big),
+    )
+    .await?;
     assert_eq!(r["decided_by"], "max_notional_per_tx", "{r}");
 
     let day = chrono_today();
     let scope = format!("31337:{pool_key}");
-    redis.reserve_daily_cap(&scope, day, 499_000_000_000, 1 << 52).await?;
+    redis
+        .reserve_daily_cap(&scope, day, 499_000_000_000, 1 << 52)
+        .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "max_notional_per_day", "{r}");
-    redis.release_daily_cap(&scope, day, 499_000_000_000).await?;
+    redis
+        .release_daily_cap(&scope, day, 499_000_000_000)
+        .await?;
 
     redis.set_cooldown(31337, &pool_key, now() + 1000).await?;
     let r = check(f.dsp, good.clone()).await?;
@@ -216,29 +303,68 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     assert_eq!(r["verdict"], "allow", "cooldown cleared: {r}");
 
     let fee = U256::from(500_000_000_000u64);
-    f.devnet.provider().raw_request::<_, ()>("anvil_setNextBlockBaseFeePerGas".into(), (fee,)).await?;
-    f.devnet.provider().raw_request::<_, Value>("evm_mine".into(), ()).await?;
+    f.devnet
+        .provider()
+        .raw_request::<_, ()>("anvil_setNextBlockBaseFeePerGas".into(), (fee,))
+        .await?;
+    f.devnet
+        .provider()
+        .raw_request::<_, Value>("evm_mine".into(), ())
+        .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "gas_cap", "{r}");
-    f.devnet.provider().raw_request::<_, ()>("anvil_setNextBlockBaseFeePerGas".into(), (U256::from(1_000_000_000u64),)).await?;
-    f.devnet.provider().raw_request::<_, Value>("evm_mine".into(), ()).await?;
-    f.devnet.provider().raw_request::<_, Value>("evm_mine".into(), ()).await?;
+    f.devnet
+        .provider()
+        .raw_request::<_, ()>(
+            "anvil_setNextBlockBaseFeePerGas".into(),
+            (U256::from(1_000_000_000u64),),
+        )
+        .await?;
+    f.devnet
+        .provider()
+        .raw_request::<_, Value>("evm_mine".into(), ())
+        .await?;
+    f.devnet
+        .provider()
+        .raw_request::<_, Value>("evm_mine".into(), ())
+        .await?;
 
-    let (st, body) = call(&hub, Some(OPERATOR), "dodo.pause_pool", json!({"pool": s(f.dsp), "reason": "test pause"})).await?;
+    let (st, body) = call(
+        &hub,
+        Some(OPERATOR),
+        "dodo.pause_pool",
+        json!({"pool": s(f.dsp), "reason": "test pause"}),
+    )
+    .await?;
     assert_eq!(st, 200, "{body}");
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "circuit_breaker", "{r}");
-    let (st, _) = call(&hub, Some(OPERATOR), "dodo.resume_pool", json!({"pool": s(f.dsp)})).await?;
+    let (st, _) = call(
+        &hub,
+        Some(OPERATOR),
+        "dodo.resume_pool",
+        json!({"pool": s(f.dsp)}),
+    )
+    .await?;
     assert_eq!(st, 200);
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["verdict"], "allow", "{r}");
 
     // Oracle 25% above the mid price: denied, and the breaker trips.
     let feed = ChainlinkFeed::new(f.feed, f.devnet.provider());
-    feed.setAnswer(alloy::primitives::I256::try_from(2500_0000_0000i64)?).send().await?.get_receipt().await?;
+    feed.setAnswer(alloy::primitives::I256::try_from(2500_0000_0000i64)?)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "oracle_deviation", "{r}");
-    assert!(redis.breaker(31337, &pool_key).await?.is_some_and(|b| b.tripped));
+    assert!(
+        redis
+            .breaker(31337, &pool_key)
+            .await?
+            .is_some_and(|b| b.tripped)
+    );
     hub.shutdown().await;
     Ok(())
 }
@@ -250,26 +376,61 @@ async fn stale_feed_trips_the_breaker_and_the_trip_survives_a_restart() -> anyho
     let redis = RedisStore::connect(f.redis.url(), f.redis.namespace())?;
     let pool_key = format!("{:#x}", f.dsp);
     let feed = ChainlinkFeed::new(f.feed, f.devnet.provider());
-    feed.setUpdatedAt(U256::from(now() - 100_000)).send().await?.get_receipt().await?;
-    let (st, body) = call(&hub, Some(AGENT), "dodo.risk_check", json!({"pool": s(f.dsp)})).await?;
+    feed.setUpdatedAt(U256::from(now() - 100_000))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let (st, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.risk_check",
+        json!({"pool": s(f.dsp)}),
+    )
+    .await?;
     assert_eq!(st, 200, "{body}");
-    let b = redis.breaker(31337, &pool_key).await?.expect("breaker tripped");
+    let b = redis
+        .breaker(31337, &pool_key)
+        .await?
+        .expect("breaker tripped");
     assert!(b.tripped && b.reason.contains("stale"), "{b:?}");
     hub.shutdown().await;
 
     // Fresh feed again, new hub process state: the breaker still blocks writes.
-    feed.setUpdatedAt(U256::from(now())).send().await?.get_receipt().await?;
+    feed.setUpdatedAt(U256::from(now()))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
     let hub = start(&f.cfg).await?;
     let action = json!({"action": "add_liquidity", "pool": s(f.dsp), "base_amount": "1000000000000000000",
                         "quote_amount": "2000000000", "min_shares": "1", "reason": "t"});
-    let (st, body) = call(&hub, Some(AGENT), "dodo.risk_check", json!({"pool": s(f.dsp), "action": action})).await?;
+    let (st, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.risk_check",
+        json!({"pool": s(f.dsp), "action": action}),
+    )
+    .await?;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["result"]["verdict"], "deny", "{body}");
-    let rules = body["result"]["rules"].as_array().cloned().unwrap_or_default();
-    let cb = rules.iter().find(|r| r["rule"] == "circuit_breaker").expect("breaker rule");
+    let rules = body["result"]["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let cb = rules
+        .iter()
+        .find(|r| r["rule"] == "circuit_breaker")
+        .expect("breaker rule");
     assert_eq!(cb["outcome"], "deny", "{cb}");
-    assert!(cb["detail"].as_str().unwrap_or_default().contains("stale"), "{cb}");
-    let oracle = rules.iter().find(|r| r["rule"] == "oracle_deviation").expect("oracle rule");
+    assert!(
+        cb["detail"].as_str().unwrap_or_default().contains("stale"),
+        "{cb}"
+    );
+    let oracle = rules
+        .iter()
+        .find(|r| r["rule"] == "oracle_deviation")
+        .expect("oracle rule");
     assert_eq!(oracle["outcome"], "pass", "feed is fresh again: {oracle}");
     hub.shutdown().await;
     Ok(())
@@ -281,15 +442,63 @@ async fn malformed_input_gets_clear_errors_and_auth_is_enforced() -> anyhow::Res
     let hub = start(&f.cfg).await?;
     let pool = s(f.dsp);
     let cases = [
-        ("dodo.get_pool_state", json!({"pool": "0x1234"}), 400, "invalid_params", "20-byte"),
-        ("dodo.get_pool_state", json!({}), 400, "invalid_params", "missing field `pool`"),
-        ("dodo.get_pool_state", Value::Null, 400, "invalid_params", "pool"),
-        ("dodo.quote_add_liquidity", json!({"pool": pool, "base_amount": "0", "quote_amount": "1"}), 400, "invalid_params", "greater than 0"),
-        ("dodo.quote_add_liquidity", json!({"pool": pool, "base_amount": "-5", "quote_amount": "1"}), 400, "invalid_params", "negative"),
-        ("dodo.quote_add_liquidity", json!({"pool": pool, "base_amount": "1".repeat(80), "quote_amount": "1"}), 400, "invalid_params", "2^256"),
-        ("dodo.quote_add_liquidity", json!({"pool": pool, "base_amount": 5, "quote_amount": "1"}), 400, "invalid_params", "base_amount"),
+        (
+            "dodo.get_pool_state",
+            json!({"pool": "0x1234"}),
+            400,
+            "invalid_params",
+            "20-byte",
+        ),
+        (
+            "dodo.get_pool_state",
+            json!({}),
+            400,
+            "invalid_params",
+            "missing field `pool`",
+        ),
+        (
+            "dodo.get_pool_state",
+            Value::Null,
+            400,
+            "invalid_params",
+            "pool",
+        ),
+        (
+            "dodo.quote_add_liquidity",
+            json!({"pool": pool, "base_amount": "0", "quote_amount": "1"}),
+            400,
+            "invalid_params",
+            "greater than 0",
+        ),
+        (
+            "dodo.quote_add_liquidity",
+            json!({"pool": pool, "base_amount": "-5", "quote_amount": "1"}),
+            400,
+            "invalid_params",
+            "negative",
+        ),
+        (
+            "dodo.quote_add_liquidity",
+            json!({"pool": pool, "base_amount": "1".repeat(80), "quote_amount": "1"}),
+            400,
+            "invalid_params",
+            "2^256",
+        ),
+        (
+            "dodo.quote_add_liquidity",
+            json!({"pool": pool, "base_amount": 5, "quote_amount": "1"}),
+            400,
+            "invalid_params",
+            "base_amount",
+        ),
         ("dodo.nope", json!({}), 404, "unknown_tool", "dodo.nope"),
-        ("dodo.get_pool_state", json!({"pool": pool, "extra": 1}), 400, "invalid_params", "extra"),
+        (
+            "dodo.get_pool_state",
+            json!({"pool": pool, "extra": 1}),
+            400,
+            "invalid_params",
+            "extra",
+        ),
     ];
     for (tool, params, status, code, needle) in cases {
         let (st, body) = call(&hub, Some(AGENT), tool, params.clone()).await?;
@@ -300,11 +509,27 @@ async fn malformed_input_gets_clear_errors_and_auth_is_enforced() -> anyhow::Res
     }
     let (st, _) = call(&hub, None, "dodo.get_pool_state", json!({"pool": pool})).await?;
     assert_eq!(st, 401);
-    let (st, _) = call(&hub, Some("wrong-token-wrong-token"), "dodo.get_pool_state", json!({"pool": pool})).await?;
+    let (st, _) = call(
+        &hub,
+        Some("wrong-token-wrong-token"),
+        "dodo.get_pool_state",
+        json!({"pool": pool}),
+    )
+    .await?;
     assert_eq!(st, 401);
-    let (st, body) = call(&hub, Some(AGENT), "dodo.pause_pool", json!({"pool": pool, "reason": "x"})).await?;
+    let (st, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.pause_pool",
+        json!({"pool": pool, "reason": "x"}),
+    )
+    .await?;
     assert_eq!(st, 403, "{body}");
-    let mcp = reqwest::Client::new().post(format!("http://{}/mcp", hub.addr)).json(&json!({})).send().await?;
+    let mcp = reqwest::Client::new()
+        .post(format!("http://{}/mcp", hub.addr))
+        .json(&json!({}))
+        .send()
+        .await?;
     assert_eq!(mcp.status().as_u16(), 401);
     let foreign = reqwest::Client::new()
         .post(format!("http://{}/mcp", hub.addr))
@@ -316,26 +541,45 @@ async fn malformed_input_gets_clear_errors_and_auth_is_enforced() -> anyhow::Res
         .await?;
     assert_eq!(foreign.status().as_u16(), 403);
     // Still serving after all of that.
-    let (st, _) = call(&hub, Some(AGENT), "dodo.get_pool_state", json!({"pool": pool})).await?;
+    let (st, _) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.get_pool_state",
+        json!({"pool": pool}),
+    )
+    .await?;
     assert_eq!(st, 200);
 
     // Every call above that reached the hub is in tool_calls.
     let pg = PgStore::connect(f.db.url(), 2)?;
-    let health: Value = reqwest::get(format!("http://{}/health", hub.addr)).await?.json().await?;
-    eprintln!("{health}");
     let n = poll(Duration::from_secs(10), || {
         let pg = pg.clone();
         async move {
             let n = pg.count_tool_calls().await?;
-            Ok((n >= 12).then_some(n))
+            Ok((n >= 11).then_some(n))
         }
     })
     .await?;
-    assert!(n >= 12);
-    let health: Value = reqwest::get(format!("http://{}/health", hub.addr)).await?.json().await?;
+    // 9 malformed calls, the forbidden pause and the final read; 401s never reach a tool.
+    assert_eq!(n, 11);
+    let rows = pg.recent_tool_calls(Some("dodo.pause_pool"), 10).await?;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].caller, "agent#0");
+    assert!(
+        matches!(&rows[0].outcome, pmm_store::ToolOutcome::Err(e) if e.starts_with("forbidden"))
+    );
+    let health: Value = reqwest::get(format!("http://{}/health", hub.addr))
+        .await?
+        .json()
+        .await?;
     assert_eq!(health["tool_log"]["state"], "ok", "{health}");
     assert_eq!(health["redis"]["status"], "ok");
     assert_eq!(health["postgres"]["status"], "ok");
+    let text = reqwest::get(format!("http://{}/metrics", hub.addr)).await?.text().await?;
+    assert!(
+        text.lines().any(|l| l.starts_with("pmm_hub_tool_calls_total") && l.contains("dodo.get_pool_state")),
+        "{text}"
+    );
     hub.shutdown().await;
     Ok(())
 }
@@ -345,7 +589,8 @@ async fn mcp_client_lists_tools_with_schemas_and_calls_each() -> anyhow::Result<
     let f = fixture().await?;
     let hub = start(&f.cfg).await?;
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", hub.addr)).auth_header(AGENT),
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", hub.addr))
+            .auth_header(AGENT),
     );
     let client = ClientConfig::default().serve(transport).await?;
     let tools = client.list_all_tools().await?;
@@ -357,12 +602,25 @@ async fn mcp_client_lists_tools_with_schemas_and_calls_each() -> anyhow::Result<
         "dodo.risk_check",
         "dodo.simulate_action",
     ] {
-        let t = tools.iter().find(|t| t.name == expected).unwrap_or_else(|| panic!("{expected} missing: {names:?}"));
-        assert_eq!(t.input_schema.get("type").and_then(|v| v.as_str()), Some("object"), "{expected}");
+        let t = tools
+            .iter()
+            .find(|t| t.name == expected)
+            .unwrap_or_else(|| panic!("{expected} missing: {names:?}"));
+        assert_eq!(
+            t.input_schema.get("type").and_then(|v| v.as_str()),
+            Some("object"),
+            "{expected}"
+        );
         assert!(t.output_schema.is_some(), "{expected} has no output schema");
         assert!(t.annotations.is_some(), "{expected} has no annotations");
     }
-    let read_only = |n: &str| tools.iter().find(|t| t.name == n).and_then(|t| t.annotations.as_ref()).and_then(|a| a.read_only_hint);
+    let read_only = |n: &str| {
+        tools
+            .iter()
+            .find(|t| t.name == n)
+            .and_then(|t| t.annotations.as_ref())
+            .and_then(|a| a.read_only_hint)
+    };
     assert_eq!(read_only("dodo.get_pool_state"), Some(true));
     assert_eq!(read_only("dodo.pause_pool"), Some(false));
 
@@ -372,11 +630,19 @@ async fn mcp_client_lists_tools_with_schemas_and_calls_each() -> anyhow::Result<
     for (tool, params) in [
         ("dodo.get_pool_state", json!({"pool": pool})),
         ("dodo.identify_pool_interface", json!({"pool": pool})),
-        ("dodo.quote_add_liquidity", json!({"pool": pool, "base_amount": "1000000000000000000", "quote_amount": "2000000000"})),
+        (
+            "dodo.quote_add_liquidity",
+            json!({"pool": pool, "base_amount": "1000000000000000000", "quote_amount": "2000000000"}),
+        ),
         ("dodo.risk_check", json!({"pool": pool, "action": action})),
-        ("dodo.simulate_action", json!({"action": {"action": "remove_liquidity", "pool": pool, "shares": "1000000", "min_base": "0", "min_quote": "0", "reason": "t"}})),
+        (
+            "dodo.simulate_action",
+            json!({"action": {"action": "remove_liquidity", "pool": pool, "shares": "1000000", "min_base": "0", "min_quote": "0", "reason": "t"}}),
+        ),
     ] {
-        let r = client.call_tool(CallToolRequestParams::new(tool).with_arguments(args(params.clone()))).await?;
+        let r = client
+            .call_tool(CallToolRequestParams::new(tool).with_arguments(args(params.clone())))
+            .await?;
         assert_ne!(r.is_error, Some(true), "{tool}: {r:?}");
         let structured = r.structured_content.clone().unwrap_or(Value::Null);
         assert!(structured.is_object(), "{tool}: {r:?}");
@@ -387,23 +653,41 @@ async fn mcp_client_lists_tools_with_schemas_and_calls_each() -> anyhow::Result<
         }
     }
     // Validation failures are tool errors, not protocol errors.
-    let r = client.call_tool(CallToolRequestParams::new("dodo.get_pool_state").with_arguments(args(json!({"pool": "nope"})))).await?;
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("dodo.get_pool_state")
+                .with_arguments(args(json!({"pool": "nope"}))),
+        )
+        .await?;
     assert_eq!(r.is_error, Some(true));
-    let r = client.call_tool(CallToolRequestParams::new("dodo.get_pool_state").with_arguments(args(json!({})))).await?;
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("dodo.get_pool_state").with_arguments(args(json!({}))),
+        )
+        .await?;
     assert_eq!(r.is_error, Some(true));
     // An agent may not pause.
     let r = client
-        .call_tool(CallToolRequestParams::new("dodo.pause_pool").with_arguments(args(json!({"pool": pool, "reason": "x"}))))
+        .call_tool(
+            CallToolRequestParams::new("dodo.pause_pool")
+                .with_arguments(args(json!({"pool": pool, "reason": "x"}))),
+        )
         .await?;
     assert_eq!(r.is_error, Some(true));
-    assert_eq!(r.structured_content.unwrap_or(Value::Null)["error"]["code"], "forbidden");
+    assert_eq!(
+        r.structured_content.unwrap_or(Value::Null)["error"]["code"],
+        "forbidden"
+    );
     client.cancel().await?;
     hub.shutdown().await;
     Ok(())
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn chrono_today() -> chrono::NaiveDate {

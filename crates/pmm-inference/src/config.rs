@@ -329,3 +329,97 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+        let path = dir.join("inference.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pmm-inference-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    const BASE: &str = r#"
+listen = "127.0.0.1:8000"
+[auth]
+tokens = ["file-token"]
+[[upstreams]]
+name = "a"
+url = "http://127.0.0.1:8080"
+kind = "llamacpp"
+[[upstreams]]
+name = "b"
+url = "http://127.0.0.1:8081"
+kind = "tgi"
+priority = 5
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn file_plus_env_overrides() {
+        let dir = temp_dir("ok");
+        let path = write(&dir, BASE);
+        let cfg = Config::load_with_env(
+            Some(&path),
+            env(&[
+                ("PMM_INFERENCE__LISTEN", "127.0.0.1:9000"),
+                ("PMM_INFERENCE__LIMITS__MAX_CONCURRENT", "3"),
+                ("PMM_INFERENCE__AUTH__TOKENS", "x1,x2"),
+            ]),
+        )
+        .expect("valid config");
+        assert_eq!(cfg.listen, "127.0.0.1:9000");
+        assert_eq!(cfg.limits.max_concurrent, 3);
+        assert_eq!(cfg.limits.max_queue, Limits::default().max_queue);
+        assert_eq!(cfg.auth.tokens, ["x1", "x2"]);
+        assert_eq!(cfg.upstreams[1].kind, KindSetting::Tgi);
+        assert_eq!(cfg.upstreams[1].priority, 5);
+        assert!(!format!("{cfg:?}").contains("x1"), "tokens must not be printed");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = temp_dir("bad");
+        let path = write(&dir, BASE);
+        let cases: [(&str, &str, &str); 4] = [
+            ("PMM_INFERENCE__LIMITS__MAX_CONCURRENT", "0", "limits.max_concurrent"),
+            ("PMM_INFERENCE__LISTEN", "nowhere", "listen"),
+            ("PMM_INFERENCE__LIMITS__ATTEMPT_TIMEOUT_MS", "999999999", "limits.attempt_timeout_ms"),
+            ("PMM_INFERENCE__BREAKER__FAILURE_THRESHOLD", "0", "breaker.failure_threshold"),
+        ];
+        for (key, value, named) in cases {
+            let err = Config::load_with_env(Some(&path), env(&[(key, value)]))
+                .expect_err("invalid config");
+            assert!(err.to_string().contains(named), "{key}: {err}");
+        }
+        let bad_url = write(
+            &dir,
+            &BASE.replace("http://127.0.0.1:8081", "ftp://127.0.0.1:8081"),
+        );
+        let err = Config::load_with_env(Some(&bad_url), env(&[])).expect_err("bad url");
+        assert!(err.to_string().contains("upstreams[1].url"), "{err}");
+        let no_auth = write(&dir, &BASE.replace("tokens = [\"file-token\"]", ""));
+        let err = Config::load_with_env(Some(&no_auth), env(&[])).expect_err("no tokens");
+        assert!(err.to_string().contains("auth.tokens"), "{err}");
+        let typo = write(&dir, &format!("{BASE}\nmax_concurent = 3\n"));
+        let err = Config::load_with_env(Some(&typo), env(&[])).expect_err("unknown key");
+        assert!(err.to_string().contains("max_concurent"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -75,6 +75,9 @@ pub enum StoreError {
         /// The holder that lost it.
         holder: String,
     },
+    /// The background tool-call writer has stopped.
+    #[error("tool call writer is closed")]
+    WriterClosed,
     /// Redis holds a newer bootstrap schema than this binary knows.
     #[error("Redis schema version {found} is newer than this binary's {expected}")]
     RedisSchemaNewer {

@@ -13,6 +13,7 @@ pub mod pg;
 pub mod policy_events;
 pub mod redis;
 pub mod snapshots;
+pub mod tool_call_writer;
 pub mod tool_calls;
 pub mod transactions;
 
@@ -25,5 +26,6 @@ pub use pg::PgStore;
 pub use policy_events::{PolicyEvent, PolicyEventKind};
 pub use redis::{BootstrapOutcome, BreakerState, CapReservation, RedisInfo, RedisStore};
 pub use snapshots::PoolSnapshot;
+pub use tool_call_writer::{ToolCallWriter, WriterConfig, WriterStats};
 pub use tool_calls::{ToolCall, ToolOutcome};
 pub use transactions::{StoredTx, TxRecord, TxStatus, TxUpsert};

@@ -4,6 +4,7 @@
 //! Anything that must be atomic across replicas (cap reservation, bootstrap) is one Lua script,
 //! so two hubs can never both pass a check that only one of them should.
 
+use std::fmt::Display;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -18,47 +19,77 @@ use crate::keys;
 /// Version of the Redis key layout this binary reads and writes.
 pub const REDIS_SCHEMA_VERSION: u32 = 1;
 
-/// Lua numbers are doubles: integers above 2^53 - 1 would be compared inexactly, so cap amounts
-/// are limited to this.
-pub const MAX_CAP_AMOUNT: u64 = (1 << 53) - 1;
-
 /// Daily cap counters outlive their day by one day, then Redis drops them.
 const DAILY_CAP_TTL_SECS: u64 = 2 * 24 * 60 * 60;
 
 /// How long to wait for a pooled Redis connection before reporting Redis unavailable.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
-static RESERVE_CAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used == nil then return redis.error_reply('daily cap counter is not a number') end
-local amount = tonumber(ARGV[1])
-local cap = tonumber(ARGV[2])
-if used + amount > cap then
-  return {0, used}
+/// Decimal-string arithmetic for the cap scripts: amounts are raw token units (18 decimals make
+/// them exceed 2^53 at once), and Lua numbers are doubles, so they never become numbers.
+const DECIMAL_LUA: &str = r"
+local function valid(s) return type(s) == 'string' and string.match(s, '^%d+$') ~= nil end
+local function norm(s)
+  s = string.gsub(s, '^0+', '')
+  if s == '' then return '0' end
+  return s
 end
-local now = redis.call('INCRBY', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {1, now}
-",
-    )
+local function cmp(a, b)
+  if #a ~= #b then if #a < #b then return -1 else return 1 end end
+  if a == b then return 0 end
+  if a < b then return -1 else return 1 end
+end
+local function add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry
+    if i > 0 then d = d + string.byte(a, i) - 48; i = i - 1 end
+    if j > 0 then d = d + string.byte(b, j) - 48; j = j - 1 end
+    out[#out + 1] = string.char(48 + d % 10)
+    carry = math.floor(d / 10)
+  end
+  return norm(string.reverse(table.concat(out)))
+end
+local function sub(a, b)
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local d = string.byte(a, i) - 48 - borrow
+    if j > 0 then d = d - (string.byte(b, j) - 48); j = j - 1 end
+    if d < 0 then d = d + 10; borrow = 1 else borrow = 0 end
+    out[#out + 1] = string.char(48 + d)
+    i = i - 1
+  end
+  return norm(string.reverse(table.concat(out)))
+end
+local used = redis.call('GET', KEYS[1]) or '0'
+if not valid(used) then return redis.error_reply('daily cap counter is not a decimal integer') end
+used = norm(used)
+";
+
+/// Returns {granted (0/1), used after the call}.
+static RESERVE_CAP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{DECIMAL_LUA}
+local amount, cap = norm(ARGV[1]), norm(ARGV[2])
+local after = add(used, amount)
+if cmp(after, cap) > 0 then return {{0, used}} end
+redis.call('SET', KEYS[1], after, 'EX', ARGV[3])
+return {{1, after}}
+"
+    ))
 });
 
+/// Returns the amount used after the release; never below zero.
 static RELEASE_CAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used == nil then return redis.error_reply('daily cap counter is not a number') end
-local amount = tonumber(ARGV[1])
-if used == 0 then return 0 end
-if amount >= used then
-  redis.call('SET', KEYS[1], '0', 'KEEPTTL')
-  return 0
-end
-return redis.call('DECRBY', KEYS[1], ARGV[1])
-",
-    )
+    Script::new(&format!(
+        "{DECIMAL_LUA}
+local amount = norm(ARGV[1])
+local after = '0'
+if cmp(amount, used) < 0 then after = sub(used, amount) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[1], after, 'KEEPTTL') end
+return after
+"
+    ))
 });
 
 /// Returns {status, previous}: 0 created, 1 unchanged, 2 upgraded, 3 newer, 4 corrupt.
@@ -88,7 +119,7 @@ pub struct BreakerState {
     pub tripped: bool,
     /// Why it tripped.
     pub reason: String,
-    /// When it tripped, unix seconds.
+    /// When it tripped, unix seconds (the JSON shape of `pmm_core::keys::BreakerState`).
     pub ts: i64,
 }
 
@@ -98,7 +129,7 @@ pub struct CapReservation {
     /// Whether the amount fit under the cap and was added.
     pub granted: bool,
     /// Amount used in the window after the call (unchanged when not granted).
-    pub used: u64,
+    pub used: u128,
 }
 
 /// What `INFO` says about the server.
@@ -141,18 +172,11 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn check_cap_amount(field: &'static str, value: u64) -> Result<()> {
-    if value > MAX_CAP_AMOUNT {
-        return Err(StoreError::InvalidInput {
-            field,
-            reason: format!("{value} exceeds {MAX_CAP_AMOUNT}"),
-        });
-    }
-    Ok(())
-}
-
-fn non_negative(location: &str, value: i64) -> Result<u64> {
-    crate::error::from_i64(location, value)
+fn parse_amount(location: &str, raw: &str) -> Result<u128> {
+    raw.parse().map_err(|e| StoreError::Corrupt {
+        location: location.to_owned(),
+        reason: format!("{raw:?}: {e}"),
+    })
 }
 
 impl RedisStore {
@@ -243,8 +267,8 @@ impl RedisStore {
     }
 
     /// The breaker of a pool; `None` when it is not tripped.
-    pub async fn breaker(&self, chain_id: u64, pool: &str) -> Result<Option<BreakerState>> {
-        let key = keys::breaker(&self.namespace, chain_id, pool);
+    pub async fn breaker(&self, chain: impl Display, pool: &str) -> Result<Option<BreakerState>> {
+        let key = keys::breaker(&self.namespace, chain, pool);
         let raw: Option<String> = self.conn().await?.get(&key).await?;
         raw.map(|raw| {
             serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
@@ -258,7 +282,7 @@ impl RedisStore {
     /// Trips the breaker of a pool (overwriting an earlier trip's reason).
     pub async fn trip_breaker(
         &self,
-        chain_id: u64,
+        chain: impl Display,
         pool: &str,
         reason: &str,
         ts: i64,
@@ -272,22 +296,22 @@ impl RedisStore {
             field: "reason",
             reason: e.to_string(),
         })?;
-        let key = keys::breaker(&self.namespace, chain_id, pool);
+        let key = keys::breaker(&self.namespace, chain, pool);
         let () = self.conn().await?.set(key, value).await?;
         Ok(state)
     }
 
     /// Resets the breaker of a pool; returns whether it was tripped.
-    pub async fn reset_breaker(&self, chain_id: u64, pool: &str) -> Result<bool> {
-        let key = keys::breaker(&self.namespace, chain_id, pool);
+    pub async fn reset_breaker(&self, chain: impl Display, pool: &str) -> Result<bool> {
+        let key = keys::breaker(&self.namespace, chain, pool);
         let removed: u64 = self.conn().await?.del(key).await?;
         Ok(removed > 0)
     }
 
     /// The next allowed action time of a pool (unix seconds); `None` when no cooldown is set or
     /// it has passed.
-    pub async fn cooldown(&self, chain_id: u64, pool: &str) -> Result<Option<u64>> {
-        let key = keys::cooldown(&self.namespace, chain_id, pool);
+    pub async fn cooldown(&self, chain: impl Display, pool: &str) -> Result<Option<u64>> {
+        let key = keys::cooldown(&self.namespace, chain, pool);
         let raw: Option<String> = self.conn().await?.get(&key).await?;
         raw.map(|raw| {
             raw.parse::<u64>().map_err(|e| StoreError::Corrupt {
@@ -300,8 +324,13 @@ impl RedisStore {
 
     /// Sets the next allowed action time of a pool. The key expires at that time, so a passed
     /// cooldown leaves nothing behind.
-    pub async fn set_cooldown(&self, chain_id: u64, pool: &str, next_allowed: u64) -> Result<()> {
-        let key = keys::cooldown(&self.namespace, chain_id, pool);
+    pub async fn set_cooldown(
+        &self,
+        chain: impl Display,
+        pool: &str,
+        next_allowed: u64,
+    ) -> Result<()> {
+        let key = keys::cooldown(&self.namespace, chain, pool);
         let () = redis::cmd("SET")
             .arg(&key)
             .arg(next_allowed)
@@ -318,48 +347,45 @@ impl RedisStore {
         &self,
         scope: &str,
         day: NaiveDate,
-        amount: u64,
-        cap: u64,
+        amount: u128,
+        cap: u128,
     ) -> Result<CapReservation> {
-        check_cap_amount("amount", amount)?;
-        check_cap_amount("cap", cap)?;
         let key = keys::daily_cap(&self.namespace, scope, day);
-        let (granted, used): (i64, i64) = RESERVE_CAP
+        let (granted, used): (i64, String) = RESERVE_CAP
             .key(&key)
-            .arg(amount)
-            .arg(cap)
+            .arg(amount.to_string())
+            .arg(cap.to_string())
             .arg(DAILY_CAP_TTL_SECS)
             .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(CapReservation {
             granted: granted == 1,
-            used: non_negative(&key, used)?,
+            used: parse_amount(&key, &used)?,
         })
     }
 
     /// Gives back `amount` (for a reservation whose action did not happen); never goes below 0.
     /// Returns the amount used after the release.
-    pub async fn release_daily_cap(&self, scope: &str, day: NaiveDate, amount: u64) -> Result<u64> {
-        check_cap_amount("amount", amount)?;
+    pub async fn release_daily_cap(
+        &self,
+        scope: &str,
+        day: NaiveDate,
+        amount: u128,
+    ) -> Result<u128> {
         let key = keys::daily_cap(&self.namespace, scope, day);
-        let used: i64 = RELEASE_CAP
+        let used: String = RELEASE_CAP
             .key(&key)
-            .arg(amount)
+            .arg(amount.to_string())
             .invoke_async(&mut self.conn().await?)
             .await?;
-        non_negative(&key, used)
+        parse_amount(&key, &used)
     }
 
     /// Amount used in the `scope` window of `day`.
-    pub async fn daily_cap_used(&self, scope: &str, day: NaiveDate) -> Result<u64> {
+    pub async fn daily_cap_used(&self, scope: &str, day: NaiveDate) -> Result<u128> {
         let key = keys::daily_cap(&self.namespace, scope, day);
         let raw: Option<String> = self.conn().await?.get(&key).await?;
-        raw.map_or(Ok(0), |raw| {
-            raw.parse::<u64>().map_err(|e| StoreError::Corrupt {
-                location: key.clone(),
-                reason: e.to_string(),
-            })
-        })
+        raw.map_or(Ok(0), |raw| parse_amount(&key, &raw))
     }
 
     /// The key layout version recorded by the last bootstrap, if any.

@@ -1,7 +1,7 @@
 //! Store-layer tests on a real Redis: one fresh key namespace per test.
 
 use chrono::NaiveDate;
-use pmm_store::redis::{MAX_CAP_AMOUNT, REDIS_SCHEMA_VERSION};
+use pmm_store::redis::REDIS_SCHEMA_VERSION;
 use pmm_store::{BootstrapOutcome, BreakerState, RedisStore, StoreError};
 use pmm_testkit::db::TestRedis;
 
@@ -142,14 +142,60 @@ async fn daily_cap_reservations_are_atomic_across_clients() {
             .granted
     );
     assert_eq!(s.daily_cap_used("other", day()).await.expect("none"), 0);
-    assert!(matches!(
-        s.reserve_daily_cap("global", day(), MAX_CAP_AMOUNT + 1, u64::MAX)
-            .await,
-        Err(StoreError::InvalidInput {
-            field: "amount",
-            ..
-        })
-    ));
+}
+
+#[tokio::test]
+async fn daily_caps_hold_amounts_far_beyond_two_to_the_53() {
+    let ns = TestRedis::new();
+    let s = store(&ns);
+    let one_token: u128 = 10u128.pow(18);
+    let cap = 1_000_000 * one_token;
+    let a = 999_999 * one_token + 999_999_999_999_999_999;
+    let r = s
+        .reserve_daily_cap("devnet:0xPool", day(), a, cap)
+        .await
+        .expect("a");
+    assert!(r.granted);
+    assert_eq!(r.used, a);
+    let r = s
+        .reserve_daily_cap("devnet:0xpool", day(), 2, cap)
+        .await
+        .expect("over by 1");
+    assert!(!r.granted);
+    assert_eq!(r.used, a);
+    let r = s
+        .reserve_daily_cap("devnet:0xpool", day(), 1, cap)
+        .await
+        .expect("exactly the cap");
+    assert!(r.granted);
+    assert_eq!(r.used, cap);
+    assert_eq!(
+        s.release_daily_cap("devnet:0xpool", day(), one_token + 7)
+            .await
+            .expect("release"),
+        cap - one_token - 7
+    );
+    let big = u128::MAX / 2;
+    assert!(
+        s.reserve_daily_cap("wide", day(), big, u128::MAX)
+            .await
+            .expect("wide")
+            .granted
+    );
+    assert_eq!(
+        s.reserve_daily_cap("wide", day(), big, u128::MAX)
+            .await
+            .expect("wide 2")
+            .used,
+        big * 2
+    );
+    assert_eq!(
+        ns.keys().expect("keys"),
+        vec![
+            format!("{}notional:devnet:0xpool:20881", ns.namespace()),
+            format!("{}notional:wide:20881", ns.namespace()),
+        ]
+    );
 }
 
 #[tokio::test]

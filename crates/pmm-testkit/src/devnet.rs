@@ -58,29 +58,6 @@ pub struct DevAccount {
     pub private_key: String,
 }
 
-/// The fixture pool families, named as the devnet JSON names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum PoolKind {
-    /// DVM-like vending machine.
-    #[serde(rename = "DVM")]
-    Dvm,
-    /// DSP-like stable pool.
-    #[serde(rename = "DSP")]
-    Dsp,
-    /// GSP-like pool (DSP behaviour).
-    #[serde(rename = "GSP")]
-    Gsp,
-    /// DPP-like private pool.
-    #[serde(rename = "DPP")]
-    Dpp,
-    /// DPP with an oracle guide price.
-    #[serde(rename = "DPPOracle")]
-    DppOracle,
-    /// V1-like classic pool.
-    #[serde(rename = "V1")]
-    V1,
-}
-
 /// Parameters of a V2 fixture pool. Rates, `i` and `k` are 1e18 fixed point; `i` is quote per
 /// base on raw units (1:1 between an 18-decimal base and a 6-decimal quote is `1e6`).
 #[derive(Debug, Clone, Copy)]

@@ -12,5 +12,6 @@ pub mod db;
 pub mod devnet;
 pub mod error;
 
-pub use devnet::{DevAccount, Devnet, DevnetOptions, DppParams, DvmParams, PoolKind, PoolParams};
+pub use devnet::{DevAccount, Devnet, DevnetOptions, DppParams, DvmParams, PoolParams};
 pub use error::{Result, TestkitError};
+pub use pmm_core::schema::PoolType;

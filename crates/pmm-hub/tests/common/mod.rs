@@ -79,17 +79,42 @@ pub async fn fixture() -> anyhow::Result<Fixture> {
     devnet.buy_shares(me, dsp, ten_eth, usdc).await?;
     devnet.dpp_deposit(dpp, ten_eth, usdc).await?;
     // 2000 USDC per WETH with 8 decimals: equals the DSP's mid price (R = ONE, i = 2000e6).
-    let feed = devnet.deploy_feed(8, I256::try_from(2000_0000_0000i64)?).await?;
+    let feed = devnet
+        .deploy_feed(8, I256::try_from(2000_0000_0000i64)?)
+        .await?;
 
     let db = TestDb::create().await?;
     let mut m = Migrator::connect(db.url()).await?;
-    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10)).await?;
+    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
+        .await?;
     let redis = TestRedis::new();
 
     let dir = std::env::temp_dir().join(format!("pmm-hub-test-{}", uuid_like()));
     std::fs::create_dir_all(&dir)?;
-    let cfg = write_config(&dir, &devnet, dsp, base, quote, feed, limits(), db.url(), &redis)?;
-    Ok(Fixture { devnet, db, redis, dir, base, quote, dvm, dsp, dpp, feed, cfg })
+    let cfg = write_config(
+        &dir,
+        &devnet,
+        dsp,
+        base,
+        quote,
+        feed,
+        limits(),
+        db.url(),
+        &redis,
+    )?;
+    Ok(Fixture {
+        devnet,
+        db,
+        redis,
+        dir,
+        base,
+        quote,
+        dvm,
+        dsp,
+        dpp,
+        feed,
+        cfg,
+    })
 }
 
 fn uuid_like() -> String {
@@ -144,12 +169,31 @@ pub fn write_config(
     Ok(cfg)
 }
 
+/// One Prometheus recorder per test process (the recorder is global).
+fn metrics() -> std::sync::Arc<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<std::sync::Arc<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            std::sync::Arc::new(handle)
+        })
+        .clone()
+}
+
 pub async fn start(cfg: &HubConfig) -> anyhow::Result<RunningHub> {
-    pmm_hub::serve(cfg, None).await
+    pmm_hub::serve(cfg, Some(metrics())).await
 }
 
 /// `POST /mcp/call` with a token; returns (status, body).
-pub async fn call(hub: &RunningHub, token: Option<&str>, tool: &str, params: Value) -> anyhow::Result<(u16, Value)> {
+pub async fn call(
+    hub: &RunningHub,
+    token: Option<&str>,
+    tool: &str,
+    params: Value,
+) -> anyhow::Result<(u16, Value)> {
     let mut req = reqwest::Client::new()
         .post(format!("http://{}/mcp/call", hub.addr))
         .json(&json!({"tool": tool, "params": params}));
@@ -173,7 +217,10 @@ where
         if let Some(v) = f().await? {
             return Ok(v);
         }
-        anyhow::ensure!(Instant::now() < end, "condition not met within {deadline:?}");
+        anyhow::ensure!(
+            Instant::now() < end,
+            "condition not met within {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use pmm_testkit::contracts::{TestERC20, V1Pool};
 use pmm_testkit::devnet::{ONE, PoolParams, confirm};
-use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolKind};
+use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolType};
 use serde::Serialize;
 
 /// Start a local anvil devnet with DODO-like fixture pools and keep it running.
@@ -36,7 +36,7 @@ struct Args {
 #[derive(Debug, Serialize)]
 struct PoolEntry {
     address: Address,
-    pool_type: PoolKind,
+    pool_type: PoolType,
     base_token: Address,
     quote_token: Address,
     /// Chainlink-style feed pricing the base token in USD, for anchoring.
@@ -196,12 +196,12 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         price_source,
     };
     let pools = vec![
-        pool(dvm, PoolKind::Dvm, &volatile, base_feed, None),
-        pool(dsp, PoolKind::Dsp, &pegged, stable_feed, None),
-        pool(gsp, PoolKind::Gsp, &pegged, stable_feed, None),
-        pool(dpp, PoolKind::Dpp, &volatile, base_feed, None),
-        pool(dppo, PoolKind::DppOracle, &volatile, base_feed, Some(guide)),
-        pool(v1, PoolKind::V1, &volatile, base_feed, Some(guide)),
+        pool(dvm, PoolType::Dvm, &volatile, base_feed, None),
+        pool(dsp, PoolType::Dsp, &pegged, stable_feed, None),
+        pool(gsp, PoolType::Gsp, &pegged, stable_feed, None),
+        pool(dpp, PoolType::Dpp, &volatile, base_feed, None),
+        pool(dppo, PoolType::DppOracle, &volatile, base_feed, Some(guide)),
+        pool(v1, PoolType::V1, &volatile, base_feed, Some(guide)),
     ];
     let tokens = vec![
         TokenEntry {
