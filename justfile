@@ -14,7 +14,7 @@ check: artifacts-check fmt-check lint test
 
 # All workspace tests (needs Postgres, Redis, anvil and llama-server: see scripts/bootstrap.sh).
 test:
-    cargo test --workspace --all-targets --no-fail-fast
+    cargo test --workspace --no-fail-fast
 
 # Clippy over every target, warnings are errors.
 lint:
