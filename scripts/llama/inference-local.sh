@@ -44,7 +44,8 @@ LLAMA_PID=$!
 
 for _ in $(seq 1 300); do
   kill -0 "$LLAMA_PID" 2>/dev/null || { tail -20 "$RUN_DIR/llama-server.log" >&2; exit 1; }
-  curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
 

@@ -43,6 +43,17 @@ sha_ok() { # file expected
   [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
 }
 
+# GET (or POST JSON when a body is given) succeeds with 2xx; python3 is needed anyway, curl may
+# be missing on a fresh machine.
+http_ok() { # url [json-body]
+  "$PYTHON" - "$@" <<'EOF' >/dev/null 2>&1
+import sys, urllib.request
+data = sys.argv[2].encode() if len(sys.argv) > 2 else None
+req = urllib.request.Request(sys.argv[1], data=data, headers={"content-type": "application/json"})
+urllib.request.urlopen(req, timeout=30).read()
+EOF
+}
+
 free_port() {
   "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
@@ -58,9 +69,8 @@ smoke_test() { # server-binary
   pid=$!
   for _ in $(seq 1 120); do
     if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
-      if curl -fsS "http://127.0.0.1:$port/completion" -H 'content-type: application/json' \
-        -d '{"prompt":"Hi","n_predict":4}' >/dev/null 2>&1; then
+    if http_ok "http://127.0.0.1:$port/health"; then
+      if http_ok "http://127.0.0.1:$port/completion" '{"prompt":"Hi","n_predict":4}'; then
         ok=0
       fi
       break
@@ -117,8 +127,15 @@ install_from_source() {
   local src="$DIR/src" build="$DIR/build"
   local built="$build/bin/llama-server"
   if [ ! -x "$built" ]; then
-    command -v cmake >/dev/null && command -v ninja >/dev/null || {
-      log "cmake and ninja are needed: apt-get install -y cmake ninja-build"; exit 1; }
+    if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing cmake and ninja-build from apt"
+        apt-get install -y -q cmake ninja-build >/dev/null ||
+          { apt-get update -q >/dev/null && apt-get install -y -q cmake ninja-build >/dev/null; }
+      fi
+      command -v cmake >/dev/null && command -v ninja >/dev/null || {
+        log "cmake and ninja are needed: apt-get install -y cmake ninja-build"; exit 1; }
+    fi
     local tarball="$DL/llama_cpp_python-${SDIST_VERSION}.tar.gz"
     if [ ! -f "$tarball" ]; then
       log "downloading llama-cpp-python==$SDIST_VERSION sdist"

@@ -4,6 +4,9 @@ use alloy::transports::http::reqwest::Url;
 
 use crate::error::ChainError;
 
+/// Shortest URL fragment scrubbed on its own.
+const MIN_SECRET_LEN: usize = 4;
+
 /// A parsed RPC URL plus a display form with user info, query and path tokens removed.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -42,26 +45,31 @@ impl Endpoint {
 
     /// Removes every spelling of the full URL (and its secret parts) from an error text.
     pub fn scrub(&self, message: &str) -> String {
-        let full = self.url.as_str();
-        let mut out = message.replace(full, &self.display);
-        let trimmed = full.trim_end_matches('/');
-        if !trimmed.is_empty() {
-            out = out.replace(trimmed, &self.display);
+        let mut variants = vec![self.url.to_string()];
+        let mut bare = self.url.clone();
+        // HTTP clients print the URL without its user info.
+        if bare.set_username("").is_ok() && bare.set_password(None).is_ok() {
+            variants.push(bare.to_string());
         }
-        for secret in [self.url.password(), self.url.query()]
-            .into_iter()
-            .flatten()
-        {
-            if !secret.is_empty() {
-                out = out.replace(secret, "<redacted>");
+        let mut out = message.to_owned();
+        for v in variants {
+            for form in [v.as_str(), v.trim_end_matches('/')] {
+                if form.len() > self.display.len() {
+                    out = out.replace(form, &self.display);
+                }
             }
         }
-        if !self.url.username().is_empty() {
-            out = out.replace(self.url.username(), "<redacted>");
-        }
-        let path = self.url.path();
-        if path.len() > 1 {
-            out = out.replace(path, "/<redacted>");
+        // Whatever secret survives in another spelling; short fragments are left alone so
+        // ordinary words are not mangled.
+        let secrets = [
+            self.url.password(),
+            self.url.query(),
+            Some(self.url.path().trim_start_matches('/')),
+        ];
+        for secret in secrets.into_iter().flatten() {
+            if secret.len() >= MIN_SECRET_LEN {
+                out = out.replace(secret, "<redacted>");
+            }
         }
         out
     }

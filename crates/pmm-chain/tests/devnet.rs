@@ -155,15 +155,35 @@ async fn gsp_dpp_oracle_v1_and_feed_are_named_and_read() -> anyhow::Result<()> {
     devnet.mint(quote, me, big).await?;
     // 50,000 DAI per WBTC on raw units: 50_000e18 / 1e8 = 5e32 (1e18 fixed point).
     let i = U256::from(5u128 * 10u128.pow(14)) * U256::from(ONE);
-    let p = PoolParams { base, quote, lp_fee_rate: U256::ZERO, mt_fee_rate: U256::ZERO, i, k: U256::from(ONE / 2) };
+    let p = PoolParams {
+        base,
+        quote,
+        lp_fee_rate: U256::ZERO,
+        mt_fee_rate: U256::ZERO,
+        i,
+        k: U256::from(ONE / 2),
+    };
     let gsp = devnet.deploy_gsp(p).await?;
-    devnet.buy_shares(me, gsp, U256::from(10u64.pow(8)), U256::from(50_000u128 * ONE)).await?;
+    devnet
+        .buy_shares(
+            me,
+            gsp,
+            U256::from(10u64.pow(8)),
+            U256::from(50_000u128 * ONE),
+        )
+        .await?;
     let oracle_price = i + U256::from(ONE);
     let oracle = devnet.deploy_price_oracle(oracle_price).await?;
     let dppo = devnet.deploy_dpp_oracle(p, oracle).await?;
-    devnet.dpp_deposit(dppo, U256::from(10u64.pow(8)), U256::from(50_000u128 * ONE)).await?;
-    let v1 = devnet.deploy_v1(base, quote, oracle, U256::from(ONE / 10)).await?;
-    let feed = devnet.deploy_feed(8, alloy::primitives::I256::try_from(50_000_0000_0000i64)?).await?;
+    devnet
+        .dpp_deposit(dppo, U256::from(10u64.pow(8)), U256::from(50_000u128 * ONE))
+        .await?;
+    let v1 = devnet
+        .deploy_v1(base, quote, oracle, U256::from(ONE / 10))
+        .await?;
+    let feed = devnet
+        .deploy_feed(8, alloy::primitives::I256::try_from(5_000_000_000_000_i64)?)
+        .await?;
 
     let chain = ChainClient::connect(devnet.rpc_url()).await?;
     for (addr, expected) in [
@@ -182,15 +202,27 @@ async fn gsp_dpp_oracle_v1_and_feed_are_named_and_read() -> anyhow::Result<()> {
     let d = chain.read_pool(&spec(dppo, PoolType::DppOracle)).await?;
     assert_eq!(d.oracle, Some(oracle));
     assert_eq!(d.oracle_price, Some(oracle_price));
-    assert_eq!(d.pmm.map(|s| s.i), Some(oracle_price), "i comes from the oracle");
+    assert_eq!(
+        d.pmm.map(|s| s.i),
+        Some(oracle_price),
+        "i comes from the oracle"
+    );
     assert_eq!(d.oracle_enabled, Some(true));
     let v = chain
-        .read_pool(&ReadSpec { pool: v1, kind: PoolType::V1, feed: Some(feed), fee_trader: Address::ZERO })
+        .read_pool(&ReadSpec {
+            pool: v1,
+            kind: PoolType::V1,
+            feed: Some(feed),
+            fee_trader: Address::ZERO,
+        })
         .await?;
     assert_eq!(v.version.as_deref(), Some("101"));
     assert_eq!(v.v1.map(|s| s.oracle_price), Some(oracle_price));
     let f = v.feed.expect("feed read in the same batch");
     assert_eq!((f.decimals, f.feed), (8, feed));
-    assert_eq!(f.answer, alloy::primitives::I256::try_from(50_000_0000_0000i64)?);
+    assert_eq!(
+        f.answer,
+        alloy::primitives::I256::try_from(5_000_000_000_000_i64)?
+    );
     Ok(())
 }

@@ -27,7 +27,11 @@ struct Stats {
 fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Stats { p50: at(0.50), p99: at(0.99), per_s: samples.len() as f64 / total.as_secs_f64() }
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        per_s: samples.len() as f64 / total.as_secs_f64(),
+    }
 }
 
 fn show(name: &str, s: &Stats, base: &Stats) {
@@ -42,21 +46,40 @@ fn show(name: &str, s: &Stats, base: &Stats) {
 }
 
 fn call(to: Address, data: Vec<u8>, at: BlockId) -> (TransactionRequest, BlockId) {
-    (TransactionRequest::default().to(to).input(Bytes::from(data).into()), at)
+    (
+        TransactionRequest::default()
+            .to(to)
+            .input(Bytes::from(data).into()),
+        at,
+    )
 }
 
 /// The getters `read_pool` batches for a DSP, sent as one plain alloy batch.
-async fn direct_read(p: &alloy::providers::DynProvider, pool: Address, base: Address, quote: Address) -> anyhow::Result<()> {
+async fn direct_read(
+    p: &alloy::providers::DynProvider,
+    pool: Address,
+    base: Address,
+    quote: Address,
+) -> anyhow::Result<()> {
     let n = p.get_block_number().await?;
     let at = BlockId::number(n);
     let mut b = BatchRequest::new(p.client());
     let mut ws = Vec::new();
-    let blk = b.add_call::<_, Option<Block>>("eth_getBlockByNumber", &(BlockNumberOrTag::Number(n), false))?;
+    let blk = b.add_call::<_, Option<Block>>(
+        "eth_getBlockByNumber",
+        &(BlockNumberOrTag::Number(n), false),
+    )?;
     for (to, data) in [
         (pool, IDODOV2Pool::getPMMStateForCallCall {}.abi_encode()),
         (pool, IDODOV2Pool::getMidPriceCall {}.abi_encode()),
         (pool, IDODOV2Pool::getVaultReserveCall {}.abi_encode()),
-        (pool, IDODOV2Pool::getUserFeeRateCall { user: Address::ZERO }.abi_encode()),
+        (
+            pool,
+            IDODOV2Pool::getUserFeeRateCall {
+                user: Address::ZERO,
+            }
+            .abi_encode(),
+        ),
         (pool, IDODOV2Shares::totalSupplyCall {}.abi_encode()),
         (pool, IDODOV2Targets::_BASE_TARGET_Call {}.abi_encode()),
         (pool, IDODOV2Targets::_QUOTE_TARGET_Call {}.abi_encode()),
@@ -91,12 +114,17 @@ async fn main() -> anyhow::Result<()> {
         k: U256::from(ONE / 10),
     };
     let dsp = devnet.deploy_dsp(p).await?;
-    devnet.buy_shares(me, dsp, U256::from(10 * ONE), U256::from(20_000_000_000u64)).await?;
+    devnet
+        .buy_shares(me, dsp, U256::from(10 * ONE), U256::from(20_000_000_000u64))
+        .await?;
 
     let dir = std::env::temp_dir().join(format!("pmm-hub-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let allowlist = dir.join("allowlist.json");
-    std::fs::write(&allowlist, r#"{"chain": "devnet", "chain_id": 31337, "pools": []}"#)?;
+    std::fs::write(
+        &allowlist,
+        r#"{"chain": "devnet", "chain_id": 31337, "pools": []}"#,
+    )?;
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cfg: pmm_hub::HubConfig = serde_json::from_value(json!({
         "listen": "127.0.0.1:0",
@@ -115,7 +143,12 @@ async fn main() -> anyhow::Result<()> {
     // Warm up connections and the per-pool statics.
     for _ in 0..20 {
         direct_read(&provider, dsp, base, quote).await?;
-        http.post(&url).bearer_auth(TOKEN).json(&body).send().await?.error_for_status()?;
+        http.post(&url)
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
     }
 
     let mut direct = Vec::with_capacity(N);
@@ -131,7 +164,14 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     for _ in 0..N {
         let s = Instant::now();
-        http.post(&url).bearer_auth(TOKEN).json(&body).send().await?.error_for_status()?.bytes().await?;
+        http.post(&url)
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
         cached.push(s.elapsed());
     }
     let cached = stats(cached, t.elapsed());
@@ -140,9 +180,18 @@ async fn main() -> anyhow::Result<()> {
     let mut uncached = Vec::with_capacity(N);
     let mut busy = Duration::ZERO;
     for _ in 0..N {
-        provider.raw_request::<_, serde_json::Value>("evm_mine".into(), ()).await?;
+        provider
+            .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+            .await?;
         let s = Instant::now();
-        http.post(&url).bearer_auth(TOKEN).json(&body).send().await?.error_for_status()?.bytes().await?;
+        http.post(&url)
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
         let e = s.elapsed();
         busy += e;
         uncached.push(e);

@@ -352,7 +352,7 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
 
     // Oracle 25% above the mid price: denied, and the breaker trips.
     let feed = ChainlinkFeed::new(f.feed, f.devnet.provider());
-    feed.setAnswer(alloy::primitives::I256::try_from(2500_0000_0000i64)?)
+    feed.setAnswer(alloy::primitives::I256::try_from(250_000_000_000_i64)?)
         .send()
         .await?
         .get_receipt()
@@ -575,7 +575,10 @@ async fn malformed_input_gets_clear_errors_and_auth_is_enforced() -> anyhow::Res
     assert_eq!(health["tool_log"]["state"], "ok", "{health}");
     assert_eq!(health["redis"]["status"], "ok");
     assert_eq!(health["postgres"]["status"], "ok");
-    let text = reqwest::get(format!("http://{}/metrics", hub.addr)).await?.text().await?;
+    let text = reqwest::get(format!("http://{}/metrics", hub.addr))
+        .await?
+        .text()
+        .await?;
     assert!(
         text.lines().any(|l| l.starts_with("pmm_hub_tool_calls_total") && l.contains("dodo.get_pool_state")),
         "{text}"
@@ -692,4 +695,57 @@ fn now() -> u64 {
 
 fn chrono_today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
+}
+
+#[tokio::test]
+async fn a_chain_id_mismatch_refuses_to_start() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let mut cfg = f.cfg.clone();
+    cfg.chain = pmm_hub::config::ChainPreset::Bsc;
+    let err = start(&cfg).await.expect_err("must refuse");
+    assert!(err.to_string().contains("chain id mismatch"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_down_denies_writes_but_reads_still_work() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let mut cfg = f.cfg.clone();
+    // Nothing listens on port 1: Redis is configured but unreachable.
+    cfg.redis_url = Some("redis://127.0.0.1:1".into());
+    let hub = start(&cfg).await?;
+    let (st, _) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.get_pool_state",
+        json!({"pool": s(f.dsp)}),
+    )
+    .await?;
+    assert_eq!(st, 200);
+    let action = json!({"action": "add_liquidity", "pool": s(f.dsp), "base_amount": "1000000000000000000",
+                        "quote_amount": "2000000000", "min_shares": "1000000000000000000", "reason": "t"});
+    let (st, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.risk_check",
+        json!({"pool": s(f.dsp), "action": action}),
+    )
+    .await?;
+    assert_eq!(st, 200, "{body}");
+    let r = &body["result"];
+    assert_eq!(r["verdict"], "deny", "{r}");
+    for rule in ["max_notional_per_day", "cooldown", "circuit_breaker"] {
+        let c = r["rules"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["rule"] == rule))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(c["outcome"], "deny", "{rule} must fail closed: {c}");
+    }
+    let health = reqwest::get(format!("http://{}/health", hub.addr)).await?;
+    assert_eq!(health.status().as_u16(), 503);
+    let health: Value = health.json().await?;
+    assert_eq!(health["redis"]["status"], "down", "{health}");
+    hub.shutdown().await;
+    Ok(())
 }

@@ -21,7 +21,11 @@ fn row(i: u32) -> ToolCall {
     }
 }
 
-async fn wait_for(log: &ToolLog, what: &str, ok: impl Fn(&pmm_hub::toollog::ToolLogStatus) -> bool) {
+async fn wait_for(
+    log: &ToolLog,
+    what: &str,
+    ok: impl Fn(&pmm_hub::toollog::ToolLogStatus) -> bool,
+) {
     let end = Instant::now() + Duration::from_secs(15);
     loop {
         let st = log.status();
@@ -42,11 +46,18 @@ async fn rows_survive_an_outage_and_are_replayed_once_postgres_answers() -> anyh
     for i in 0..3 {
         log.record(row(i));
     }
-    wait_for(&log, "retrying", |s| s.state == "retrying" && s.pending == 3 && s.last_error.is_some()).await;
+    wait_for(&log, "retrying", |s| {
+        s.state == "retrying" && s.pending == 3 && s.last_error.is_some()
+    })
+    .await;
 
     let mut m = Migrator::connect(db.url()).await?;
-    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10)).await?;
-    wait_for(&log, "replayed", |s| s.state == "ok" && s.pending == 0 && s.written == 3).await;
+    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
+        .await?;
+    wait_for(&log, "replayed", |s| {
+        s.state == "ok" && s.pending == 0 && s.written == 3
+    })
+    .await;
     assert_eq!(pg.count_tool_calls().await?, 3);
     Ok(())
 }

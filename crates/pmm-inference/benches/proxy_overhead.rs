@@ -122,10 +122,14 @@ fn main() {
         latency(&client, &llama.base, &proxy.base, n, false).await;
         latency(&client, &llama.base, &proxy.base, n, true).await;
         let total = n.max(8);
-        let direct_rps = throughput(&client, &llama.base, total, 4).await;
-        let proxy_rps = throughput(&client, &proxy.base, total, 4).await;
+        // direct, proxy, proxy, direct: the averages cancel a linear drift in server speed.
+        let d1 = throughput(&client, &llama.base, total, 4).await;
+        let p1 = throughput(&client, &proxy.base, total, 4).await;
+        let p2 = throughput(&client, &proxy.base, total, 4).await;
+        let d2 = throughput(&client, &llama.base, total, 4).await;
+        let (direct_rps, proxy_rps) = ((d1 + d2) / 2.0, (p1 + p2) / 2.0);
         println!(
-            "throughput concurrency 4, {total} requests: direct {direct_rps:.2} req/s | proxy {proxy_rps:.2} req/s | ratio {:.3}",
+            "throughput concurrency 4, 2x{total} requests per side: direct {direct_rps:.2} req/s | proxy {proxy_rps:.2} req/s | ratio {:.3}",
             proxy_rps / direct_rps
         );
     });

@@ -96,7 +96,10 @@ mod tests {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while a.queue_depth() < 1 {
-            assert!(tokio::time::Instant::now() < deadline, "waiter never queued");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waiter never queued"
+            );
             tokio::task::yield_now().await;
         }
         match a.admit().await {

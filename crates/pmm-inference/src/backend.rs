@@ -81,7 +81,9 @@ pub enum StructuredOutput {
 }
 
 /// Reads and validates `response_format`.
-pub fn structured_output(body: &Map<String, Value>) -> Result<Option<StructuredOutput>, ProxyError> {
+pub fn structured_output(
+    body: &Map<String, Value>,
+) -> Result<Option<StructuredOutput>, ProxyError> {
     let Some(rf) = body.get("response_format") else {
         return Ok(None);
     };
@@ -145,9 +147,7 @@ pub fn parse_request(route: Route, raw: &[u8]) -> Result<(Map<String, Value>, bo
     match route {
         Route::Chat => {
             if !body.get("messages").is_some_and(Value::is_array) {
-                return Err(ProxyError::BadRequest(
-                    "`messages` must be an array".into(),
-                ));
+                return Err(ProxyError::BadRequest("`messages` must be an array".into()));
             }
         }
         Route::Completions => {
@@ -266,7 +266,11 @@ pub fn build_request(
                 );
             }
             Ok(UpstreamRequest {
-                path: if stream { "/generate_stream" } else { "/generate" },
+                path: if stream {
+                    "/generate_stream"
+                } else {
+                    "/generate"
+                },
                 body: json!({"inputs": inputs, "parameters": params}),
                 shape: ResponseShape::TgiGenerate,
             })
@@ -409,8 +413,8 @@ impl StreamTranslator {
                         .unwrap_or("")
                 };
                 let details = v.get("details").filter(|d| !d.is_null());
-                let done = details.is_some()
-                    || v.get("generated_text").is_some_and(|g| !g.is_null());
+                let done =
+                    details.is_some() || v.get("generated_text").is_some_and(|g| !g.is_null());
                 if done {
                     let reason = details
                         .and_then(|d| d.get("finish_reason"))
@@ -432,7 +436,9 @@ pub fn usage_of(v: &Value) -> Option<(u64, u64)> {
     let u = v.get("usage").filter(|u| u.is_object())?;
     Some((
         u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-        u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+        u.get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
     ))
 }
 
@@ -518,7 +524,9 @@ mod tests {
     #[test]
     fn tgi_stream_events_translate() {
         let t = StreamTranslator::new(ResponseShape::TgiGenerate, "m");
-        let StreamStep::Data(d) = t.step(r#"{"token":{"id":1,"text":"a","special":false},"generated_text":null,"details":null}"#) else {
+        let StreamStep::Data(d) = t.step(
+            r#"{"token":{"id":1,"text":"a","special":false},"generated_text":null,"details":null}"#,
+        ) else {
             panic!("expected data");
         };
         assert_eq!(d.len(), 1);
@@ -528,6 +536,8 @@ mod tests {
         let last: Value = serde_json::from_str(&f[0]).expect("json");
         assert_eq!(last["choices"][0]["text"], "");
         assert_eq!(last["choices"][0]["finish_reason"], "length");
-        assert!(matches!(t.step(r#"{"error":"boom","error_type":"generation"}"#), StreamStep::Error(m) if m == "boom"));
+        assert!(
+            matches!(t.step(r#"{"error":"boom","error_type":"generation"}"#), StreamStep::Error(m) if m == "boom")
+        );
     }
 }

@@ -46,7 +46,9 @@ impl Breaker {
                 *state = State::HalfOpen { probe_started: now };
                 true
             }
-            State::HalfOpen { probe_started } if now.duration_since(probe_started) < self.open_for => {
+            State::HalfOpen { probe_started }
+                if now.duration_since(probe_started) < self.open_for =>
+            {
                 false
             }
             State::HalfOpen { .. } => {

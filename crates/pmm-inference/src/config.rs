@@ -240,10 +240,7 @@ impl Config {
             .list_separator(",")
             .with_list_parse_key("auth.tokens")
             .source(env);
-        let cfg: Config = builder
-            .add_source(env_source)
-            .build()?
-            .try_deserialize()?;
+        let cfg: Config = builder.add_source(env_source).build()?.try_deserialize()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -277,9 +274,8 @@ impl Config {
                     format!("duplicate upstream name `{}`", u.name),
                 ));
             }
-            let url = reqwest::Url::parse(&u.url).map_err(|e| {
-                invalid(format!("upstreams[{i}].url"), format!("not a URL: {e}"))
-            })?;
+            let url = reqwest::Url::parse(&u.url)
+                .map_err(|e| invalid(format!("upstreams[{i}].url"), format!("not a URL: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(invalid(
                     format!("upstreams[{i}].url"),
@@ -309,7 +305,10 @@ impl Config {
             ));
         }
         if self.breaker.failure_threshold == 0 {
-            return Err(invalid("breaker.failure_threshold", "must be greater than 0"));
+            return Err(invalid(
+                "breaker.failure_threshold",
+                "must be greater than 0",
+            ));
         }
         if self.breaker.open_ms == 0 {
             return Err(invalid("breaker.open_ms", "must be greater than 0"));
@@ -389,8 +388,19 @@ priority = 5
         assert_eq!(cfg.auth.tokens, ["x1", "x2"]);
         assert_eq!(cfg.upstreams[1].kind, KindSetting::Tgi);
         assert_eq!(cfg.upstreams[1].priority, 5);
-        assert!(!format!("{cfg:?}").contains("x1"), "tokens must not be printed");
+        assert!(
+            !format!("{cfg:?}").contains("x1"),
+            "tokens must not be printed"
+        );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inference.example.toml");
+        let cfg = Config::load_with_env(Some(&path), env(&[])).expect("example config loads");
+        assert_eq!(cfg.upstreams.len(), 2);
+        assert_eq!(cfg.upstreams[1].kind, KindSetting::Auto);
     }
 
     #[test]
@@ -398,10 +408,22 @@ priority = 5
         let dir = temp_dir("bad");
         let path = write(&dir, BASE);
         let cases: [(&str, &str, &str); 4] = [
-            ("PMM_INFERENCE__LIMITS__MAX_CONCURRENT", "0", "limits.max_concurrent"),
+            (
+                "PMM_INFERENCE__LIMITS__MAX_CONCURRENT",
+                "0",
+                "limits.max_concurrent",
+            ),
             ("PMM_INFERENCE__LISTEN", "nowhere", "listen"),
-            ("PMM_INFERENCE__LIMITS__ATTEMPT_TIMEOUT_MS", "999999999", "limits.attempt_timeout_ms"),
-            ("PMM_INFERENCE__BREAKER__FAILURE_THRESHOLD", "0", "breaker.failure_threshold"),
+            (
+                "PMM_INFERENCE__LIMITS__ATTEMPT_TIMEOUT_MS",
+                "999999999",
+                "limits.attempt_timeout_ms",
+            ),
+            (
+                "PMM_INFERENCE__BREAKER__FAILURE_THRESHOLD",
+                "0",
+                "breaker.failure_threshold",
+            ),
         ];
         for (key, value, named) in cases {
             let err = Config::load_with_env(Some(&path), env(&[(key, value)]))

@@ -104,10 +104,9 @@ impl IntoResponse for ProxyError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

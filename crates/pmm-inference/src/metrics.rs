@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 const REQUESTS: &str = "pmm_inference_requests_total";
 const DURATION: &str = "pmm_inference_request_duration_seconds";
@@ -62,13 +64,25 @@ impl Metrics {
         let handle = recorder.handle();
         let describe: [(&'static str, Option<Unit>, &'static str); 10] = [
             (REQUESTS, None, "Front requests by route and status"),
-            (DURATION, Some(Unit::Seconds), "Time to response headers by route"),
+            (
+                DURATION,
+                Some(Unit::Seconds),
+                "Time to response headers by route",
+            ),
             (QUEUE, None, "Requests waiting for a concurrency slot"),
             (IN_FLIGHT, None, "Requests holding a concurrency slot"),
             (SHED, None, "Requests rejected with 429 by the queue"),
-            (UPSTREAM_ERRORS, None, "Upstream failures by upstream and reason"),
+            (
+                UPSTREAM_ERRORS,
+                None,
+                "Upstream failures by upstream and reason",
+            ),
             (UPSTREAM_UP, None, "1 while the upstream reports ready"),
-            (BREAKER_OPEN, None, "1 while the upstream's circuit breaker is open"),
+            (
+                BREAKER_OPEN,
+                None,
+                "1 while the upstream's circuit breaker is open",
+            ),
             (TOKENS, None, "Tokens reported by upstreams by type"),
             (STREAMS, None, "Finished streams by outcome"),
         ];
@@ -115,7 +129,11 @@ impl Metrics {
 
     /// Token usage reported by an upstream.
     pub fn tokens(&self, upstream: &str, prompt: u64, completion: u64) {
-        self.counter(TOKENS, &[("upstream", upstream), ("type", "prompt")], prompt);
+        self.counter(
+            TOKENS,
+            &[("upstream", upstream), ("type", "prompt")],
+            prompt,
+        );
         self.counter(
             TOKENS,
             &[("upstream", upstream), ("type", "completion")],
@@ -125,11 +143,7 @@ impl Metrics {
 
     /// A stream ended (`done`, `upstream_error`, `idle_timeout`, `deadline`, `client_closed`).
     pub fn stream_finished(&self, upstream: &str, outcome: &'static str) {
-        self.counter(
-            STREAMS,
-            &[("upstream", upstream), ("outcome", outcome)],
-            1,
-        );
+        self.counter(STREAMS, &[("upstream", upstream), ("outcome", outcome)], 1);
     }
 
     /// Queue gauges.
@@ -140,7 +154,11 @@ impl Metrics {
 
     /// Upstream gauges.
     pub fn set_upstream(&self, upstream: &str, up: bool, breaker_open: bool) {
-        self.gauge(UPSTREAM_UP, &[("upstream", upstream)], f64::from(u8::from(up)));
+        self.gauge(
+            UPSTREAM_UP,
+            &[("upstream", upstream)],
+            f64::from(u8::from(up)),
+        );
         self.gauge(
             BREAKER_OPEN,
             &[("upstream", upstream)],

@@ -230,7 +230,11 @@ impl Proxy {
         if self.log_prompts {
             tracing::info!(route = route.path(), body = %String::from_utf8_lossy(raw), "request body");
         }
-        let permit = self.admission.admit().await.inspect_err(|_| self.metrics.shed())?;
+        let permit = self
+            .admission
+            .admit()
+            .await
+            .inspect_err(|_| self.metrics.shed())?;
         let deadline = Instant::now() + self.limits.request_timeout();
         let candidates = self.candidates();
         let mut last: Option<String> = None;
@@ -370,7 +374,11 @@ impl Proxy {
                 ResponseShape::OpenAi => json,
                 ResponseShape::TgiGenerate => backend::tgi_generate_to_openai(&json, &model)
                     .map_err(|e| {
-                        AttemptError::Retry(AttemptFailure::new("invalid_json", e.to_string(), true))
+                        AttemptError::Retry(AttemptFailure::new(
+                            "invalid_json",
+                            e.to_string(),
+                            true,
+                        ))
                     })?,
             };
             if let Some((p, c)) = backend::usage_of(&json) {
@@ -380,7 +388,8 @@ impl Proxy {
         }
         let mut relay = tokio::time::timeout_at(attempt_deadline, async {
             let resp = send.await?;
-            let mut relay = Relay::new(self.clone(), upstream.clone(), &req, &model, resp, deadline);
+            let mut relay =
+                Relay::new(self.clone(), upstream.clone(), &req, &model, resp, deadline);
             relay.prime().await.map_err(AttemptError::Retry)?;
             Ok::<_, AttemptError>(relay)
         })
@@ -552,7 +561,11 @@ impl Relay {
         }
         let now = Instant::now();
         if now >= self.deadline {
-            self.fail("deadline", false, "request deadline exceeded mid-stream".into());
+            self.fail(
+                "deadline",
+                false,
+                "request deadline exceeded mid-stream".into(),
+            );
             return;
         }
         let wait = self.idle.min(self.deadline - now);
@@ -566,13 +579,18 @@ impl Relay {
                 true,
                 "upstream closed the stream before it finished".into(),
             ),
-            Err(_) if Instant::now() >= self.deadline => {
-                self.fail("deadline", false, "request deadline exceeded mid-stream".into())
-            }
+            Err(_) if Instant::now() >= self.deadline => self.fail(
+                "deadline",
+                false,
+                "request deadline exceeded mid-stream".into(),
+            ),
             Err(_) => self.fail(
                 "idle_timeout",
                 true,
-                format!("no stream data from upstream for {} ms", self.idle.as_millis()),
+                format!(
+                    "no stream data from upstream for {} ms",
+                    self.idle.as_millis()
+                ),
             ),
         }
     }
@@ -600,13 +618,17 @@ impl Drop for Relay {
             return;
         }
         if let Some(f) = &self.failure {
-            self.proxy.metrics.upstream_error(&self.upstream.name, f.reason);
+            self.proxy
+                .metrics
+                .upstream_error(&self.upstream.name, f.reason);
             if f.counts_for_breaker {
                 self.upstream.breaker.record_failure();
             }
             tracing::warn!(upstream = %self.upstream.name, reason = f.reason, error = %f.message,
                 "stream ended with an error event");
         }
-        self.proxy.metrics.stream_finished(&self.upstream.name, outcome);
+        self.proxy
+            .metrics
+            .stream_finished(&self.upstream.name, outcome);
     }
 }

@@ -51,7 +51,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ));
     Router::new()
         .route("/health", get(health))
         .merge(protected)
@@ -66,7 +69,10 @@ fn reply(result: Result<Reply, ProxyError>) -> Response {
         Ok(Reply::Stream(s)) => {
             let mut r = Response::new(Body::from_stream(s));
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
             r
@@ -98,7 +104,9 @@ async fn health(State(s): State<AppState>) -> Response {
     };
     (
         status,
-        axum::Json(json!({"error": {"code": 503, "message": message, "type": "unavailable_error"}})),
+        axum::Json(
+            json!({"error": {"code": 503, "message": message, "type": "unavailable_error"}}),
+        ),
     )
         .into_response()
 }
@@ -119,12 +127,14 @@ async fn require_bearer(State(s): State<AppState>, req: Request, next: Next) -> 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
     let ok = presented.is_some_and(|p| {
-        s.tokens
-            .iter()
-            .fold(false, |acc, t| acc | bool::from(t.as_bytes().ct_eq(p.as_bytes())))
+        s.tokens.iter().fold(false, |acc, t| {
+            acc | bool::from(t.as_bytes().ct_eq(p.as_bytes()))
+        })
     });
     if ok {
         next.run(req).await
@@ -133,17 +143,47 @@ async fn require_bearer(State(s): State<AppState>, req: Request, next: Next) -> 
     }
 }
 
+/// Records a request that ended without a response: the client went away (logged as 499).
+struct Unanswered<'a> {
+    state: &'a AppState,
+    route: &'a str,
+    start: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.state
+                .proxy
+                .metrics()
+                .request(self.route, 499, self.start.elapsed());
+            tracing::info!(
+                route = self.route,
+                status = 499,
+                "client closed the request"
+            );
+        }
+    }
+}
+
 /// Request log line and metrics; never logs bodies (see `log_prompts` for that).
 async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
+    let mut guard = Unanswered {
+        state: &s,
+        route: &route,
+        start: Instant::now(),
+        answered: false,
+    };
     let response = next.run(req).await;
-    let elapsed = start.elapsed();
+    guard.answered = true;
+    let elapsed = guard.start.elapsed();
     let status = response.status().as_u16();
     s.proxy.metrics().request(&route, status, elapsed);
     if route != "/health" && route != "/metrics" {

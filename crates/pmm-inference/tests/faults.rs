@@ -13,8 +13,8 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::StreamExt;
 use common::{FakeServer, TestProxy, config, metric, post as post_json, read_sse, upstream};
+use futures::StreamExt;
 use pmm_inference::KindSetting;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -42,7 +42,10 @@ fn sse(body: Body) -> Response {
 async fn fake_ok(text: &'static str, hits: Arc<AtomicUsize>) -> FakeServer {
     FakeServer::start(
         Router::new()
-            .route("/health", get(|| async { axum::Json(json!({"status": "ok"})) }))
+            .route(
+                "/health",
+                get(|| async { axum::Json(json!({"status": "ok"})) }),
+            )
             .route(
                 "/v1/chat/completions",
                 post(move |axum::Json(req): axum::Json<Value>| {
@@ -76,15 +79,19 @@ async fn stalled_stream_ends_with_idle_timeout_error_event() {
             .route(
                 "/v1/chat/completions",
                 post(|| async {
-                    let first = futures::stream::iter([Ok::<_, std::io::Error>(
-                        chunk("Hel").into_bytes(),
-                    )]);
+                    let first =
+                        futures::stream::iter([Ok::<_, std::io::Error>(chunk("Hel").into_bytes())]);
                     sse(Body::from_stream(first.chain(futures::stream::pending())))
                 }),
             ),
     )
     .await;
-    let mut cfg = config(vec![upstream("stall", &fake.base, KindSetting::Llamacpp, 0)]);
+    let mut cfg = config(vec![upstream(
+        "stall",
+        &fake.base,
+        KindSetting::Llamacpp,
+        0,
+    )]);
     cfg.limits.stream_idle_timeout_ms = 300;
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
@@ -103,11 +110,19 @@ async fn stalled_stream_ends_with_idle_timeout_error_event() {
     );
     let m = proxy.metrics(&client).await;
     assert_eq!(
-        metric(&m, "pmm_inference_streams_total", &[("outcome", "idle_timeout")]),
+        metric(
+            &m,
+            "pmm_inference_streams_total",
+            &[("outcome", "idle_timeout")]
+        ),
         1.0
     );
     assert_eq!(
-        metric(&m, "pmm_inference_upstream_errors_total", &[("reason", "idle_timeout")]),
+        metric(
+            &m,
+            "pmm_inference_upstream_errors_total",
+            &[("reason", "idle_timeout")]
+        ),
         1.0
     );
 }
@@ -244,7 +259,10 @@ async fn saturation_sheds_with_429_and_retry_after() {
     let first = spawn();
     let deadline = Instant::now() + Duration::from_secs(10);
     while hits.load(Ordering::SeqCst) < 1 {
-        assert!(Instant::now() < deadline, "first request never reached upstream");
+        assert!(
+            Instant::now() < deadline,
+            "first request never reached upstream"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let second = spawn();
@@ -265,7 +283,10 @@ async fn saturation_sheds_with_429_and_retry_after() {
     // Free the upstream until both admitted requests are through.
     while !first.is_finished() || !second.is_finished() {
         release.notify_waiters();
-        assert!(Instant::now() < deadline, "admitted requests never finished");
+        assert!(
+            Instant::now() < deadline,
+            "admitted requests never finished"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(first.await.expect("first"), StatusCode::OK);
@@ -308,11 +329,19 @@ async fn error_before_first_byte_is_retried_on_the_next_upstream_and_breaker_ope
         assert_eq!(resp.status(), 200);
         assert!(resp.text().await.expect("body").contains("second"));
     }
-    assert_eq!(bad_hits.load(Ordering::SeqCst), 2, "breaker should stop traffic");
+    assert_eq!(
+        bad_hits.load(Ordering::SeqCst),
+        2,
+        "breaker should stop traffic"
+    );
     assert_eq!(ok_hits.load(Ordering::SeqCst), 4);
     let m = proxy.metrics(&client).await;
     assert_eq!(
-        metric(&m, "pmm_inference_upstream_breaker_open", &[("upstream", "bad")]),
+        metric(
+            &m,
+            "pmm_inference_upstream_breaker_open",
+            &[("upstream", "bad")]
+        ),
         1.0
     );
     assert_eq!(
@@ -448,6 +477,16 @@ async fn bearer_auth_guards_everything_but_health() {
         .expect("send");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // The auth scheme is case-insensitive (RFC 9110).
+    let resp = client
+        .post(url(&proxy))
+        .header("authorization", "bearer s3cret-token-one")
+        .json(&chat(false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -82,7 +82,10 @@ async fn upstream_killed_mid_stream_ends_with_error_event() {
             events.push(ev.data);
         }
     }
-    assert!(!events.iter().any(|e| e == "[DONE]"), "clean finish after a kill");
+    assert!(
+        !events.iter().any(|e| e == "[DONE]"),
+        "clean finish after a kill"
+    );
     let last: Value = serde_json::from_str(events.last().expect("events")).expect("JSON event");
     assert_eq!(last["error"]["type"], "upstream_error", "{last}");
     let m = proxy.metrics(&client).await;
@@ -128,7 +131,12 @@ async fn client_disconnect_mid_stream_stops_generation() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = proxy.metrics(&client).await;
-        if metric(&m, "pmm_inference_streams_total", &[("outcome", "client_closed")]) == 1.0 {
+        if metric(
+            &m,
+            "pmm_inference_streams_total",
+            &[("outcome", "client_closed")],
+        ) == 1.0
+        {
             break;
         }
         assert!(Instant::now() < deadline, "client_closed not counted: {m}");

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{LlamaServer, TestProxy, config, dead_url, metric, post, read_sse, shared_llama, upstream};
+use common::{
+    LlamaServer, TestProxy, config, dead_url, metric, post, read_sse, shared_llama, upstream,
+};
 use pmm_inference::KindSetting;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -61,7 +63,10 @@ async fn chat_completion_through_proxy() {
         completion_tokens as f64
     );
     assert!(m.contains("pmm_inference_request_duration_seconds_bucket"));
-    assert_eq!(metric(&m, "pmm_inference_upstream_up", &[("upstream", "llama")]), 1.0);
+    assert_eq!(
+        metric(&m, "pmm_inference_upstream_up", &[("upstream", "llama")]),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -101,12 +106,20 @@ async fn chat_streaming_is_relayed_chunk_by_chunk() {
         "text/event-stream"
     );
     let events = read_sse(resp, Duration::from_secs(60)).await;
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
     let chunks: Vec<Value> = events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str(e).expect("chunk JSON"))
         .collect();
-    assert!(chunks.len() > 3, "expected many chunks, got {}", chunks.len());
+    assert!(
+        chunks.len() > 3,
+        "expected many chunks, got {}",
+        chunks.len()
+    );
     assert!(chunks.iter().all(|c| c.get("error").is_none()));
     let text: String = chunks
         .iter()
@@ -133,7 +146,11 @@ async fn completion_streaming_is_relayed() {
     .await;
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp, Duration::from_secs(60)).await;
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
     let text: String = events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str::<Value>(e).expect("chunk JSON"))
@@ -157,7 +174,9 @@ fn proposal_schema() -> Value {
 
 /// Checks a value against `proposal_schema` by hand (each keyword used there).
 fn assert_conforms(v: &Value) {
-    let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["action", "amount", "reason"], "keys of {v}");
@@ -217,7 +236,11 @@ async fn json_schema_streamed_completion_conforms() {
     .await;
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp, Duration::from_secs(60)).await;
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
     let text: String = events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str::<Value>(e).expect("chunk JSON"))
@@ -308,7 +331,10 @@ async fn falls_back_to_second_upstream_when_first_is_down() {
         }
     }
     let m = proxy.metrics(&client).await;
-    assert_eq!(metric(&m, "pmm_inference_upstream_up", &[("upstream", "down")]), 0.0);
+    assert_eq!(
+        metric(&m, "pmm_inference_upstream_up", &[("upstream", "down")]),
+        0.0
+    );
     assert_eq!(
         metric(&m, "pmm_inference_tokens_total", &[("upstream", "down")]),
         0.0

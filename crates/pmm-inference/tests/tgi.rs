@@ -250,7 +250,10 @@ async fn tgi_fake_server_chat_gets_json_response_format() {
             assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
         } else {
             let v: Value = resp.json().await.expect("json");
-            assert_eq!(v["choices"][0]["message"]["content"], "{\"action\": \"hold\"}");
+            assert_eq!(
+                v["choices"][0]["message"]["content"],
+                "{\"action\": \"hold\"}"
+            );
         }
         let (path, body) = last(&seen);
         assert_eq!(path, "/v1/chat/completions");

@@ -1,8 +1,6 @@
 //! Shared fixture: a devnet with DVM, DSP and DPP pools, an allowlisted DSP with a Chainlink
 //! feed, a fresh Postgres database and Redis namespace, and a hub serving on a free port.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -80,7 +78,7 @@ pub async fn fixture() -> anyhow::Result<Fixture> {
     devnet.dpp_deposit(dpp, ten_eth, usdc).await?;
     // 2000 USDC per WETH with 8 decimals: equals the DSP's mid price (R = ONE, i = 2000e6).
     let feed = devnet
-        .deploy_feed(8, I256::try_from(2000_0000_0000i64)?)
+        .deploy_feed(8, I256::try_from(200_000_000_000_i64)?)
         .await?;
 
     let db = TestDb::create().await?;
@@ -171,8 +169,9 @@ pub fn write_config(
 
 /// One Prometheus recorder per test process (the recorder is global).
 fn metrics() -> std::sync::Arc<metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<std::sync::Arc<metrics_exporter_prometheus::PrometheusHandle>> =
-        std::sync::OnceLock::new();
+    static HANDLE: std::sync::OnceLock<
+        std::sync::Arc<metrics_exporter_prometheus::PrometheusHandle>,
+    > = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
