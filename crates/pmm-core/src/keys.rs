@@ -1,7 +1,16 @@
 //! Redis key names and stored value types shared by the hub, the agent and the store.
 //!
-//! Keys embed the chain name (restricted to `[a-z0-9_-]`, so no `:`) and the pool address as
-//! lowercase hex, so two spellings of one address always name one key.
+//! This module is the one definition of the layout; the store only prefixes a namespace (empty in
+//! production, unique per test). Keys embed the chain *name* as the allowlist spells it
+//! ([`ChainName`], restricted to `[a-z0-9_-]`, so no `:`), never the numeric chain id, and the pool
+//! address as lowercase hex, so two spellings of one address always name one key:
+//!
+//! | key | value |
+//! |---|---|
+//! | `cb:<chain>:<pool>` | JSON [`BreakerState`] |
+//! | `cooldown:<chain>:<pool>` | Unix seconds before which no write is allowed |
+//! | `notional:<chain>:<pool>:<utc_day>` | decimal quote raw units committed that day |
+//! | `pmm:schema_version` | version of this layout |
 
 use alloy_primitives::Address;
 use schemars::JsonSchema;
@@ -33,11 +42,41 @@ pub fn utc_day(unix_s: u64) -> u64 {
     unix_s / SECONDS_PER_DAY
 }
 
-/// Daily notional key of a pool: `notional:<chain>:<pool>:<utc_day>`; its value is the decimal
+/// Key holding the version of this layout, written once by the store's bootstrap.
+pub const SCHEMA_VERSION_KEY: &str = "pmm:schema_version";
+
+/// The window a pool's `max_notional_per_day` counts in, without the day: `<chain>:<pool>`.
+///
+/// Reading a day's usage (the policy input) and reserving before a write must name the same
+/// window, or the cap could be passed with usage read from one place and spent in another; so this
+/// type has no other constructor than [`daily_cap_scope`], and every daily-cap read, reservation
+/// and release (the Redis counter and the Postgres ledger alike) takes one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DailyCapScope(String);
+
+impl DailyCapScope {
+    /// The scope as stored: `<chain>:<pool>`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DailyCapScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The daily-cap scope of a pool: `<chain>:<pool>`.
+pub fn daily_cap_scope(chain: &ChainName, pool: Address) -> DailyCapScope {
+    DailyCapScope(format!("{chain}:{}", lower(pool)))
+}
+
+/// Daily notional key of a scope: `notional:<chain>:<pool>:<utc_day>`; its value is the decimal
 /// string of quote raw units already committed that day (see [`utc_day`]). A new day is a new
 /// key, so the window resets without a cleanup job (give the key a TTL of a couple of days).
-pub fn daily_notional_key(chain: &ChainName, pool: Address, day: u64) -> String {
-    format!("notional:{chain}:{}:{day}", lower(pool))
+pub fn daily_notional_key(scope: &DailyCapScope, day: u64) -> String {
+    format!("notional:{scope}:{day}")
 }
 
 /// The value stored under [`breaker_key`]. A missing key means "not tripped"; a key the reader
@@ -86,10 +125,31 @@ mod tests {
             cooldown_key(&chain(), POOL),
             "cooldown:devnet:0x00000000000000000000000000000000000000aa"
         );
+        let scope = daily_cap_scope(&chain(), POOL);
         assert_eq!(
-            daily_notional_key(&chain(), POOL, utc_day(1_700_000_000)),
+            scope.as_str(),
+            "devnet:0x00000000000000000000000000000000000000aa"
+        );
+        assert_eq!(
+            daily_notional_key(&scope, utc_day(1_700_000_000)),
             "notional:devnet:0x00000000000000000000000000000000000000aa:19675"
         );
+    }
+
+    #[test]
+    fn chains_and_pools_name_distinct_keys() {
+        let other_chain = ChainName::new("ethereum").unwrap();
+        let other_pool = address!("00000000000000000000000000000000000000bb");
+        assert_ne!(breaker_key(&chain(), POOL), breaker_key(&other_chain, POOL));
+        assert_ne!(
+            breaker_key(&chain(), POOL),
+            breaker_key(&chain(), other_pool)
+        );
+        assert_ne!(
+            daily_cap_scope(&chain(), POOL),
+            daily_cap_scope(&other_chain, POOL)
+        );
+        assert_eq!(SCHEMA_VERSION_KEY, "pmm:schema_version");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use alloy::sol_types::SolCall;
 use pmm_chain::abi::IDODOV2Shares;
 use pmm_chain::{ChainClient, InterfaceReport, PoolRead, PoolType, ReadSpec};
 use pmm_core::config::{Allowlist, PoolEntry, PoolProfiles};
-use pmm_core::keys::BreakerState;
+use pmm_core::keys::{BreakerState, daily_cap_scope, utc_day};
 use pmm_core::math::{self, LiquidityState, ONE, PmmState};
 use pmm_core::policy::{
     ActionProposal, ExpectedOutcome, PolicyInput, RiskReport, Verdict, evaluate,
@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::auth::{Caller, Role};
-use crate::config::{ChainPreset, HubConfig};
+use crate::config::HubConfig;
 use crate::error::ToolError;
 use crate::toollog::{ToolLog, ToolLogStatus};
 use crate::tools::*;
@@ -56,6 +56,14 @@ pub enum StartError {
         /// Reported id.
         found: u64,
     },
+    /// The allowlist is for another chain than configured.
+    #[error("chain name mismatch: config says {preset}, the allowlist says {allowlist}")]
+    ChainNameMismatch {
+        /// Preset name.
+        preset: &'static str,
+        /// The allowlist's `chain`.
+        allowlist: String,
+    },
     /// A store URL is invalid.
     #[error("store: {0}")]
     Store(#[from] pmm_store::StoreError),
@@ -63,7 +71,6 @@ pub enum StartError {
 
 struct Inner {
     chain: ChainClient,
-    preset: ChainPreset,
     chain_name: ChainName,
     allowlist: Allowlist,
     redis: Option<RedisStore>,
@@ -92,11 +99,6 @@ fn now_s() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
-}
-
-/// `{chain_id}:{pool}`: the store's key fragment for a pool.
-fn pool_key(pool: Address) -> String {
-    format!("{pool:#x}")
 }
 
 impl Hub {
@@ -139,6 +141,13 @@ impl Hub {
                 key: "chain",
                 message: e.to_string(),
             })?;
+        // Redis keys and the policy's allowlist check both name the chain; one name for both.
+        if allowlist.chain != chain_name {
+            return Err(StartError::ChainNameMismatch {
+                preset: cfg.chain.name(),
+                allowlist: allowlist.chain.to_string(),
+            });
+        }
         let redis = match &cfg.redis_url {
             Some(url) => Some(RedisStore::connect(url, cfg.redis_namespace.clone())?),
             None => None,
@@ -158,7 +167,6 @@ impl Hub {
         Ok(Self {
             inner: Arc::new(Inner {
                 chain,
-                preset: cfg.chain,
                 chain_name,
                 allowlist,
                 redis,
@@ -457,12 +465,7 @@ impl Hub {
         let pool = parse_address("pool", &p.pool)?;
         let redis = self.redis_required()?;
         let st = redis
-            .trip_breaker(
-                self.inner.preset.chain_id(),
-                &pool_key(pool),
-                &p.reason,
-                now_s() as i64,
-            )
+            .trip_breaker(&self.inner.chain_name, pool, &p.reason, now_s())
             .await
             .map_err(|e| ToolError::Store(e.to_string()))?;
         Ok(BreakerResult {
@@ -477,7 +480,7 @@ impl Hub {
         let pool = parse_address("pool", &p.pool)?;
         let redis = self.redis_required()?;
         redis
-            .reset_breaker(self.inner.preset.chain_id(), &pool_key(pool))
+            .reset_breaker(&self.inner.chain_name, pool)
             .await
             .map_err(|e| ToolError::Store(e.to_string()))?;
         Ok(BreakerResult {
@@ -596,34 +599,28 @@ impl Hub {
         }
     }
 
-    /// Breaker, cooldown and daily usage from Redis (`None` = unknown, which denies writes).
+    /// Breaker, cooldown and the daily usage of `now`'s UTC day from Redis (`None` = unknown,
+    /// which denies writes). Keys name the chain as the allowlist does; usage is read under
+    /// `daily_cap_scope`, the scope a write reserves under.
     async fn store_inputs(
         &self,
         pool: Address,
         write: bool,
+        now: u64,
     ) -> Result<(Option<BreakerState>, Option<u64>, Option<Amount>), ToolError> {
         let Some(redis) = &self.inner.redis else {
             return Ok((None, None, None));
         };
-        let chain_id = self.inner.preset.chain_id();
-        let key = pool_key(pool);
-        let day = chrono::Utc::now().date_naive();
-        let breaker = redis.breaker(chain_id, &key).await;
-        let cooldown = redis.cooldown(chain_id, &key).await;
+        let chain = &self.inner.chain_name;
+        let breaker = redis.breaker(chain, pool).await;
+        let cooldown = redis.cooldown(chain, pool).await;
         let used = redis
-            .daily_cap_used(&format!("{chain_id}:{key}"), day)
+            .daily_cap_used(&daily_cap_scope(chain, pool), utc_day(now))
             .await;
         if write && (breaker.is_err() || cooldown.is_err() || used.is_err()) {
             metrics::counter!("pmm_hub_store_failures_total").increment(1);
         }
-        let breaker = breaker.ok().map(|b| match b {
-            Some(s) => BreakerState {
-                tripped: s.tripped,
-                reason: s.reason,
-                ts: u64::try_from(s.ts).unwrap_or_default(),
-            },
-            None => BreakerState::clear(),
-        });
+        let breaker = breaker.ok().map(|b| b.unwrap_or_else(BreakerState::clear));
         Ok((
             breaker,
             cooldown.ok().map(|c| c.unwrap_or(0)),
@@ -639,10 +636,10 @@ impl Hub {
         expected: Option<ExpectedOutcome>,
     ) -> Result<RiskReport, ToolError> {
         let pool = read.pool;
-        let (breaker, cooldown_until, daily_used) =
-            self.store_inputs(pool, action.is_write()).await?;
-        let gas_price_wei = self.inner.chain.provider().get_gas_price().await.ok();
         let now = now_s();
+        let (breaker, cooldown_until, daily_used) =
+            self.store_inputs(pool, action.is_write(), now).await?;
+        let gas_price_wei = self.inner.chain.provider().get_gas_price().await.ok();
         let report = evaluate(&PolicyInput {
             proposal: action,
             state,
@@ -655,18 +652,10 @@ impl Hub {
             gas_price_wei,
             now,
         });
-        let stale = self.stale_feed(state, now);
-        let trip = report.trip_breaker.clone().or(stale);
-        if let (Some(reason), Some(redis)) = (trip, &self.inner.redis)
-            && !breaker.as_ref().is_some_and(|b| b.tripped)
-        {
+        // The policy alone decides a trip (deviation, stale or missing feed); the hub stores it.
+        if let (Some(reason), Some(redis)) = (&report.trip_breaker, &self.inner.redis) {
             match redis
-                .trip_breaker(
-                    self.inner.preset.chain_id(),
-                    &pool_key(pool),
-                    &reason,
-                    now as i64,
-                )
+                .trip_breaker(&self.inner.chain_name, pool, reason, now)
                 .await
             {
                 Ok(_) => {
@@ -677,20 +666,6 @@ impl Hub {
             }
         }
         Ok(report)
-    }
-
-    /// Why the pool's configured feed is stale or missing, if it is.
-    fn stale_feed(&self, state: &PoolState, now: u64) -> Option<String> {
-        let entry = self.inner.allowlist.pool(state.pool_address)?;
-        let max_age = entry.effective_limits().oracle_max_age_s;
-        match &state.oracle_price {
-            None => Some("oracle feed missing or unreadable".to_owned()),
-            Some(o) if now.saturating_sub(o.updated_at) > max_age => Some(format!(
-                "oracle feed stale: updated {}s ago, limit {max_age}s",
-                now.saturating_sub(o.updated_at)
-            )),
-            Some(_) => None,
-        }
     }
 
     async fn dry_run(

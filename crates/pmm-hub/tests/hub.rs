@@ -9,6 +9,8 @@ use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use common::*;
 use pmm_chain::abi::{IDODOV2Pool, IDODOV2Shares};
+use pmm_core::keys::{daily_cap_scope, utc_day};
+use pmm_core::schema::ChainName;
 use pmm_store::{PgStore, RedisStore};
 use pmm_testkit::contracts::ChainlinkFeed;
 use rmcp::ServiceExt;
@@ -220,7 +222,8 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     let f = fixture().await?;
     let hub = start(&f.cfg).await?;
     let redis = RedisStore::connect(f.redis.url(), f.redis.namespace())?;
-    let pool_key = format!("{:#x}", f.dsp);
+    // The allowlist's chain name, which the hub must key Redis state by.
+    let chain = ChainName::new("devnet")?;
     let (_, q) = call(
         &hub,
         Some(AGENT),
@@ -284,8 +287,9 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     .await?;
     assert_eq!(r["decided_by"], "max_notional_per_tx", "{r}");
 
-    let day = chrono_today();
-    let scope = format!("31337:{pool_key}");
+    // Usage reserved under the shared scope of today's UTC day is what the hub reads.
+    let day = utc_day(now());
+    let scope = daily_cap_scope(&chain, f.dsp);
     redis
         .reserve_daily_cap(&scope, day, 499_000_000_000, 1 << 52)
         .await?;
@@ -295,10 +299,10 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
         .release_daily_cap(&scope, day, 499_000_000_000)
         .await?;
 
-    redis.set_cooldown(31337, &pool_key, now() + 1000).await?;
+    redis.set_cooldown(&chain, f.dsp, now() + 1000).await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "cooldown", "{r}");
-    redis.set_cooldown(31337, &pool_key, 1).await?;
+    redis.set_cooldown(&chain, f.dsp, 1).await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["verdict"], "allow", "cooldown cleared: {r}");
 
@@ -361,9 +365,9 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     assert_eq!(r["decided_by"], "oracle_deviation", "{r}");
     assert!(
         redis
-            .breaker(31337, &pool_key)
+            .breaker(&chain, f.dsp)
             .await?
-            .is_some_and(|b| b.tripped)
+            .is_some_and(|b| b.tripped && b.reason.contains("oracle deviation"))
     );
     hub.shutdown().await;
     Ok(())
@@ -374,7 +378,7 @@ async fn stale_feed_trips_the_breaker_and_the_trip_survives_a_restart() -> anyho
     let f = fixture().await?;
     let hub = start(&f.cfg).await?;
     let redis = RedisStore::connect(f.redis.url(), f.redis.namespace())?;
-    let pool_key = format!("{:#x}", f.dsp);
+    let chain = ChainName::new("devnet")?;
     let feed = ChainlinkFeed::new(f.feed, f.devnet.provider());
     feed.setUpdatedAt(U256::from(now() - 100_000))
         .send()
@@ -390,10 +394,15 @@ async fn stale_feed_trips_the_breaker_and_the_trip_survives_a_restart() -> anyho
     .await?;
     assert_eq!(st, 200, "{body}");
     let b = redis
-        .breaker(31337, &pool_key)
+        .breaker(&chain, f.dsp)
         .await?
         .expect("breaker tripped");
     assert!(b.tripped && b.reason.contains("stale"), "{b:?}");
+    assert_eq!(
+        f.redis.keys()?,
+        vec![format!("{}cb:devnet:{:#x}", f.redis.namespace(), f.dsp)],
+        "the trip is stored under the chain name and the lowercase pool"
+    );
     hub.shutdown().await;
 
     // Fresh feed again, new hub process state: the breaker still blocks writes.
@@ -691,10 +700,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn chrono_today() -> chrono::NaiveDate {
-    chrono::Utc::now().date_naive()
 }
 
 #[tokio::test]

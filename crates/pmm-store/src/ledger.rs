@@ -6,6 +6,7 @@
 //! and the cap can never be overrun.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use pmm_core::keys::DailyCapScope;
 use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -16,7 +17,7 @@ use crate::pg::PgStore;
 /// Totals of one (scope, UTC day) window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowUsage {
-    /// Cap scope, e.g. `global` or `31337:0xpool`.
+    /// Cap scope as stored, `<chain>:<pool>` (see `pmm_core::keys::daily_cap_scope`).
     pub scope: String,
     /// UTC day.
     pub day: NaiveDate,
@@ -47,8 +48,8 @@ pub enum ReserveOutcome {
 pub struct NotionalReservation {
     /// Id chosen by the caller; the later commit or refund names it.
     pub id: Uuid,
-    /// Cap scope.
-    pub scope: String,
+    /// Cap scope: the same one the hub reads usage under.
+    pub scope: DailyCapScope,
     /// Time of the request; its UTC date selects the window.
     pub at: DateTime<Utc>,
     /// Notional to reserve, in the cap's smallest unit.
@@ -119,7 +120,7 @@ impl PgStore {
         tx.execute(
             "INSERT INTO notional_windows (scope, window_day) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",
-            &[&r.scope, &day],
+            &[&r.scope.as_str(), &day],
         )
         .await?;
         let updated = tx
@@ -127,11 +128,11 @@ impl PgStore {
                 "UPDATE notional_windows SET reserved = reserved + $3::text::numeric, \
                  updated_at = now() WHERE scope = $1 AND window_day = $2 \
                  AND reserved + committed + $3::text::numeric <= $4::text::numeric",
-                &[&r.scope, &day, &amount, &cap],
+                &[&r.scope.as_str(), &day, &amount, &cap],
             )
             .await?;
         if updated == 0 {
-            let usage = usage_of(&*tx, &r.scope, day).await?;
+            let usage = usage_of(&*tx, r.scope.as_str(), day).await?;
             tx.commit().await?;
             return Ok(ReserveOutcome::Denied(usage));
         }
@@ -140,7 +141,7 @@ impl PgStore {
                 "INSERT INTO notional_ledger \
                  (reservation_id, scope, window_day, kind, amount, cap, recorded_at) \
                  VALUES ($1, $2, $3, 'reserve', $4::text::numeric, $5::text::numeric, $6)",
-                &[&r.id, &r.scope, &day, &amount, &cap, &r.at],
+                &[&r.id, &r.scope.as_str(), &day, &amount, &cap, &r.at],
             )
             .await;
         match inserted {
@@ -149,7 +150,7 @@ impl PgStore {
             }
             other => other?,
         };
-        let usage = usage_of(&*tx, &r.scope, day).await?;
+        let usage = usage_of(&*tx, r.scope.as_str(), day).await?;
         tx.commit().await?;
         Ok(ReserveOutcome::Reserved(usage))
     }
@@ -221,7 +222,11 @@ impl PgStore {
     }
 
     /// Current totals of a window (zero when nothing was reserved in it).
-    pub async fn notional_usage(&self, scope: &str, day: NaiveDate) -> Result<WindowUsage> {
-        usage_of(&**self.conn().await?, scope, day).await
+    pub async fn notional_usage(
+        &self,
+        scope: &DailyCapScope,
+        day: NaiveDate,
+    ) -> Result<WindowUsage> {
+        usage_of(&**self.conn().await?, scope.as_str(), day).await
     }
 }

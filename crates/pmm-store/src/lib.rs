@@ -2,10 +2,12 @@
 //!
 //! [`PgStore`] holds the audit and accounting tables created by [`migrate`]; [`RedisStore`]
 //! holds the live policy state every replica shares. Both are pools and cheap to clone.
+//!
+//! Redis key names and the breaker value are `pmm_core::keys`'s, used as they are: this crate
+//! only prefixes its namespace, so the hub, the agent and the store cannot disagree on them.
 
 pub mod decisions;
 pub mod error;
-pub mod keys;
 pub mod leases;
 pub mod ledger;
 pub mod migrate;
@@ -24,7 +26,7 @@ pub use ledger::{NotionalReservation, ReserveOutcome, WindowUsage};
 pub use migrate::{MigrateError, MigrateReport, MigrationSet, Migrator, SchemaStatus};
 pub use pg::PgStore;
 pub use policy_events::{PolicyEvent, PolicyEventKind};
-pub use redis::{BootstrapOutcome, BreakerState, CapReservation, RedisInfo, RedisStore};
+pub use redis::{BootstrapOutcome, CapReservation, RedisInfo, RedisStore};
 pub use snapshots::PoolSnapshot;
 pub use tool_call_writer::{ToolCallWriter, WriterConfig, WriterStats};
 pub use tool_calls::{ToolCall, ToolOutcome};

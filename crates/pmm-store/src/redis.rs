@@ -3,18 +3,20 @@
 //!
 //! Anything that must be atomic across replicas (cap reservation, bootstrap) is one Lua script,
 //! so two hubs can never both pass a check that only one of them should.
+//!
+//! Every key is `<namespace>` + a name built by `pmm_core::keys` (the layout is documented
+//! there); the namespace is empty in production and unique per test.
 
-use std::fmt::Display;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use alloy_primitives::Address;
 use deadpool_redis::redis::{self, AsyncCommands, IntoConnectionInfo, Script};
 use deadpool_redis::{Config, Pool, Runtime};
-use serde::{Deserialize, Serialize};
+use pmm_core::keys::{self, BreakerState, DailyCapScope};
+use pmm_core::schema::ChainName;
 
 use crate::error::{Result, StoreError};
-use crate::keys;
 
 /// Version of the Redis key layout this binary reads and writes.
 pub const REDIS_SCHEMA_VERSION: u32 = 1;
@@ -112,17 +114,6 @@ return {2, cur}
     )
 });
 
-/// The value stored under `cb:<chain>:<pool>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BreakerState {
-    /// Always true for a stored breaker; a reset deletes the key.
-    pub tripped: bool,
-    /// Why it tripped.
-    pub reason: String,
-    /// When it tripped, unix seconds (the JSON shape of `pmm_core::keys::BreakerState`).
-    pub ts: i64,
-}
-
 /// Result of a daily cap reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapReservation {
@@ -213,6 +204,11 @@ impl RedisStore {
         &self.endpoint
     }
 
+    /// `name` (from `pmm_core::keys`) inside this store's namespace.
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.namespace)
+    }
+
     async fn conn(&self) -> Result<deadpool_redis::Connection> {
         self.pool
             .get()
@@ -266,9 +262,10 @@ impl RedisStore {
         })
     }
 
-    /// The breaker of a pool; `None` when it is not tripped.
-    pub async fn breaker(&self, chain: impl Display, pool: &str) -> Result<Option<BreakerState>> {
-        let key = keys::breaker(&self.namespace, chain, pool);
+    /// The breaker of a pool; `None` when it is not tripped. A value that is not a
+    /// [`BreakerState`] is [`StoreError::Corrupt`], never "not tripped".
+    pub async fn breaker(&self, chain: &ChainName, pool: Address) -> Result<Option<BreakerState>> {
+        let key = self.key(&keys::breaker_key(chain, pool));
         let raw: Option<String> = self.conn().await?.get(&key).await?;
         raw.map(|raw| {
             serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
@@ -282,10 +279,10 @@ impl RedisStore {
     /// Trips the breaker of a pool (overwriting an earlier trip's reason).
     pub async fn trip_breaker(
         &self,
-        chain: impl Display,
-        pool: &str,
+        chain: &ChainName,
+        pool: Address,
         reason: &str,
-        ts: i64,
+        ts: u64,
     ) -> Result<BreakerState> {
         let state = BreakerState {
             tripped: true,
@@ -296,22 +293,22 @@ impl RedisStore {
             field: "reason",
             reason: e.to_string(),
         })?;
-        let key = keys::breaker(&self.namespace, chain, pool);
+        let key = self.key(&keys::breaker_key(chain, pool));
         let () = self.conn().await?.set(key, value).await?;
         Ok(state)
     }
 
     /// Resets the breaker of a pool; returns whether it was tripped.
-    pub async fn reset_breaker(&self, chain: impl Display, pool: &str) -> Result<bool> {
-        let key = keys::breaker(&self.namespace, chain, pool);
+    pub async fn reset_breaker(&self, chain: &ChainName, pool: Address) -> Result<bool> {
+        let key = self.key(&keys::breaker_key(chain, pool));
         let removed: u64 = self.conn().await?.del(key).await?;
         Ok(removed > 0)
     }
 
     /// The next allowed action time of a pool (unix seconds); `None` when no cooldown is set or
     /// it has passed.
-    pub async fn cooldown(&self, chain: impl Display, pool: &str) -> Result<Option<u64>> {
-        let key = keys::cooldown(&self.namespace, chain, pool);
+    pub async fn cooldown(&self, chain: &ChainName, pool: Address) -> Result<Option<u64>> {
+        let key = self.key(&keys::cooldown_key(chain, pool));
         let raw: Option<String> = self.conn().await?.get(&key).await?;
         raw.map(|raw| {
             raw.parse::<u64>().map_err(|e| StoreError::Corrupt {
@@ -326,11 +323,11 @@ impl RedisStore {
     /// cooldown leaves nothing behind.
     pub async fn set_cooldown(
         &self,
-        chain: impl Display,
-        pool: &str,
+        chain: &ChainName,
+        pool: Address,
         next_allowed: u64,
     ) -> Result<()> {
-        let key = keys::cooldown(&self.namespace, chain, pool);
+        let key = self.key(&keys::cooldown_key(chain, pool));
         let () = redis::cmd("SET")
             .arg(&key)
             .arg(next_allowed)
@@ -341,16 +338,16 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Adds `amount` to the `scope` counter of `day` if the total stays within `cap`, atomically
-    /// across every client.
+    /// Adds `amount` to the `scope` counter of `day` (`pmm_core::keys::utc_day`) if the total
+    /// stays within `cap`, atomically across every client.
     pub async fn reserve_daily_cap(
         &self,
-        scope: &str,
-        day: NaiveDate,
+        scope: &DailyCapScope,
+        day: u64,
         amount: u128,
         cap: u128,
     ) -> Result<CapReservation> {
-        let key = keys::daily_cap(&self.namespace, scope, day);
+        let key = self.key(&keys::daily_notional_key(scope, day));
         let (granted, used): (i64, String) = RESERVE_CAP
             .key(&key)
             .arg(amount.to_string())
@@ -368,11 +365,11 @@ impl RedisStore {
     /// Returns the amount used after the release.
     pub async fn release_daily_cap(
         &self,
-        scope: &str,
-        day: NaiveDate,
+        scope: &DailyCapScope,
+        day: u64,
         amount: u128,
     ) -> Result<u128> {
-        let key = keys::daily_cap(&self.namespace, scope, day);
+        let key = self.key(&keys::daily_notional_key(scope, day));
         let used: String = RELEASE_CAP
             .key(&key)
             .arg(amount.to_string())
@@ -381,16 +378,17 @@ impl RedisStore {
         parse_amount(&key, &used)
     }
 
-    /// Amount used in the `scope` window of `day`.
-    pub async fn daily_cap_used(&self, scope: &str, day: NaiveDate) -> Result<u128> {
-        let key = keys::daily_cap(&self.namespace, scope, day);
+    /// Amount used in the `scope` window of `day` (`pmm_core::keys::utc_day`): the same counter
+    /// [`RedisStore::reserve_daily_cap`] adds to.
+    pub async fn daily_cap_used(&self, scope: &DailyCapScope, day: u64) -> Result<u128> {
+        let key = self.key(&keys::daily_notional_key(scope, day));
         let raw: Option<String> = self.conn().await?.get(&key).await?;
         raw.map_or(Ok(0), |raw| parse_amount(&key, &raw))
     }
 
     /// The key layout version recorded by the last bootstrap, if any.
     pub async fn schema_version(&self) -> Result<Option<u32>> {
-        let key = keys::schema_version(&self.namespace);
+        let key = self.key(keys::SCHEMA_VERSION_KEY);
         let raw: Option<String> = self.conn().await?.get(&key).await?;
         raw.map(|raw| {
             raw.parse::<u32>().map_err(|e| StoreError::Corrupt {
@@ -404,7 +402,7 @@ impl RedisStore {
     /// Records [`REDIS_SCHEMA_VERSION`] under the schema-version key, atomically and
     /// idempotently. Refuses a Redis that already holds a newer layout.
     pub async fn bootstrap(&self) -> Result<BootstrapOutcome> {
-        let key = keys::schema_version(&self.namespace);
+        let key = self.key(keys::SCHEMA_VERSION_KEY);
         let (status, previous): (i64, i64) = BOOTSTRAP
             .key(&key)
             .arg(REDIS_SCHEMA_VERSION)

@@ -89,7 +89,8 @@ impl ToolCall {
 const COLUMNS: &str = "id, called_at, caller, tool, params, result, error, verdict, matched_rule, latency_ms, trace_id";
 
 impl PgStore {
-    /// Writes one tool call. Prefer [`PgStore::insert_tool_calls`] on hot paths.
+    /// Writes one tool call; a row whose id is already stored is left as it is (a replay).
+    /// Prefer [`PgStore::insert_tool_calls`] on hot paths.
     pub async fn insert_tool_call(&self, call: &ToolCall) -> Result<()> {
         let (result, error) = call.result_and_error();
         self.conn()
@@ -97,7 +98,8 @@ impl PgStore {
             .execute(
                 &format!(
                     "INSERT INTO tool_calls ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (id) DO NOTHING"
                 ),
                 &[
                     &call.id,
@@ -119,7 +121,12 @@ impl PgStore {
 
     /// Writes many tool calls with one multi-row `INSERT ... SELECT FROM unnest(...)` per
     /// [`TOOL_CALL_BATCH_ROWS`] rows, all in one transaction: either every row is written or
-    /// none is. Returns the number of rows written.
+    /// none is. Returns the number of rows newly written.
+    ///
+    /// Idempotent by id: a row whose id is already stored (a batch replayed after its commit
+    /// reply was lost, or an id repeated within the batch) is skipped, not an error, so a
+    /// writer that retries failed batches cannot loop on a duplicate key. Ids are random per
+    /// call, so a skipped row is the same call, never a different one.
     pub async fn insert_tool_calls(&self, calls: &[ToolCall]) -> Result<u64> {
         if calls.is_empty() {
             return Ok(0);
@@ -131,7 +138,8 @@ impl PgStore {
                 "INSERT INTO tool_calls ({COLUMNS}) \
                  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], \
                  $5::jsonb[], $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::int8[], \
-                 $11::text[])"
+                 $11::text[]) \
+                 ON CONFLICT (id) DO NOTHING"
             ))
             .await?;
         let mut written = 0;

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alloy_primitives::Address;
 use chrono::{TimeZone, Utc};
+use pmm_core::keys::{DailyCapScope, daily_cap_scope};
+use pmm_core::schema::ChainName;
 use pmm_store::migrate::{MIGRATION_LOCK_KEY, MigrateError, MigrationSet, Migrator};
 use pmm_store::{
     Decision, NotionalReservation, PgStore, PolicyEvent, PolicyEventKind, PoolSnapshot,
@@ -266,9 +269,11 @@ async fn tool_calls_are_written_single_and_batched_and_read_back() {
         .expect("recent");
     assert_eq!(recent, vec![batch[11_998].clone(), batch[11_996].clone()]);
 
-    // A batch with one bad row writes nothing.
-    let dup = vec![tool_call(1, "trace-c"), batch[0].clone()];
-    assert!(store.insert_tool_calls(&dup).await.is_err());
+    // A batch with one bad row (Postgres text cannot hold NUL) writes nothing.
+    let mut bad = tool_call(2, "trace-c");
+    bad.caller = "agent\0".into();
+    let rejected = vec![tool_call(1, "trace-c"), bad];
+    assert!(store.insert_tool_calls(&rejected).await.is_err());
     assert!(
         store
             .tool_calls_by_trace("trace-c")
@@ -276,6 +281,46 @@ async fn tool_calls_are_written_single_and_batched_and_read_back() {
             .expect("c")
             .is_empty()
     );
+    assert_eq!(store.count_tool_calls().await.expect("count"), 12_001);
+}
+
+#[tokio::test]
+async fn replaying_a_tool_call_batch_stores_each_row_once_without_error() {
+    let (_db, store) = migrated().await;
+    let batch: Vec<ToolCall> = (0..50).map(|i| tool_call(i, "trace-r")).collect();
+    assert_eq!(store.insert_tool_calls(&batch).await.expect("first"), 50);
+    // The same batch again, as a writer replays it after losing the commit reply.
+    assert_eq!(store.insert_tool_calls(&batch).await.expect("replay"), 0);
+    store
+        .insert_tool_call(&batch[7])
+        .await
+        .expect("single replay");
+    // A batch mixing stored rows, a new row and an id repeated within itself: only the new
+    // row is written, once.
+    let fresh = tool_call(50, "trace-r");
+    let mixed = vec![
+        batch[0].clone(),
+        fresh.clone(),
+        batch[49].clone(),
+        fresh.clone(),
+    ];
+    assert_eq!(store.insert_tool_calls(&mixed).await.expect("mixed"), 1);
+    assert_eq!(store.count_tool_calls().await.expect("count"), 51);
+    let mut expected = batch.clone();
+    expected.push(fresh);
+    assert_eq!(
+        store.tool_calls_by_trace("trace-r").await.expect("read"),
+        expected
+    );
+    // A replayed id never overwrites what was stored first.
+    let mut altered = batch[3].clone();
+    altered.caller = "mallory".into();
+    assert_eq!(
+        store.insert_tool_calls(&[altered]).await.expect("same id"),
+        0
+    );
+    let stored = store.tool_calls_by_trace("trace-r").await.expect("read");
+    assert_eq!(stored[3], batch[3]);
 }
 
 #[tokio::test]
@@ -420,10 +465,17 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
     );
 }
 
-fn reservation(scope: &str, amount: u128, cap: u128) -> NotionalReservation {
+fn scope(pool: u8) -> DailyCapScope {
+    daily_cap_scope(
+        &ChainName::new("devnet").expect("chain name"),
+        Address::with_last_byte(pool),
+    )
+}
+
+fn reservation(scope: &DailyCapScope, amount: u128, cap: u128) -> NotionalReservation {
     NotionalReservation {
         id: Uuid::new_v4(),
-        scope: scope.into(),
+        scope: scope.clone(),
         at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
         amount,
         cap,
@@ -435,13 +487,17 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
     let (_db, store) = migrated().await;
     let day = Utc.timestamp_opt(1_800_000_000, 0).unwrap().date_naive();
     let big: u128 = 10u128.pow(30);
-    let a = reservation("global", 60 * big, 100 * big);
+    let a = reservation(&scope(1), 60 * big, 100 * big);
     let ReserveOutcome::Reserved(usage) = store.reserve_notional(&a).await.expect("a") else {
         panic!("a should fit");
     };
     assert_eq!((usage.reserved, usage.committed), (60 * big, 0));
+    assert_eq!(
+        usage.scope,
+        format!("devnet:{:#x}", Address::with_last_byte(1))
+    );
 
-    let b = reservation("global", 50 * big, 100 * big);
+    let b = reservation(&scope(1), 50 * big, 100 * big);
     let ReserveOutcome::Denied(usage) = store.reserve_notional(&b).await.expect("b") else {
         panic!("b should be denied");
     };
@@ -462,7 +518,7 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
         Err(StoreError::UnknownReservation(_))
     ));
 
-    let c = reservation("global", 40 * big, 100 * big);
+    let c = reservation(&scope(1), 40 * big, 100 * big);
     assert!(matches!(
         store.reserve_notional(&c).await,
         Ok(ReserveOutcome::Reserved(_))
@@ -470,12 +526,12 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
     let usage = store.commit_notional(c.id).await.expect("commit");
     assert_eq!((usage.reserved, usage.committed), (0, 40 * big));
     assert_eq!(
-        store.notional_usage("global", day).await.expect("usage"),
+        store.notional_usage(&scope(1), day).await.expect("usage"),
         usage
     );
     assert_eq!(
         store
-            .notional_usage("other", day)
+            .notional_usage(&scope(3), day)
             .await
             .expect("empty")
             .used(),
@@ -489,7 +545,11 @@ async fn concurrent_reservations_never_exceed_the_cap() {
     let tasks: Vec<_> = (0..25)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.reserve_notional(&reservation("pool", 10, 100)).await })
+            tokio::spawn(async move {
+                store
+                    .reserve_notional(&reservation(&scope(2), 10, 100))
+                    .await
+            })
         })
         .collect();
     let mut granted = 0;
@@ -502,7 +562,7 @@ async fn concurrent_reservations_never_exceed_the_cap() {
     let day = Utc.timestamp_opt(1_800_000_000, 0).unwrap().date_naive();
     assert_eq!(
         store
-            .notional_usage("pool", day)
+            .notional_usage(&scope(2), day)
             .await
             .expect("usage")
             .reserved,

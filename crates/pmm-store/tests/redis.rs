@@ -1,25 +1,43 @@
 //! Store-layer tests on a real Redis: one fresh key namespace per test.
 
-use chrono::NaiveDate;
+use alloy_primitives::{Address, address};
+use pmm_core::keys::{BreakerState, DailyCapScope, daily_cap_scope, utc_day};
+use pmm_core::schema::ChainName;
 use pmm_store::redis::REDIS_SCHEMA_VERSION;
-use pmm_store::{BootstrapOutcome, BreakerState, RedisStore, StoreError};
+use pmm_store::{BootstrapOutcome, RedisStore, StoreError};
 use pmm_testkit::db::TestRedis;
+
+/// Mixed case on purpose: keys must hold the lowercase spelling.
+const POOL: Address = address!("00000000000000000000000000000000000000aB");
 
 fn store(ns: &TestRedis) -> RedisStore {
     RedisStore::connect(ns.url(), ns.namespace()).expect("redis pool")
 }
 
-fn day() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2027, 3, 4).expect("valid date")
+fn chain(name: &str) -> ChainName {
+    ChainName::new(name).expect("chain name")
+}
+
+fn devnet() -> ChainName {
+    chain("devnet")
+}
+
+fn scope(pool: Address) -> DailyCapScope {
+    daily_cap_scope(&devnet(), pool)
+}
+
+/// 2027-03-04, UTC day 20881.
+fn day() -> u64 {
+    utc_day(1_804_150_000)
 }
 
 #[tokio::test]
 async fn breaker_trip_and_reset_are_seen_by_a_new_client() {
     let ns = TestRedis::new();
     let first = store(&ns);
-    assert_eq!(first.breaker(31337, "0xPool").await.expect("get"), None);
-    first
-        .trip_breaker(31337, "0xPool", "oracle stale", 1_800_000_000)
+    assert_eq!(first.breaker(&devnet(), POOL).await.expect("get"), None);
+    let stored = first
+        .trip_breaker(&devnet(), POOL, "oracle stale", 1_800_000_000)
         .await
         .expect("trip");
 
@@ -29,28 +47,42 @@ async fn breaker_trip_and_reset_are_seen_by_a_new_client() {
         reason: "oracle stale".into(),
         ts: 1_800_000_000,
     };
+    assert_eq!(stored, expected);
     assert_eq!(
-        second.breaker(31337, "0xpool").await.expect("get"),
+        second.breaker(&devnet(), POOL).await.expect("get"),
         Some(expected)
     );
     assert_eq!(
         ns.keys().expect("keys"),
-        vec![format!("{}cb:31337:0xpool", ns.namespace())]
+        vec![format!(
+            "{}cb:devnet:0x00000000000000000000000000000000000000ab",
+            ns.namespace()
+        )]
     );
     assert_eq!(
-        second.breaker(1, "0xpool").await.expect("other chain"),
+        second
+            .breaker(&chain("ethereum"), POOL)
+            .await
+            .expect("other chain"),
+        None
+    );
+    assert_eq!(
+        second
+            .breaker(&devnet(), Address::with_last_byte(1))
+            .await
+            .expect("other pool"),
         None
     );
 
-    assert!(second.reset_breaker(31337, "0xpool").await.expect("reset"));
+    assert!(second.reset_breaker(&devnet(), POOL).await.expect("reset"));
     assert!(
         !second
-            .reset_breaker(31337, "0xpool")
+            .reset_breaker(&devnet(), POOL)
             .await
             .expect("reset again")
     );
     assert_eq!(
-        store(&ns).breaker(31337, "0xpool").await.expect("get"),
+        store(&ns).breaker(&devnet(), POOL).await.expect("get"),
         None
     );
 }
@@ -64,16 +96,31 @@ async fn a_corrupt_breaker_value_is_an_error_not_an_open_breaker() {
         .get_multiplexed_async_connection()
         .await
         .expect("conn");
-    let () = deadpool_redis::redis::cmd("SET")
-        .arg(format!("{}cb:1:0xa", ns.namespace()))
-        .arg("not json")
-        .query_async(&mut conn)
-        .await
-        .expect("set");
-    assert!(matches!(
-        s.breaker(1, "0xa").await,
-        Err(StoreError::Corrupt { .. })
-    ));
+    let key = format!(
+        "{}{}",
+        ns.namespace(),
+        pmm_core::keys::breaker_key(&devnet(), POOL)
+    );
+    // Not JSON, an unknown field, and the old signed-timestamp shape: all unreadable.
+    for raw in [
+        "not json",
+        r#"{"tripped":true,"reason":"r","ts":1,"by":"x"}"#,
+        r#"{"tripped":true,"reason":"r","ts":-1}"#,
+    ] {
+        let () = deadpool_redis::redis::cmd("SET")
+            .arg(&key)
+            .arg(raw)
+            .query_async(&mut conn)
+            .await
+            .expect("set");
+        assert!(
+            matches!(
+                s.breaker(&devnet(), POOL).await,
+                Err(StoreError::Corrupt { .. })
+            ),
+            "{raw}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -81,14 +128,32 @@ async fn cooldowns_hold_the_next_allowed_time_and_vanish_once_passed() {
     let ns = TestRedis::new();
     let s = store(&ns);
     let later = u64::try_from(chrono::Utc::now().timestamp()).expect("positive") + 3_600;
-    s.set_cooldown(10, "0xp", later).await.expect("set");
+    s.set_cooldown(&devnet(), POOL, later).await.expect("set");
     assert_eq!(
-        store(&ns).cooldown(10, "0xp").await.expect("get"),
+        store(&ns).cooldown(&devnet(), POOL).await.expect("get"),
         Some(later)
     );
-    s.set_cooldown(10, "0xp", 1_000).await.expect("set past");
-    assert_eq!(s.cooldown(10, "0xp").await.expect("get"), None);
-    assert_eq!(s.cooldown(10, "0xother").await.expect("get"), None);
+    assert_eq!(
+        ns.keys().expect("keys"),
+        vec![format!(
+            "{}cooldown:devnet:0x00000000000000000000000000000000000000ab",
+            ns.namespace()
+        )]
+    );
+    assert_eq!(
+        s.cooldown(&chain("bsc"), POOL).await.expect("other chain"),
+        None
+    );
+    s.set_cooldown(&devnet(), POOL, 1_000)
+        .await
+        .expect("set past");
+    assert_eq!(s.cooldown(&devnet(), POOL).await.expect("get"), None);
+    assert_eq!(
+        s.cooldown(&devnet(), Address::with_last_byte(2))
+            .await
+            .expect("get"),
+        None
+    );
 }
 
 #[tokio::test]
@@ -97,7 +162,7 @@ async fn daily_cap_reservations_are_atomic_across_clients() {
     let tasks: Vec<_> = (0..40)
         .map(|_| {
             let s = store(&ns);
-            tokio::spawn(async move { s.reserve_daily_cap("global", day(), 7, 100).await })
+            tokio::spawn(async move { s.reserve_daily_cap(&scope(POOL), day(), 7, 100).await })
         })
         .collect();
     let mut granted = 0;
@@ -110,38 +175,52 @@ async fn daily_cap_reservations_are_atomic_across_clients() {
     }
     assert_eq!(granted, 14);
     let s = store(&ns);
-    assert_eq!(s.daily_cap_used("global", day()).await.expect("used"), 98);
+    assert_eq!(
+        s.daily_cap_used(&scope(POOL), day()).await.expect("used"),
+        98
+    );
     let denied = s
-        .reserve_daily_cap("global", day(), 3, 100)
+        .reserve_daily_cap(&scope(POOL), day(), 3, 100)
         .await
         .expect("deny");
     assert!(!denied.granted);
     assert_eq!(denied.used, 98);
     assert_eq!(
-        s.release_daily_cap("global", day(), 8)
+        s.release_daily_cap(&scope(POOL), day(), 8)
             .await
             .expect("release"),
         90
     );
     assert_eq!(
-        s.release_daily_cap("global", day(), 1_000)
+        s.release_daily_cap(&scope(POOL), day(), 1_000)
             .await
             .expect("floor"),
         0
     );
     assert_eq!(
-        s.release_daily_cap("global", day(), 5)
+        s.release_daily_cap(&scope(POOL), day(), 5)
             .await
             .expect("empty"),
         0
     );
     assert!(
-        s.reserve_daily_cap("global", day(), 100, 100)
+        s.reserve_daily_cap(&scope(POOL), day(), 100, 100)
             .await
             .expect("full")
             .granted
     );
-    assert_eq!(s.daily_cap_used("other", day()).await.expect("none"), 0);
+    assert_eq!(
+        s.daily_cap_used(&scope(Address::with_last_byte(2)), day())
+            .await
+            .expect("other pool"),
+        0
+    );
+    assert_eq!(
+        s.daily_cap_used(&scope(POOL), day() + 1)
+            .await
+            .expect("next day"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -152,38 +231,39 @@ async fn daily_caps_hold_amounts_far_beyond_two_to_the_53() {
     let cap = 1_000_000 * one_token;
     let a = 999_999 * one_token + 999_999_999_999_999_999;
     let r = s
-        .reserve_daily_cap("devnet:0xPool", day(), a, cap)
+        .reserve_daily_cap(&scope(POOL), day(), a, cap)
         .await
         .expect("a");
     assert!(r.granted);
     assert_eq!(r.used, a);
     let r = s
-        .reserve_daily_cap("devnet:0xpool", day(), 2, cap)
+        .reserve_daily_cap(&scope(POOL), day(), 2, cap)
         .await
         .expect("over by 1");
     assert!(!r.granted);
     assert_eq!(r.used, a);
     let r = s
-        .reserve_daily_cap("devnet:0xpool", day(), 1, cap)
+        .reserve_daily_cap(&scope(POOL), day(), 1, cap)
         .await
         .expect("exactly the cap");
     assert!(r.granted);
     assert_eq!(r.used, cap);
     assert_eq!(
-        s.release_daily_cap("devnet:0xpool", day(), one_token + 7)
+        s.release_daily_cap(&scope(POOL), day(), one_token + 7)
             .await
             .expect("release"),
         cap - one_token - 7
     );
     let big = u128::MAX / 2;
+    let wide = daily_cap_scope(&chain("ethereum"), POOL);
     assert!(
-        s.reserve_daily_cap("wide", day(), big, u128::MAX)
+        s.reserve_daily_cap(&wide, day(), big, u128::MAX)
             .await
             .expect("wide")
             .granted
     );
     assert_eq!(
-        s.reserve_daily_cap("wide", day(), big, u128::MAX)
+        s.reserve_daily_cap(&wide, day(), big, u128::MAX)
             .await
             .expect("wide 2")
             .used,
@@ -192,8 +272,14 @@ async fn daily_caps_hold_amounts_far_beyond_two_to_the_53() {
     assert_eq!(
         ns.keys().expect("keys"),
         vec![
-            format!("{}notional:devnet:0xpool:20881", ns.namespace()),
-            format!("{}notional:wide:20881", ns.namespace()),
+            format!(
+                "{}notional:devnet:0x00000000000000000000000000000000000000ab:20881",
+                ns.namespace()
+            ),
+            format!(
+                "{}notional:ethereum:0x00000000000000000000000000000000000000ab:20881",
+                ns.namespace()
+            ),
         ]
     );
 }
@@ -271,7 +357,7 @@ fn test_namespace_keys_are_removed_on_drop() {
     let namespace = ns.namespace().to_owned();
     runtime.block_on(async {
         store(&ns)
-            .trip_breaker(1, "0xa", "r", 1)
+            .trip_breaker(&devnet(), POOL, "r", 1)
             .await
             .expect("trip");
     });

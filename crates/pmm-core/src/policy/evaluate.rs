@@ -12,9 +12,14 @@
 //!   state rules (allowlist, cooldown, oracle, gas, breaker) still run and report `warn`
 //!   instead of `deny`, so a `hold` evaluation doubles as a risk check of the pool, and an
 //!   oracle deviation found during it still asks for the breaker to trip.
-//! * The oracle rule asks to trip the breaker only for a deviation (evidence the pool price
-//!   is off). A stale or missing feed denies without tripping: it clears by itself when the
-//!   feed updates, whereas a tripped breaker needs an operator.
+//! * The oracle rule is also the one place that decides to trip the circuit breaker
+//!   ([`RiskReport::trip_breaker`], with the reason to store): for a deviation (evidence the
+//!   pool price is off) and for a feed that is stale, missing or zero (the pool can no longer be
+//!   checked against a reference). It runs only for an allowlisted pool, so nothing else trips,
+//!   and a breaker already known to be tripped is not tripped again (its first reason and time,
+//!   say an operator's pause, are kept). The caller stores the trip as asked and adds no trip
+//!   logic of its own; the trip persists, so a feed that recovers does not reopen writes by
+//!   itself: an operator resumes the pool.
 //! * Score: each rule gets a pressure 0-100, `ceil(100 * observed / limit)` capped at 100 for
 //!   the limit rules (slippage, per-tx, per-day, deviation, gas), 0 for a passing yes/no rule
 //!   (allowlist, cooldown, breaker) or a skipped one, and 100 for any deny or warn. The score
@@ -214,6 +219,9 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
         Verdict::Allow
     };
     let score = rules.iter().map(|c| c.pressure).max().unwrap_or(0);
+    if input.breaker.is_some_and(|b| b.tripped) {
+        trip_breaker = None;
+    }
     RiskReport {
         verdict,
         decided_by,
@@ -398,20 +406,30 @@ fn cooldown(input: &PolicyInput<'_>) -> Eval {
     }
 }
 
+/// Denies with `detail` and asks to trip the breaker with `what: detail` as the stored reason.
+fn deny_and_trip(trip: &mut Option<String>, what: &str, detail: String) -> Eval {
+    *trip = Some(format!("{what}: {detail}"));
+    Eval::Deny(detail)
+}
+
 fn oracle_deviation(input: &PolicyInput<'_>, limits: &Limits, trip: &mut Option<String>) -> Eval {
     let Some(oracle) = input.oracle else {
-        return Eval::Deny("no oracle observation".into());
+        return deny_and_trip(trip, "oracle feed missing", "no oracle observation".into());
     };
     if oracle.price_raw.is_zero() {
-        return Eval::Deny("oracle price is zero".into());
+        return deny_and_trip(trip, "oracle feed unusable", "oracle price is zero".into());
     }
     // A timestamp slightly ahead of our clock (block time vs wall time) counts as fresh.
     let age = input.now.saturating_sub(oracle.updated_at);
     if age > limits.oracle_max_age_s {
-        return Eval::Deny(format!(
-            "oracle is stale: updated {age}s ago, max {}s",
-            limits.oracle_max_age_s
-        ));
+        return deny_and_trip(
+            trip,
+            "oracle feed stale",
+            format!(
+                "oracle is stale: updated {age}s ago, max {}s",
+                limits.oracle_max_age_s
+            ),
+        );
     }
     let mid = input.state.mid_price_raw.0;
     let reference = oracle.price_raw.0;
@@ -427,8 +445,7 @@ fn oracle_deviation(input: &PolicyInput<'_>, limits: &Limits, trip: &mut Option<
         limits.oracle_deviation_bps
     );
     if deviation > limit {
-        *trip = Some(format!("oracle deviation: {detail}"));
-        Eval::Deny(detail)
+        deny_and_trip(trip, "oracle deviation", detail)
     } else {
         pass(detail, pressure(deviation, limit))
     }

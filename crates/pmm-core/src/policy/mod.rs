@@ -125,7 +125,8 @@ pub enum Rule {
     MaxNotionalPerDay,
     /// No write before the pool's cooldown ends.
     Cooldown,
-    /// A fresh oracle must agree with the mid price within `oracle_deviation_bps`.
+    /// A fresh oracle must agree with the mid price within `oracle_deviation_bps`; a deviation
+    /// or a stale, missing or zero feed also trips the breaker.
     OracleDeviation,
     /// The gas price must not exceed `gas_cap_gwei`.
     GasCap,
@@ -217,7 +218,10 @@ pub struct RiskReport {
     pub score: u8,
     /// Every rule in evaluation order.
     pub rules: Vec<RuleCheck>,
-    /// Set when the caller must trip the pool's circuit breaker, with the reason to store.
+    /// Set when the caller must trip the pool's circuit breaker, with the reason to store: an
+    /// allowlisted pool whose oracle deviates from the mid price, or whose feed is stale,
+    /// missing or zero, unless the breaker is already known to be tripped. The only trip
+    /// decision; callers add none of their own.
     pub trip_breaker: Option<String>,
     /// The action's notional in raw quote units, when it could be computed; the amount to
     /// reserve in the daily window before signing.

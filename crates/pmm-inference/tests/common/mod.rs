@@ -15,15 +15,13 @@ use pmm_inference::{Config, KindSetting, UpstreamConfig};
 use serde_json::Value;
 use tokio::time::Instant;
 
-/// Repository root (two levels above this crate).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// `llama-server` binary and GGUF model: `PMM_LLAMA_SERVER` / `PMM_LLAMA_MODEL`, or the
-/// locations `scripts/llama/install.sh` installs to. Panics (fails the test) when missing.
+/// locations `scripts/llama/install.sh` installs to (`PMM_LLAMA_DIR`, default
+/// /var/tmp/pmm-llama). Panics (fails the test) when missing.
 pub fn llama_paths() -> (PathBuf, PathBuf) {
-    let root = repo_root().join("tools/llama");
+    let root = std::env::var_os("PMM_LLAMA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/pmm-llama"));
     let server = std::env::var_os("PMM_LLAMA_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("bin/llama-server"));

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use pmm_testkit::contracts::{TestERC20, V1Pool};
 use pmm_testkit::devnet::{ONE, PoolParams, confirm};
+use pmm_core::config::{Allowlist, PoolProfiles};
 use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolType};
 use serde::Serialize;
 
@@ -24,6 +25,13 @@ struct Args {
     /// Where to write the devnet description (rpc_url, chain_id, accounts, pools).
     #[arg(long, default_value = "var/devnet.json")]
     out: PathBuf,
+    /// Where to write an allowlist holding every devnet pool with its feed and demo limits, in
+    /// the hub's `config/allowlist.json` format (checked against config/pool_profiles.json).
+    #[arg(long, default_value = "var/allowlist.json")]
+    allowlist_out: PathBuf,
+    /// Pool profiles the generated allowlist is validated against.
+    #[arg(long, default_value = "config/pool_profiles.json")]
+    profiles: PathBuf,
     /// Port for anvil on 127.0.0.1; 0 picks a free port (use 8545 for a fixed one).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -104,14 +112,17 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let file = deploy_all(&devnet).await.context("deploying fixtures")?;
-    write_file(&args.out, &file)?;
+    write_file(&args.out, &serde_json::to_string_pretty(&file)?)?;
+    write_file(&args.allowlist_out, &allowlist_json(&file, &args.profiles)?)?;
     summarize(&file, &args.out);
 
     wait_for_shutdown().await?;
     tracing::info!("stopping anvil");
     drop(devnet);
-    if let Err(e) = std::fs::remove_file(&args.out) {
-        tracing::warn!(path = %args.out.display(), error = %e, "could not remove devnet file");
+    for path in [&args.out, &args.allowlist_out] {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove devnet file");
+        }
     }
     Ok(())
 }
@@ -156,7 +167,13 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         k: ppm(500),
     };
 
-    let dvm = d.deploy_dvm(volatile).await?;
+    // A small K keeps the DVM's mid price (which is not i) within the demo's 2% oracle band.
+    let dvm = d
+        .deploy_dvm(PoolParams {
+            k: ppm(1_000),
+            ..volatile
+        })
+        .await?;
     d.buy_shares(me, dvm, units(100, 18), units(200_000, 6))
         .await?;
     let dsp = d.deploy_dsp(pegged).await?;
@@ -241,12 +258,51 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
     })
 }
 
-fn write_file(out: &Path, file: &DevnetFile<'_>) -> anyhow::Result<()> {
+fn write_file(out: &Path, json: &str) -> anyhow::Result<()> {
     if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let json = serde_json::to_string_pretty(file)?;
-    std::fs::write(out, json + "\n").with_context(|| format!("writing {}", out.display()))
+    std::fs::write(out, format!("{json}\n")).with_context(|| format!("writing {}", out.display()))
+}
+
+/// The allowlist a local hub needs for every devnet pool: each pool anchored to its
+/// Chainlink-style feed, with limits sized for demo trades (notional in raw USDC units).
+/// It is parsed back with pmm-core's validating loader, so a file the hub would refuse is
+/// never written.
+fn allowlist_json(file: &DevnetFile<'_>, profiles_path: &Path) -> anyhow::Result<String> {
+    let pools: Vec<serde_json::Value> = file
+        .pools
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "address": p.address,
+                "base_token": p.base_token,
+                "quote_token": p.quote_token,
+                "profile": p.pool_type.as_str(),
+                "pool_type": p.pool_type,
+                "oracle": {"kind": "chainlink", "address": p.oracle, "max_age_s": 3600},
+                "limits": {
+                    "max_slippage_bps": 100,
+                    "max_notional_per_tx": "100000000000",
+                    "max_notional_per_day": "1000000000000",
+                    "cooldown_s": 60,
+                    "oracle_deviation_bps": 200,
+                    "oracle_max_age_s": 3600,
+                    "gas_cap_gwei": 100
+                }
+            })
+        })
+        .collect();
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "chain": "devnet",
+        "chain_id": file.chain_id,
+        "pools": pools,
+    }))?;
+    let profiles = std::fs::read_to_string(profiles_path)
+        .with_context(|| format!("reading {}", profiles_path.display()))?;
+    let profiles = PoolProfiles::from_json_str(&profiles)?;
+    Allowlist::from_json_str(&json, &profiles).context("the generated allowlist is invalid")?;
+    Ok(json)
 }
 
 fn summarize(file: &DevnetFile<'_>, out: &Path) {

@@ -287,12 +287,20 @@ fn unknown_inputs_fail_closed_under_the_rule_that_needed_them() {
     for (mutate, rule) in cases {
         let mut c = Case::ok();
         mutate(&mut c);
-        denied_only_by(&c.run(), rule);
+        let r = c.run();
+        denied_only_by(&r, rule);
+        // Only the feed trips the breaker; an unreadable store or gas price does not.
+        assert_eq!(
+            r.trip_breaker.is_some(),
+            rule == Rule::OracleDeviation,
+            "{rule}: {:?}",
+            r.trip_breaker
+        );
     }
 }
 
 #[test]
-fn a_stale_or_broken_feed_denies_without_tripping_the_breaker() {
+fn a_stale_missing_or_zero_feed_denies_and_trips_the_breaker() {
     let mut c = Case::ok();
     c.oracle.as_mut().unwrap().updated_at = NOW - 3601;
     let r = c.run();
@@ -303,21 +311,78 @@ fn a_stale_or_broken_feed_denies_without_tripping_the_breaker() {
             .detail
             .contains("stale")
     );
-    assert_eq!(r.trip_breaker, None);
+    assert_eq!(
+        r.trip_breaker.as_deref(),
+        Some("oracle feed stale: oracle is stale: updated 3601s ago, max 3600s")
+    );
 
     // Exactly at the max age is still fresh; a timestamp ahead of the clock counts as age 0.
     c.oracle.as_mut().unwrap().updated_at = NOW - 3600;
-    assert_eq!(c.run().verdict, Verdict::Allow);
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow);
+    assert_eq!(r.trip_breaker, None);
     c.oracle.as_mut().unwrap().updated_at = NOW + 30;
-    assert_eq!(c.run().verdict, Verdict::Allow);
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow);
+    assert_eq!(r.trip_breaker, None);
 
     let mut c = Case::ok();
     c.oracle.as_mut().unwrap().price_raw = Amount::ZERO;
-    denied_only_by(&c.run(), Rule::OracleDeviation);
+    let r = c.run();
+    denied_only_by(&r, Rule::OracleDeviation);
+    assert_eq!(
+        r.trip_breaker.as_deref(),
+        Some("oracle feed unusable: oracle price is zero")
+    );
 
     let mut c = Case::ok();
     c.oracle = None;
-    assert_eq!(c.run().trip_breaker, None);
+    let r = c.run();
+    denied_only_by(&r, Rule::OracleDeviation);
+    assert_eq!(
+        r.trip_breaker.as_deref(),
+        Some("oracle feed missing: no oracle observation")
+    );
+
+    // An already tripped breaker is not tripped again, so its first reason and time (say an
+    // operator's pause) are kept; an unknown breaker is tripped.
+    c.breaker = Some(BreakerState {
+        tripped: true,
+        reason: "earlier".into(),
+        ts: 1,
+    });
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::OracleDeviation));
+    assert_eq!(outcome(&r, Rule::CircuitBreaker), RuleOutcome::Deny);
+    assert_eq!(r.trip_breaker, None);
+    c.breaker = None;
+    assert!(c.run().trip_breaker.is_some());
+}
+
+#[test]
+fn only_an_allowlisted_pool_trips_the_breaker() {
+    // A stale or missing feed on a pool outside the allowlist (or read from another chain)
+    // has no limits to judge it by: denied by the allowlist, and nothing trips.
+    for stale in [true, false] {
+        let mut c = Case::ok();
+        if stale {
+            c.oracle.as_mut().unwrap().updated_at = 0;
+        } else {
+            c.oracle = None;
+        }
+        c.allowlist.pools.clear();
+        let r = c.run();
+        assert_eq!(r.decided_by, Some(Rule::Allowlist));
+        assert_eq!(outcome(&r, Rule::OracleDeviation), RuleOutcome::Skipped);
+        assert_eq!(r.trip_breaker, None);
+
+        let mut c = Case::ok();
+        c.oracle = None;
+        c.allowlist.chain = ChainName::new("ethereum").unwrap();
+        let r = c.run();
+        assert_eq!(r.decided_by, Some(Rule::Allowlist));
+        assert_eq!(r.trip_breaker, None);
+    }
 }
 
 #[test]
@@ -616,6 +681,16 @@ fn hold_is_always_allowed_and_reports_the_pool_risk() {
     assert_eq!(outcome(&r, Rule::OracleDeviation), RuleOutcome::Warn);
     assert!(r.trip_breaker.is_some());
     assert_eq!(r.score, 100);
+
+    // A stale feed found by a hold trips the breaker too.
+    let mut c = Case::ok();
+    c.proposal = hold();
+    c.expected = None;
+    c.oracle.as_mut().unwrap().updated_at = NOW - 7200;
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Allow);
+    assert_eq!(outcome(&r, Rule::OracleDeviation), RuleOutcome::Warn);
+    assert!(r.trip_breaker.as_deref().unwrap().contains("stale"));
 
     // Hold on a pool outside the allowlist: allowed, with the allowlist warning.
     let mut c = Case::ok();
