@@ -129,7 +129,7 @@ impl McpServer {
 
     #[tool(
         name = "dodo.risk_check",
-        description = "Policy report for a pool and an optional proposed action (default hold): verdict, deciding rule, score, every rule's outcome. May trip the pool's circuit breaker on a stale feed or an oracle deviation.",
+        description = "Policy report for a pool and an optional proposed action (default hold): verdict, deciding rule, score, every rule's outcome. Trips the pool's circuit breaker when the policy asks: an oracle deviation, or a stale, missing or zero feed.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,

@@ -703,12 +703,28 @@ fn now() -> u64 {
 }
 
 #[tokio::test]
-async fn a_chain_id_mismatch_refuses_to_start() -> anyhow::Result<()> {
+async fn a_chain_id_or_name_mismatch_refuses_to_start() -> anyhow::Result<()> {
     let f = fixture().await?;
     let mut cfg = f.cfg.clone();
     cfg.chain = pmm_hub::config::ChainPreset::Bsc;
     let err = start(&cfg).await.expect_err("must refuse");
     assert!(err.to_string().contains("chain id mismatch"), "{err}");
+
+    // Same chain id, but the allowlist names the chain differently from the preset: Redis
+    // keys and the policy would disagree on the chain, so the hub refuses to start.
+    let mut allowlist: Value =
+        serde_json::from_str(&std::fs::read_to_string(&f.cfg.allowlist_path)?)?;
+    allowlist["chain"] = json!("devnet-b");
+    let path = f.dir.join("allowlist-renamed.json");
+    std::fs::write(&path, serde_json::to_string(&allowlist)?)?;
+    let mut cfg = f.cfg.clone();
+    cfg.allowlist_path = path;
+    let err = start(&cfg).await.expect_err("must refuse");
+    assert!(
+        err.to_string()
+            .contains("chain name mismatch: config says devnet, the allowlist says devnet-b"),
+        "{err}"
+    );
     Ok(())
 }
 
