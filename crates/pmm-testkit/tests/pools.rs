@@ -533,7 +533,9 @@ async fn probe_answers_like_the_pools() {
     }
 
     // Building blocks, and the k = 1 and k = 0 trade paths.
-    assert_eq!(probe.isqrt(u(2)).call().await.unwrap(), u(1));
+    // DODO's Babylonian root answers 2 for 2 (its loop never runs); every other input floors.
+    assert_eq!(probe.isqrt(u(2)).call().await.unwrap(), u(2));
+    assert_eq!(probe.isqrt(u(3)).call().await.unwrap(), u(1));
     assert_eq!(probe.isqrt(u(10).pow(u(36))).call().await.unwrap(), u(E18));
     assert_eq!(
         probe.divCeil(u(1), u(3)).call().await.unwrap(),
