@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use alloy::primitives::{Address, I256, U256};
 use anyhow::Context;
 use clap::Parser;
+use pmm_core::config::{Allowlist, PoolProfiles};
 use pmm_testkit::contracts::{TestERC20, V1Pool};
 use pmm_testkit::devnet::{ONE, PoolParams, confirm};
-use pmm_core::config::{Allowlist, PoolProfiles};
 use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolType};
 use serde::Serialize;
 
