@@ -240,32 +240,53 @@ const KEYS: [&str; 17] = [
     "tool_log_buffer",
 ];
 
+/// The deployment-wide variables every daemon of the stack reads without a prefix; a
+/// `PMM_<KEY>` variable still wins over them.
+const UNPREFIXED: [&str; 4] = ["CHAIN", "RPC_URL", "REDIS_URL", "DATABASE_URL"];
+
 /// Shortest token accepted: a short token is guessable whatever the compare.
 const MIN_TOKEN_LEN: usize = 16;
 
 impl HubConfig {
-    /// Loads `path` (if any) and applies `PMM_*` overrides, then validates.
+    /// Loads `path` (if any), then the conventional `CHAIN`, `RPC_URL`, `REDIS_URL` and
+    /// `DATABASE_URL` variables, then `PMM_<KEY>` overrides (highest), then validates.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, std::env::vars())
+    }
+
+    /// [`HubConfig::load`] over an explicit environment, so tests need not touch the process's.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(p) = path {
             builder = builder.add_source(config::File::from(p));
         }
         // Other daemons share the PMM_ prefix (PMM_MODE, PMM_ANVIL, ...): only the hub's keys
         // are taken from the environment, so unknown keys in the file still fail.
-        let env: std::collections::HashMap<String, String> = std::env::vars()
-            .filter(|(k, _)| {
-                k.strip_prefix("PMM_")
-                    .is_some_and(|rest| KEYS.contains(&rest.to_ascii_lowercase().as_str()))
-            })
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("PMM")
-                .source(Some(env))
-                .try_parsing(false)
-                .list_separator(",")
-                .with_list_parse_key("allowed_hosts")
-                .with_list_parse_key("allowed_origins"),
-        );
+        let mut plain = std::collections::HashMap::new();
+        let mut prefixed = std::collections::HashMap::new();
+        for (k, v) in env {
+            if UNPREFIXED.contains(&k.as_str()) {
+                plain.insert(k, v);
+            } else if k
+                .strip_prefix("PMM_")
+                .is_some_and(|rest| KEYS.contains(&rest.to_ascii_lowercase().as_str()))
+            {
+                prefixed.insert(k, v);
+            }
+        }
+        builder = builder
+            .add_source(config::Environment::default().source(Some(plain)))
+            .add_source(
+                config::Environment::with_prefix("PMM")
+                    .source(Some(prefixed))
+                    .try_parsing(false)
+                    .list_separator(",")
+                    .with_list_parse_key("allowed_hosts")
+                    .with_list_parse_key("allowed_origins"),
+            );
         let cfg: Self = builder
             .build()
             .and_then(|c| c.try_deserialize())
@@ -403,6 +424,55 @@ mod tests {
             ChainPreset::Ethereum.dodo().unwrap().v2_proxy,
             address!("a356867fDCEa8e71AEaF87805808803806231FdC")
         );
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn chain_and_urls_come_from_the_conventional_variables() {
+        let c = HubConfig::load_from(
+            None,
+            env(&[
+                ("CHAIN", "bsc"),
+                ("RPC_URL", "http://127.0.0.1:9545"),
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("DATABASE_URL", "postgres://postgres@127.0.0.1/pmm"),
+                ("MODE", "ignored: not a hub key"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.chain, ChainPreset::Bsc);
+        assert_eq!(c.rpc_url.as_deref(), Some("http://127.0.0.1:9545"));
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(
+            c.database_url.as_deref(),
+            Some("postgres://postgres@127.0.0.1/pmm")
+        );
+    }
+
+    #[test]
+    fn pmm_variables_win_over_the_conventional_ones() {
+        let c = HubConfig::load_from(
+            None,
+            env(&[
+                ("CHAIN", "bsc"),
+                ("PMM_CHAIN", "arbitrum"),
+                ("RPC_URL", "http://127.0.0.1:1"),
+                ("PMM_RPC_URL", "http://127.0.0.1:2"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.chain, ChainPreset::Arbitrum);
+        assert_eq!(c.rpc_url.as_deref(), Some("http://127.0.0.1:2"));
+        let err = HubConfig::load_from(None, env(&[("CHAIN", "solana"), ("RPC_URL", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("solana"), "{err}");
     }
 
     #[test]
