@@ -153,8 +153,10 @@ pub struct HubConfig {
     /// Redis for breaker, cooldown and daily caps; without it the hub serves reads statelessly.
     #[serde(default)]
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key this hub touches.
-    #[serde(default = "default_namespace")]
+    /// Prefix put verbatim before every Redis key (`cb:<chain>:<pool>`, ...): empty in
+    /// production so every daemon and `pmm-state bootstrap` see the same keys; tests isolate
+    /// themselves with a unique one.
+    #[serde(default)]
     pub redis_namespace: String,
     /// Postgres for the `tool_calls` log.
     #[serde(default)]
@@ -193,9 +195,6 @@ fn default_allowlist() -> PathBuf {
 }
 fn default_profiles() -> PathBuf {
     PathBuf::from("config/pool_profiles.json")
-}
-fn default_namespace() -> String {
-    "pmm".to_owned()
 }
 fn default_auth() -> AuthMode {
     AuthMode::Tokens
@@ -319,11 +318,8 @@ impl HubConfig {
         if self.tool_log_buffer == 0 {
             return Err(invalid("tool_log_buffer", "must be at least 1"));
         }
-        if self.redis_namespace.is_empty() || self.redis_namespace.contains(char::is_whitespace) {
-            return Err(invalid(
-                "redis_namespace",
-                "must be non-empty without spaces",
-            ));
+        if self.redis_namespace.contains(char::is_whitespace) {
+            return Err(invalid("redis_namespace", "must not contain white space"));
         }
         Ok(())
     }
@@ -473,6 +469,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("solana"), "{err}");
+    }
+
+    #[test]
+    fn the_committed_deployment_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hub.toml");
+        let c = HubConfig::load_from(
+            Some(&path),
+            env(&[("RPC_URL", "https://rpc.example.invalid")]),
+        )
+        .expect("config/hub.toml loads");
+        assert_eq!(c.chain, ChainPreset::Ethereum);
+        assert_eq!(c.auth, AuthMode::Tokens);
+        assert!(c.listen.ip().is_loopback());
     }
 
     #[test]
