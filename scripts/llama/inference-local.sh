@@ -3,7 +3,7 @@
 # proxy on 127.0.0.1:8000 in front of it (no auth in this local mode), until interrupted.
 #
 # Env: PMM_INFERENCE__LISTEN (default 127.0.0.1:8000), PMM_LLAMA_SLOTS (default 2),
-# PMM_INFERENCE_PROFILE (cargo profile, default release), PMM_LLAMA_SERVER / PMM_LLAMA_MODEL
+# PMM_INFERENCE_PROFILE (cargo profile, default dev: the build the tests already made), PMM_LLAMA_SERVER / PMM_LLAMA_MODEL
 # (skip the installer and use these).
 set -euo pipefail
 
@@ -14,7 +14,7 @@ if [ -z "${PMM_LLAMA_SERVER:-}" ] || [ -z "${PMM_LLAMA_MODEL:-}" ]; then
   eval "$("$REPO_ROOT/scripts/llama/install.sh" | grep -E '^PMM_LLAMA_(SERVER|MODEL)=')"
 fi
 SLOTS="${PMM_LLAMA_SLOTS:-2}"
-PROFILE="${PMM_INFERENCE_PROFILE:-release}"
+PROFILE="${PMM_INFERENCE_PROFILE:-dev}"
 export PMM_INFERENCE__LISTEN="${PMM_INFERENCE__LISTEN:-127.0.0.1:8000}"
 
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/pmm-inference.XXXXXX")"
