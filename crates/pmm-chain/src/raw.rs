@@ -1,12 +1,12 @@
 //! From a [`PoolRead`] to pmm-core's [`RawPoolRead`], the input of `schema::normalize`.
 
-use alloy::primitives::{I256, U256};
+use alloy::primitives::{Address, I256, U256};
 use pmm_core::config::{OracleConfig, PoolEntry};
 use pmm_core::math::{FeeRates, PmmState, RState};
 use pmm_core::schema::{ChainName, OracleKind, OracleRead, RawPoolRead, TokenInfo};
 
 use crate::error::ChainError;
-use crate::types::PoolRead;
+use crate::types::{PoolRead, RawPmmState};
 
 /// Decimals of DODO's own oracle prices (1e18 on raw units).
 const DODO_ORACLE_DECIMALS: u8 = 18;
@@ -31,19 +31,7 @@ impl PoolRead {
                 let (b, q) = self
                     .vault_reserve
                     .ok_or_else(|| missing("getVaultReserve"))?;
-                (
-                    PmmState {
-                        i: s.i,
-                        k: s.k,
-                        b: s.b,
-                        q: s.q,
-                        b0: s.b0,
-                        q0: s.q0,
-                        r: r_state(pool, s.r)?,
-                    },
-                    b,
-                    q,
-                )
+                (s.to_pmm_state(pool)?, b, q)
             }
             (None, Some(v)) => (
                 PmmState {
@@ -143,7 +131,23 @@ impl PoolRead {
     }
 }
 
-fn r_state(pool: alloy::primitives::Address, r: U256) -> Result<RState, ChainError> {
+impl RawPmmState {
+    /// pmm-core's math state. `pool` only names the pool in the error when `r` is not a valid
+    /// R state (0, 1 or 2).
+    pub fn to_pmm_state(&self, pool: Address) -> Result<PmmState, ChainError> {
+        Ok(PmmState {
+            i: self.i,
+            k: self.k,
+            b: self.b,
+            q: self.q,
+            b0: self.b0,
+            q0: self.q0,
+            r: r_state(pool, self.r)?,
+        })
+    }
+}
+
+fn r_state(pool: Address, r: U256) -> Result<RState, ChainError> {
     u8::try_from(r)
         .ok()
         .and_then(|r| RState::try_from(r).ok())

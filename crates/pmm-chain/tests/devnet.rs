@@ -4,7 +4,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use pmm_chain::abi::{IDODOV2Pool, IDODOV2Shares};
 use pmm_chain::{ChainClient, ChainError, DetectedProfile, PoolType, ReadSpec};
-use pmm_testkit::devnet::{Devnet, ONE, PoolParams};
+use pmm_testkit::devnet::{Devnet, ONE, PoolParams, WethUsdcPools};
 
 struct Fixture {
     devnet: Devnet,
@@ -17,28 +17,13 @@ struct Fixture {
 
 async fn fixture() -> anyhow::Result<Fixture> {
     let devnet = Devnet::start()?;
-    let base = devnet.deploy_token("WETH", 18).await?;
-    let quote = devnet.deploy_token("USDC", 6).await?;
-    let me = devnet.deployer();
-    let big = U256::from(10u128.pow(30));
-    devnet.mint(base, me, big).await?;
-    devnet.mint(quote, me, big).await?;
-    let p = PoolParams {
+    let WethUsdcPools {
         base,
         quote,
-        lp_fee_rate: U256::from(ONE / 1000),
-        mt_fee_rate: U256::from(ONE / 10_000),
-        i: U256::from(2_000_000_000u64),
-        k: U256::from(ONE / 10),
-    };
-    let dvm = devnet.deploy_dvm(p).await?;
-    let dsp = devnet.deploy_dsp(p).await?;
-    let dpp = devnet.deploy_dpp(p).await?;
-    let ten_eth = U256::from(10u128 * ONE);
-    let usdc = U256::from(20_000_000_000u64);
-    devnet.buy_shares(me, dvm, ten_eth, usdc).await?;
-    devnet.buy_shares(me, dsp, ten_eth, usdc).await?;
-    devnet.dpp_deposit(dpp, ten_eth, usdc).await?;
+        dvm,
+        dsp,
+        dpp,
+    } = devnet.deploy_weth_usdc_pools().await?;
     Ok(Fixture {
         devnet,
         base,

@@ -308,37 +308,24 @@ impl Hub {
                 return Err(e);
             }
         };
+        // Each tool's future is its own type, so every arm needs its own `invoke`.
+        macro_rules! run {
+            ($tool:expr, $p:ident, $method:ident) => {
+                self.invoke(caller, $tool, &$p, self.$method(&$p))
+                    .await
+                    .map(out)
+            };
+        }
         match decoded {
             Decoded::Pool(p) => match tool {
-                GET_POOL_STATE => self
-                    .invoke(caller, GET_POOL_STATE, &p, self.get_pool_state(&p))
-                    .await
-                    .map(out),
-                IDENTIFY => self
-                    .invoke(caller, IDENTIFY, &p, self.identify(&p))
-                    .await
-                    .map(out),
-                _ => self
-                    .invoke(caller, RESUME, &p, self.resume_pool(&p))
-                    .await
-                    .map(out),
+                GET_POOL_STATE => run!(GET_POOL_STATE, p, get_pool_state),
+                IDENTIFY => run!(IDENTIFY, p, identify),
+                _ => run!(RESUME, p, resume_pool),
             },
-            Decoded::Quote(p) => self
-                .invoke(caller, QUOTE_ADD, &p, self.quote_add_liquidity(&p))
-                .await
-                .map(out),
-            Decoded::Risk(p) => self
-                .invoke(caller, RISK_CHECK, &p, self.risk_check(&p))
-                .await
-                .map(out),
-            Decoded::Simulate(p) => self
-                .invoke(caller, SIMULATE, &p, self.simulate_action(&p))
-                .await
-                .map(out),
-            Decoded::Pause(p) => self
-                .invoke(caller, PAUSE, &p, self.pause_pool(&p))
-                .await
-                .map(out),
+            Decoded::Quote(p) => run!(QUOTE_ADD, p, quote_add_liquidity),
+            Decoded::Risk(p) => run!(RISK_CHECK, p, risk_check),
+            Decoded::Simulate(p) => run!(SIMULATE, p, simulate_action),
+            Decoded::Pause(p) => run!(PAUSE, p, pause_pool),
         }
     }
 
@@ -927,23 +914,13 @@ fn liquidity_of(read: &PoolRead) -> Result<(math::PoolKind, LiquidityState), Too
     ))
 }
 
+/// The pool's V2 PMM state; a pool without one, or with an R state outside 0..=2, is a pool
+/// these tools do not handle.
 fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
-    let s = read
-        .pmm
-        .ok_or_else(|| ToolError::Unsupported("pool has no V2 PMM state".into()))?;
-    let r = u8::try_from(s.r)
-        .ok()
-        .and_then(|r| math::RState::try_from(r).ok())
-        .ok_or_else(|| ToolError::Unsupported(format!("R state {} is not 0, 1 or 2", s.r)))?;
-    Ok(PmmState {
-        i: s.i,
-        k: s.k,
-        b: s.b,
-        q: s.q,
-        b0: s.b0,
-        q0: s.q0,
-        r,
-    })
+    read.pmm
+        .ok_or_else(|| ToolError::Unsupported("pool has no V2 PMM state".into()))?
+        .to_pmm_state(read.pool)
+        .map_err(|e| ToolError::Unsupported(e.to_string()))
 }
 
 /// The PMM state after a deposit: reserves become the balances; a DSP stores new targets.

@@ -9,6 +9,7 @@ use alloy::primitives::{Address, I256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
 use serde::Serialize;
 
 use crate::anvil::{AnvilProcess, CHAIN_ID, DEV_ACCOUNTS, locate_anvil};
@@ -111,6 +112,23 @@ impl PoolParams {
         }
         Ok(())
     }
+}
+
+/// The pools most chain and hub tests read: WETH (18 decimals) / USDC (6 decimals) at 2000 USDC
+/// per WETH, as a DVM, a DSP and a DPP, each holding 10 WETH and 20 000 USDC from the deployer.
+/// Deployed by [`Devnet::deploy_weth_usdc_pools`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WethUsdcPools {
+    /// The 18-decimal base token ("WETH").
+    pub base: Address,
+    /// The 6-decimal quote token ("USDC").
+    pub quote: Address,
+    /// DVM, LP shares held by the deployer.
+    pub dvm: Address,
+    /// DSP, LP shares held by the deployer.
+    pub dsp: Address,
+    /// DPP owned by the deployer.
+    pub dpp: Address,
 }
 
 /// A private anvil chain. Dropping it kills and reaps anvil.
@@ -246,103 +264,112 @@ impl Devnet {
 
     /// Deploys and initialises a DVM-like pool with its own fee-rate model.
     pub async fn deploy_dvm(&self, p: DvmParams) -> Result<Address> {
-        p.validate()?;
-        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
-        let pool = deployed("DVM", DVM::deploy_builder(&self.provider)).await?;
-        let c = DVM::new(pool, &self.provider);
-        confirm(
-            "DVM.init",
-            c.init(
-                self.maintainer(),
-                p.base,
-                p.quote,
-                p.lp_fee_rate,
-                model,
-                p.i,
-                p.k,
-                false,
-            ),
-        )
-        .await?;
-        Ok(pool)
+        let deploy = DVM::deploy_builder(&self.provider);
+        self.deploy_pool("DVM", &p, deploy, |model| {
+            self.shares_pool_init::<DVM::initCall>(&p, model)
+        })
+        .await
     }
 
     /// Deploys and initialises a DSP-like pool with its own fee-rate model.
     pub async fn deploy_dsp(&self, p: DvmParams) -> Result<Address> {
-        p.validate()?;
-        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
-        let pool = deployed("DSP", DSP::deploy_builder(&self.provider)).await?;
-        let c = DSP::new(pool, &self.provider);
-        confirm(
-            "DSP.init",
-            c.init(
-                self.maintainer(),
-                p.base,
-                p.quote,
-                p.lp_fee_rate,
-                model,
-                p.i,
-                p.k,
-                false,
-            ),
-        )
-        .await?;
-        Ok(pool)
+        let deploy = DSP::deploy_builder(&self.provider);
+        self.deploy_pool("DSP", &p, deploy, |model| {
+            self.shares_pool_init::<DSP::initCall>(&p, model)
+        })
+        .await
     }
 
     /// Deploys and initialises a GSP-like pool (DSP behaviour, "GSP 1.0.1").
     pub async fn deploy_gsp(&self, p: DvmParams) -> Result<Address> {
-        p.validate()?;
-        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
-        let pool = deployed("GSP", GSP::deploy_builder(&self.provider)).await?;
-        let c = GSP::new(pool, &self.provider);
-        confirm(
-            "GSP.init",
-            c.init(
-                self.maintainer(),
-                p.base,
-                p.quote,
-                p.lp_fee_rate,
-                model,
-                p.i,
-                p.k,
-                false,
-            ),
-        )
-        .await?;
-        Ok(pool)
+        let deploy = GSP::deploy_builder(&self.provider);
+        self.deploy_pool("GSP", &p, deploy, |model| {
+            self.shares_pool_init::<GSP::initCall>(&p, model)
+        })
+        .await
     }
 
     /// Deploys and initialises an empty DPP-like pool owned by the deployer; fund it with
     /// [`Devnet::dpp_deposit`].
     pub async fn deploy_dpp(&self, p: DppParams) -> Result<Address> {
-        p.validate()?;
-        let model = self.deploy_fee_model(p.mt_fee_rate).await?;
-        let pool = deployed("DPP", DPP::deploy_builder(&self.provider)).await?;
-        let c = DPP::new(pool, &self.provider);
-        let init = c.init(
-            self.deployer(),
-            self.maintainer(),
-            p.base,
-            p.quote,
-            p.lp_fee_rate,
-            model,
-            p.k,
-            p.i,
-            false,
-        );
-        confirm("DPP.init", init).await?;
-        Ok(pool)
+        let deploy = DPP::deploy_builder(&self.provider);
+        self.deploy_pool("DPP", &p, deploy, |model| {
+            self.private_pool_init::<DPP::initCall>(&p, model)
+        })
+        .await
     }
 
     /// Deploys a DPP-Oracle-like pool reading its guide price from `oracle` (a [`PriceOracle`]);
     /// `p.i` is the fallback used while the oracle is disabled.
     pub async fn deploy_dpp_oracle(&self, p: DppParams, oracle: Address) -> Result<Address> {
+        let deploy = DPPOracle::deploy_builder(&self.provider);
+        let pool = self
+            .deploy_pool("DPPOracle", &p, deploy, |model| {
+                self.private_pool_init::<DPPOracle::initCall>(&p, model)
+            })
+            .await?;
+        let c = DPPOracle::new(pool, &self.provider);
+        confirm("DPPOracle.setOracle", c.setOracle(oracle, true)).await?;
+        Ok(pool)
+    }
+
+    /// The one path every V2 fixture pool takes: validate `p` before any transaction, deploy a
+    /// fresh fee-rate model for `p.mt_fee_rate`, deploy the pool, then send the `init` call that
+    /// `init` builds from the model's address.
+    async fn deploy_pool<D, C>(
+        &self,
+        name: &str,
+        p: &PoolParams,
+        deploy: CallBuilder<&DynProvider, D>,
+        init: impl FnOnce(Address) -> C,
+    ) -> Result<Address>
+    where
+        D: CallDecoder,
+        C: SolCall,
+    {
         p.validate()?;
         let model = self.deploy_fee_model(p.mt_fee_rate).await?;
-        let pool = deployed("DPPOracle", DPPOracle::deploy_builder(&self.provider)).await?;
-        let c = DPPOracle::new(pool, &self.provider);
-        let init = c.init(
+        let pool = deployed(name, deploy).await?;
+        let call = CallBuilder::new_raw(&self.provider, init(model).abi_encode().into()).to(pool);
+        confirm(&format!("{name}.init"), call).await?;
+        Ok(pool)
+    }
+
+    /// `init` of the pools with LP shares (DVM, DSP, GSP): `(maintainer, base, quote, lpFeeRate,
+    /// mtFeeRateModel, i, k, isOpenTWAP)`.
+    fn shares_pool_init<C>(&self, p: &PoolParams, model: Address) -> C
+    where
+        C: From<(Address, Address, Address, U256, Address, U256, U256, bool)>,
+    {
+        C::from((
+            self.maintainer(),
+            p.base,
+            p.quote,
+            p.lp_fee_rate,
+            model,
+            p.i,
+            p.k,
+            false,
+        ))
+    }
+
+    /// `init` of the owner-managed pools (DPP, DPP-Oracle), owned by the deployer: `(owner,
+    /// maintainer, base, quote, lpFeeRate, mtFeeRateModel, k, i, isOpenTWAP)`; note k before i.
+    fn private_pool_init<C>(&self, p: &PoolParams, model: Address) -> C
+    where
+        C: From<(
+            Address,
+            Address,
+            Address,
+            Address,
+            U256,
+            Address,
+            U256,
+            U256,
+            bool,
+        )>,
+    {
+        C::from((
             self.deployer(),
             self.maintainer(),
             p.base,
@@ -352,10 +379,43 @@ impl Devnet {
             p.k,
             p.i,
             false,
-        );
-        confirm("DPPOracle.init", init).await?;
-        confirm("DPPOracle.setOracle", c.setOracle(oracle, true)).await?;
-        Ok(pool)
+        ))
+    }
+
+    /// Deploys [`WethUsdcPools`]: mints 1e30 raw units of both tokens to the deployer (who keeps
+    /// the rest), deploys the three pools with a 0.1% LP fee, a 0.01% maintainer fee,
+    /// i = 2000e6 (2000 USDC per WETH on raw units) and k = 0.1, then deposits 10 WETH and
+    /// 20 000 USDC into each.
+    pub async fn deploy_weth_usdc_pools(&self) -> Result<WethUsdcPools> {
+        let base = self.deploy_token("WETH", 18).await?;
+        let quote = self.deploy_token("USDC", 6).await?;
+        let me = self.deployer();
+        let big = U256::from(10u128.pow(30));
+        self.mint(base, me, big).await?;
+        self.mint(quote, me, big).await?;
+        let p = PoolParams {
+            base,
+            quote,
+            lp_fee_rate: U256::from(ONE / 1000),
+            mt_fee_rate: U256::from(ONE / 10_000),
+            i: U256::from(2_000_000_000u64),
+            k: U256::from(ONE / 10),
+        };
+        let dvm = self.deploy_dvm(p).await?;
+        let dsp = self.deploy_dsp(p).await?;
+        let dpp = self.deploy_dpp(p).await?;
+        let ten_eth = U256::from(10u128 * ONE);
+        let usdc = U256::from(20_000_000_000u64);
+        self.buy_shares(me, dvm, ten_eth, usdc).await?;
+        self.buy_shares(me, dsp, ten_eth, usdc).await?;
+        self.dpp_deposit(dpp, ten_eth, usdc).await?;
+        Ok(WethUsdcPools {
+            base,
+            quote,
+            dvm,
+            dsp,
+            dpp,
+        })
     }
 
     /// Deploys a [`PriceOracle`] answering `price` (1e18 fixed point, quote per base on raw units).

@@ -12,6 +12,8 @@ pub mod db;
 pub mod devnet;
 pub mod error;
 
-pub use devnet::{DevAccount, Devnet, DevnetOptions, DppParams, DvmParams, PoolParams};
+pub use devnet::{
+    DevAccount, Devnet, DevnetOptions, DppParams, DvmParams, PoolParams, WethUsdcPools,
+};
 pub use error::{Result, TestkitError};
 pub use pmm_core::schema::PoolType;
