@@ -25,17 +25,24 @@ struct Cli {
     /// Validate the config, print it and exit.
     #[arg(long)]
     check_config: bool,
+    /// Log JSON lines (for production log collectors) instead of text.
+    #[arg(long, env = "PMM_LOG_JSON")]
+    log_json: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .json()
-        .init();
     let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if cli.log_json {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let cfg =
         config::AgentConfig::load(cli.config.as_deref()).context("loading the agent config")?;
     if cli.check_config {

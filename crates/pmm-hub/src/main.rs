@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Parser;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -13,27 +14,61 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 #[command(
     name = "pmm-hub",
     version,
-    about = "MCP hub for DODO PMM liquidity tools"
+    about = "MCP hub for DODO PMM liquidity tools (VM 5701)",
+    long_about = "MCP hub for DODO PMM liquidity tools (VM 5701).\n\n\
+Serves, on one address (default 127.0.0.1:3000):\n  \
+POST /mcp        MCP over Streamable HTTP (tools/list, tools/call with structured output)\n  \
+POST /mcp/call   {\"tool\": \"dodo.get_pool_state\", \"params\": {\"pool\": \"0x...\"}}\n  \
+GET  /health     chain, Redis, Postgres and audit-log status (503 when degraded)\n  \
+GET  /metrics    Prometheus text\n\n\
+Config: --config FILE, then CHAIN, RPC_URL, REDIS_URL, DATABASE_URL, then PMM_<KEY> \
+(e.g. PMM_LISTEN, PMM_ALLOWLIST_PATH, PMM_TOKENS_FILE). Every value is validated at start and \
+an error names the bad key. Callers authenticate with bearer tokens: agent (read, simulate) \
+or operator (also pause/resume). Stops cleanly on SIGINT or SIGTERM, flushing the audit log."
 )]
 struct Args {
-    /// Config file (TOML or JSON); `PMM_*` variables override it.
+    /// Config file (TOML or JSON); the environment overrides it.
     #[arg(long, env = "PMM_CONFIG")]
     config: Option<PathBuf>,
+    /// Log JSON lines (for production log collectors) instead of text.
+    #[arg(long, env = "PMM_LOG_JSON")]
+    log_json: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
-    let cfg = pmm_hub::HubConfig::load(args.config.as_deref())?;
-    let metrics = PrometheusBuilder::new().install_recorder()?;
-    let running = pmm_hub::serve(&cfg, Some(Arc::new(metrics))).await?;
-    tokio::signal::ctrl_c().await?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let cfg = pmm_hub::HubConfig::load(args.config.as_deref()).context("loading the hub config")?;
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let running = pmm_hub::serve(&cfg, Some(Arc::new(metrics)))
+        .await
+        .context("starting the hub")?;
+    shutdown_signal()
+        .await
+        .context("waiting for a stop signal")?;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: systemd and compose stop with SIGTERM, and the audit log must
+/// be flushed then too.
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
 }
