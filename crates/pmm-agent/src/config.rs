@@ -31,6 +31,15 @@ pub struct AgentConfig {
     pub mode: Mode,
 }
 
+/// Every key of [`AgentConfig`], the only `PMM_<KEY>` variables the agent reads.
+const KEYS: [&str; 5] = [
+    "health_listen",
+    "hub_url",
+    "inference_url",
+    "tick_interval_s",
+    "mode",
+];
+
 /// A config that could not be loaded or failed validation; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -48,8 +57,25 @@ pub enum ConfigError {
 }
 
 impl AgentConfig {
-    /// Loads defaults, then `file` when given, then `PMM_*` variables (`PMM_HUB_URL`, ...).
+    /// Loads defaults, then `file` when given, then `PMM_<KEY>` variables (`PMM_HUB_URL`, ...).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// [`AgentConfig::load`] over an explicit environment. Only the agent's own keys are taken:
+    /// the other daemons share the `PMM_` prefix (`PMM_LLAMA_DIR`, `PMM_CHAIN`, ...) and must not
+    /// trip the unknown-key check meant for typos in the file.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("PMM_")
+                    .is_some_and(|rest| KEYS.contains(&rest.to_ascii_lowercase().as_str()))
+            })
+            .collect();
         let mut builder = config::Config::builder()
             .set_default("health_listen", "127.0.0.1:3003")?
             .set_default("hub_url", "http://127.0.0.1:3000")?
@@ -60,7 +86,11 @@ impl AgentConfig {
             builder = builder.add_source(config::File::from(path).required(true));
         }
         let cfg: Self = builder
-            .add_source(config::Environment::with_prefix("PMM").try_parsing(true))
+            .add_source(
+                config::Environment::with_prefix("PMM")
+                    .source(Some(env))
+                    .try_parsing(true),
+            )
             .build()?
             .try_deserialize()?;
         cfg.validate()?;
@@ -97,14 +127,18 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("pmm-agent-{}-{name}.toml", std::process::id()));
         std::fs::write(&path, toml).expect("write temp config");
-        let loaded = AgentConfig::load(Some(&path));
+        let loaded = AgentConfig::load_from(Some(&path), Vec::new());
         std::fs::remove_file(&path).ok();
         loaded
     }
 
     #[test]
-    fn defaults_are_valid() {
-        let cfg = AgentConfig::load(None).expect("defaults load");
+    fn defaults_are_valid_and_other_daemons_variables_are_ignored() {
+        let env = vec![
+            ("PMM_LLAMA_DIR".to_string(), "/var/tmp/x".to_string()),
+            ("PMM_CHAIN".to_string(), "devnet".to_string()),
+        ];
+        let cfg = AgentConfig::load_from(None, env).expect("defaults load");
         assert_eq!(cfg.mode, Mode::Observe);
         assert_eq!(cfg.health_listen.to_string(), "127.0.0.1:3003");
     }
@@ -114,6 +148,21 @@ mod tests {
         let cfg = load_str("ok", "mode = \"execute\"\ntick_interval_s = 5\n").expect("loads");
         assert_eq!(cfg.mode, Mode::Execute);
         assert_eq!(cfg.tick_interval_s, 5);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let path = std::env::temp_dir().join(format!("pmm-agent-{}-env.toml", std::process::id()));
+        std::fs::write(&path, "mode = \"observe\"\n").expect("write temp config");
+        let env = vec![
+            ("PMM_MODE".to_string(), "execute".to_string()),
+            ("PMM_TICK_INTERVAL_S".to_string(), "7".to_string()),
+        ];
+        let cfg = AgentConfig::load_from(Some(&path), env);
+        std::fs::remove_file(&path).ok();
+        let cfg = cfg.expect("loads");
+        assert_eq!(cfg.mode, Mode::Execute);
+        assert_eq!(cfg.tick_interval_s, 7);
     }
 
     #[test]
