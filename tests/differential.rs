@@ -327,14 +327,14 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
         let (n, case, mid, base, quote) = result?;
         let s = &case.state;
         tally.compare(&format!("probe #{n} mid {s:?}"), math::mid_price(s), mid);
-        for q in [
-            math::query_sell_base(s, case.pay_base, case.fees),
-            math::query_sell_quote(s, case.pay_quote, case.fees),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if q.new_r != s.r && s.r != RState::One {
+        let core_base = math::query_sell_base(s, case.pay_base, case.fees);
+        let core_quote = math::query_sell_quote(s, case.pay_quote, case.fees);
+        for q in [&core_base, &core_quote].into_iter().flatten() {
+            let crossed = matches!(
+                (s.r, q.new_r),
+                (RState::AboveOne, RState::BelowOne) | (RState::BelowOne, RState::AboveOne)
+            );
+            if crossed {
                 tally.crossed_r += 1;
             }
         }
@@ -343,7 +343,7 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
                 "probe #{n} sellBase {} {s:?} {:?}",
                 case.pay_base, case.fees
             ),
-            math::query_sell_base(s, case.pay_base, case.fees).map(quote_tuple),
+            core_base.map(quote_tuple),
             base,
         );
         tally.compare(
@@ -351,7 +351,7 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
                 "probe #{n} sellQuote {} {s:?} {:?}",
                 case.pay_quote, case.fees
             ),
-            math::query_sell_quote(s, case.pay_quote, case.fees).map(quote_tuple),
+            core_quote.map(quote_tuple),
             quote,
         );
     }
@@ -466,18 +466,14 @@ impl PoolUnderTest<'_> {
                 "{:?} buyShares +{base_in}/+{quote_in} from {before:?}",
                 self.kind
             ),
-            predicted.map(|p| (p.received, p.base_input, p.quote_input)),
+            predicted
+                .clone()
+                .map(|p| (p.received, p.base_input, p.quote_input)),
             chain,
         );
-        if !minted {
+        let (true, Ok(predicted)) = (minted, predicted) else {
             return Ok(false);
-        }
-        let predicted = math::buy_shares(
-            self.kind,
-            &before,
-            pool_base + base_in,
-            pool_quote + quote_in,
-        )?;
+        };
         pmm_testkit::devnet::confirm(
             "buyShares",
             self.dvm().buyShares(self.trader).from(self.trader),
@@ -570,7 +566,7 @@ impl PoolUnderTest<'_> {
                 self.kind,
                 if sell_base { "base" } else { "quote" }
             ),
-            predicted.map(|q| {
+            predicted.clone().map(|q| {
                 (
                     q.receive,
                     q.mt_fee,
@@ -579,13 +575,8 @@ impl PoolUnderTest<'_> {
             }),
             chain,
         );
-        if !ok {
+        let (true, Ok(quote)) = (ok, predicted) else {
             return Ok(());
-        }
-        let quote = if sell_base {
-            math::query_sell_base(&state, amount, fees)?
-        } else {
-            math::query_sell_quote(&state, amount, fees)?
         };
         let expected_state = if sell_base {
             math::apply_sell_base(self.kind, &state, amount, &quote)
@@ -665,13 +656,12 @@ impl PoolUnderTest<'_> {
                 "{:?} sellShares {amount} of {held} from {before:?}",
                 self.kind
             ),
-            predicted.map(|p| (p.base_amount, p.quote_amount)),
+            predicted.clone().map(|p| (p.base_amount, p.quote_amount)),
             chain,
         );
-        if !ok {
+        let (true, Ok(predicted)) = (ok, predicted) else {
             return Ok(());
-        }
-        let predicted = math::sell_shares(self.kind, &before, pool_base, pool_quote, amount, held)?;
+        };
         pmm_testkit::devnet::confirm("sellShares", call.from(self.trader)).await?;
         let after = self.liquidity_state().await?;
         tally.compare(

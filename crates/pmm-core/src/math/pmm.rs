@@ -62,14 +62,14 @@ pub fn mid_price(state: &PmmState) -> Result<U256, MathError> {
 }
 
 fn mid_price_of_adjusted(s: &PmmState) -> Result<U256, MathError> {
-    if s.r == RState::BelowOne {
-        let r = div_floor(div(mul(s.q0, s.q0)?, s.q)?, s.q)?;
-        let r = add(sub(ONE, s.k)?, mul_floor(s.k, r)?)?;
-        div_floor(s.i, r)
+    let below = s.r == RState::BelowOne;
+    let (target, reserve) = if below { (s.q0, s.q) } else { (s.b0, s.b) };
+    let ratio = div_floor(div(mul(target, target)?, reserve)?, reserve)?;
+    let factor = add(sub(ONE, s.k)?, mul_floor(s.k, ratio)?)?;
+    if below {
+        div_floor(s.i, factor)
     } else {
-        let r = div_floor(div(mul(s.b0, s.b0)?, s.b)?, s.b)?;
-        let r = add(sub(ONE, s.k)?, mul_floor(s.k, r)?)?;
-        mul_floor(s.i, r)
+        mul_floor(s.i, factor)
     }
 }
 
@@ -251,21 +251,7 @@ pub fn apply_sell_base(
 ) -> Result<PmmState, MathError> {
     let b = add(state.b, pay_base)?;
     let q = sub(sub(state.q, quote.receive)?, quote.mt_fee)?;
-    check_reserves_fit(b, q)?;
-    Ok(match kind {
-        PoolKind::Dvm => PmmState::dvm(state.i, state.k, b, q),
-        PoolKind::Dsp => {
-            let mut next = PmmState { b, q, ..*state };
-            if quote.new_r != state.r {
-                if quote.new_target > UINT112_MAX {
-                    return Err(MathError::ReserveOverflow);
-                }
-                next.r = quote.new_r;
-                next.b0 = quote.new_target;
-            }
-            next
-        }
-    })
+    state_after_swap(kind, state, b, q, quote, |s| &mut s.b0)
 }
 
 /// The state `sellQuote` leaves: the mirror of [`apply_sell_base`] (a DSP stores
@@ -278,19 +264,31 @@ pub fn apply_sell_quote(
 ) -> Result<PmmState, MathError> {
     let q = add(state.q, pay_quote)?;
     let b = sub(sub(state.b, quote.receive)?, quote.mt_fee)?;
+    state_after_swap(kind, state, b, q, quote, |s| &mut s.q0)
+}
+
+/// The state a swap leaves with reserves `b` / `q`: a DVM stores no targets; a DSP stores
+/// `quote.new_r` and `quote.new_target` into the sold side's target (`target`) only when R
+/// changes, so a target that would not fit its `uint112` slot fails only then.
+fn state_after_swap(
+    kind: PoolKind,
+    state: &PmmState,
+    b: U256,
+    q: U256,
+    quote: &SwapQuote,
+    target: fn(&mut PmmState) -> &mut U256,
+) -> Result<PmmState, MathError> {
     check_reserves_fit(b, q)?;
-    Ok(match kind {
-        PoolKind::Dvm => PmmState::dvm(state.i, state.k, b, q),
-        PoolKind::Dsp => {
-            let mut next = PmmState { b, q, ..*state };
-            if quote.new_r != state.r {
-                if quote.new_target > UINT112_MAX {
-                    return Err(MathError::ReserveOverflow);
-                }
-                next.r = quote.new_r;
-                next.q0 = quote.new_target;
-            }
-            next
+    if kind == PoolKind::Dvm {
+        return Ok(PmmState::dvm(state.i, state.k, b, q));
+    }
+    let mut next = PmmState { b, q, ..*state };
+    if quote.new_r != state.r {
+        if quote.new_target > UINT112_MAX {
+            return Err(MathError::ReserveOverflow);
         }
-    })
+        next.r = quote.new_r;
+        *target(&mut next) = quote.new_target;
+    }
+    Ok(next)
 }

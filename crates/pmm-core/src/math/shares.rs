@@ -153,40 +153,8 @@ pub fn buy_shares(
     let mut donated_base = U256::ZERO;
     let mut donated_quote = U256::ZERO;
     let (minted, locked) = if state.total_supply.is_zero() {
-        let minted = match kind {
-            PoolKind::Dvm => {
-                if base_balance <= MIN_FIRST_SHARES {
-                    return Err(MathError::MintAmountNotEnough);
-                }
-                base_balance
-            }
-            PoolKind::Dsp => {
-                if quote_balance.is_zero() {
-                    return Err(MathError::ZeroQuoteAmount);
-                }
-                let minted = if quote_balance < mul_floor(base_balance, state.i)? {
-                    div_floor(quote_balance, state.i)?
-                } else {
-                    base_balance
-                };
-                // The contract casts both targets to uint112 before checking them.
-                let base_target = truncate_u112(minted);
-                let quote_target = truncate_u112(mul_floor(minted, state.i)?);
-                // The public GSP source (DSP's successor) checks the quote target before the
-                // share floor; the fixtures follow it, so a tiny first deposit names the target.
-                if quote_target.is_zero() {
-                    return Err(MathError::QuoteTargetIsZero);
-                }
-                if minted <= MIN_FIRST_SHARES {
-                    return Err(MathError::MintAmountNotEnough);
-                }
-                targets = Some(Targets {
-                    base: base_target,
-                    quote: quote_target,
-                });
-                minted
-            }
-        };
+        let (minted, first_targets) = first_deposit(kind, state.i, base_balance, quote_balance)?;
+        targets = first_targets;
         (minted, LOCKED_SHARES)
     } else if kind == PoolKind::Dvm
         && !state.base_reserve.is_zero()
@@ -233,6 +201,48 @@ pub fn buy_shares(
         donated_base,
         donated_quote,
     })
+}
+
+/// The full share count of a first deposit (lock included) and, for a DSP, the targets it
+/// stores; see [`buy_shares`] for the cases and their reverts.
+fn first_deposit(
+    kind: PoolKind,
+    i: U256,
+    base_balance: U256,
+    quote_balance: U256,
+) -> Result<(U256, Option<Targets>), MathError> {
+    if kind == PoolKind::Dvm {
+        if base_balance <= MIN_FIRST_SHARES {
+            return Err(MathError::MintAmountNotEnough);
+        }
+        return Ok((base_balance, None));
+    }
+    if quote_balance.is_zero() {
+        return Err(MathError::ZeroQuoteAmount);
+    }
+    let minted = if quote_balance < mul_floor(base_balance, i)? {
+        div_floor(quote_balance, i)?
+    } else {
+        base_balance
+    };
+    // The contract casts both targets to uint112 before checking them.
+    let base_target = truncate_u112(minted);
+    let quote_target = truncate_u112(mul_floor(minted, i)?);
+    // The public GSP source (DSP's successor) checks the quote target before the share floor;
+    // the fixtures follow it, so a tiny first deposit names the target.
+    if quote_target.is_zero() {
+        return Err(MathError::QuoteTargetIsZero);
+    }
+    if minted <= MIN_FIRST_SHARES {
+        return Err(MathError::MintAmountNotEnough);
+    }
+    Ok((
+        minted,
+        Some(Targets {
+            base: base_target,
+            quote: quote_target,
+        }),
+    ))
 }
 
 /// `sellShares(share_amount, to, baseMin, quoteMin, data, deadline)` by a holder of

@@ -328,6 +328,20 @@ fn swap_state_after_trades() {
 }
 
 #[test]
+fn dsp_quote_sale_crossing_r_stores_the_quote_target() {
+    let s = dsp_below();
+    let pay = u(19_002_487_577_582_194_591) + e18(10);
+    let q = query_sell_quote(&s, pay, no_fees()).unwrap();
+    assert_eq!(q.new_r, RState::AboveOne);
+    let next = apply_sell_quote(PoolKind::Dsp, &s, pay, &q).unwrap();
+    assert_eq!((next.b, next.q), (s.b - q.receive, s.q + pay));
+    assert_eq!(
+        (next.r, next.b0, next.q0),
+        (RState::AboveOne, s.b0, q.new_target)
+    );
+}
+
+#[test]
 fn solver_reverts_surface_in_quotes() {
     // K = 1 wei on an 18-decimal base / 6-decimal quote pool at 1:1 (i = 1e6).
     let s = PmmState {

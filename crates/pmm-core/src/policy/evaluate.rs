@@ -122,11 +122,7 @@ fn bps_of(diff: U512, base: U512) -> U512 {
 pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
     let write = input.proposal.is_write();
     let entry = allowlist_entry(input);
-    let notional = if write {
-        Some(action_notional(input))
-    } else {
-        None
-    };
+    let notional = write.then(|| action_notional(input));
     let mut trip_breaker = None;
 
     let mut evals: Vec<(Rule, Eval)> = Vec::with_capacity(Rule::ALL.len());
@@ -152,7 +148,6 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
                     0,
                 ),
             ));
-            let hold_skip = || Eval::Skip("hold moves no funds".into());
             match &notional {
                 Some(notional) => {
                     evals.push((Rule::MaxSlippage, slippage(input, &limits)));
@@ -160,9 +155,13 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
                     evals.push((Rule::MaxNotionalPerDay, per_day(input, notional, &limits)));
                 }
                 None => {
-                    evals.push((Rule::MaxSlippage, hold_skip()));
-                    evals.push((Rule::MaxNotionalPerTx, hold_skip()));
-                    evals.push((Rule::MaxNotionalPerDay, hold_skip()));
+                    for rule in [
+                        Rule::MaxSlippage,
+                        Rule::MaxNotionalPerTx,
+                        Rule::MaxNotionalPerDay,
+                    ] {
+                        evals.push((rule, Eval::Skip("hold moves no funds".into())));
+                    }
                 }
             }
             evals.push((Rule::Cooldown, cooldown(input)));
@@ -406,6 +405,10 @@ fn cooldown(input: &PolicyInput<'_>) -> Eval {
     }
 }
 
+/// How far a feed's `updated_at` may run ahead of the evaluating clock (block time against wall
+/// time, clock drift) before the feed is treated as unusable.
+pub const MAX_FEED_CLOCK_SKEW_S: u64 = 300;
+
 /// Denies with `detail` and asks to trip the breaker with `what: detail` as the stored reason.
 fn deny_and_trip(trip: &mut Option<String>, what: &str, detail: String) -> Eval {
     *trip = Some(format!("{what}: {detail}"));
@@ -419,7 +422,19 @@ fn oracle_deviation(input: &PolicyInput<'_>, limits: &Limits, trip: &mut Option<
     if oracle.price_raw.is_zero() {
         return deny_and_trip(trip, "oracle feed unusable", "oracle price is zero".into());
     }
-    // A timestamp slightly ahead of our clock (block time vs wall time) counts as fresh.
+    // A timestamp slightly ahead of our clock (block time vs wall time) counts as fresh; one
+    // further ahead than the allowed skew is a broken or hostile feed that would otherwise
+    // never go stale.
+    if oracle.updated_at > input.now.saturating_add(MAX_FEED_CLOCK_SKEW_S) {
+        return deny_and_trip(
+            trip,
+            "oracle feed unusable",
+            format!(
+                "oracle updated_at {} is more than {MAX_FEED_CLOCK_SKEW_S}s ahead of now {}",
+                oracle.updated_at, input.now
+            ),
+        );
+    }
     let age = input.now.saturating_sub(oracle.updated_at);
     if age > limits.oracle_max_age_s {
         return deny_and_trip(

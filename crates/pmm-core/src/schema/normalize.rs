@@ -5,6 +5,7 @@ use alloy_primitives::{Address, I256, U256, U512};
 use super::{
     Amount, ChainName, OracleKind, OraclePrice, PmmRaw, PoolState, PoolType, Reserves, TokenInfo,
 };
+use crate::math::fixed::ONE2;
 use crate::math::{FeeRates, ONE, PmmState};
 
 /// Largest token or feed `decimals()` accepted. Real tokens stay at or below 24; beyond 36 the
@@ -125,7 +126,7 @@ pub fn normalize(raw: RawPoolRead) -> Result<PoolState, SchemaError> {
     if pmm.i.is_zero() {
         return Err(SchemaError::ZeroGuidePrice);
     }
-    if raw.pool_type.is_v2() && pmm.i > ONE * ONE {
+    if raw.pool_type.is_v2() && pmm.i > ONE2 {
         return Err(SchemaError::GuidePriceTooLarge(pmm.i));
     }
     if pmm.k > ONE {
@@ -220,11 +221,17 @@ fn oracle_price(o: OracleRead, bd: u8, qd: u8) -> Result<OraclePrice, SchemaErro
 /// `B * mid / (B * mid + Q * 1e18)` is the same fraction in whole tokens.
 fn inventory_ratio(base: U256, quote: U256, mid: U256) -> Option<f64> {
     let base_value = U512::from(base) * U512::from(mid);
-    let total = base_value + U512::from(quote) * U512::from(ONE);
-    if total.is_zero() {
-        return None;
+    let quote_value = U512::from(quote) * U512::from(ONE);
+    match base_value.checked_add(quote_value) {
+        Some(total) if total.is_zero() => None,
+        Some(total) => Some(f64::from(base_value) / f64::from(total)),
+        // Only values near 2^256 (a hostile contract) overflow U512; the ratio is display-only,
+        // so floats are exact enough there and the sum must not wrap to a bogus ratio.
+        None => {
+            let base_value = f64::from(base_value);
+            Some(base_value / (base_value + f64::from(quote_value)))
+        }
     }
-    Some(f64::from(base_value) / f64::from(total))
 }
 
 fn display_units(raw: U256, decimals: u8) -> f64 {
@@ -381,6 +388,15 @@ mod tests {
         r.quote_reserve = U256::from(1u8) << 112;
         r.mid_price = U256::from(3u8) * e(18);
         assert_eq!(normalize(r).unwrap().inventory_ratio, Some(0.75));
+
+        // Values a hostile contract could report: B * mid + Q * 1e18 exceeds 2^512 and must
+        // not wrap into a ratio outside [0, 1].
+        let mut r = raw();
+        r.base_reserve = U256::MAX;
+        r.quote_reserve = U256::MAX;
+        r.mid_price = U256::MAX;
+        let ratio = normalize(r).unwrap().inventory_ratio.unwrap();
+        assert!(ratio > 0.99 && ratio <= 1.0, "{ratio}");
     }
 
     #[test]

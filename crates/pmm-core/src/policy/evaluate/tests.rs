@@ -325,6 +325,22 @@ fn a_stale_missing_or_zero_feed_denies_and_trips_the_breaker() {
     let r = c.run();
     assert_eq!(r.verdict, Verdict::Allow);
     assert_eq!(r.trip_breaker, None);
+    c.oracle.as_mut().unwrap().updated_at = NOW + MAX_FEED_CLOCK_SKEW_S;
+    assert_eq!(c.run().verdict, Verdict::Allow);
+
+    // A feed far in the future would never go stale: it is unusable, and trips.
+    for ahead in [MAX_FEED_CLOCK_SKEW_S + 1, u64::MAX - NOW] {
+        c.oracle.as_mut().unwrap().updated_at = NOW + ahead;
+        let r = c.run();
+        denied_only_by(&r, Rule::OracleDeviation);
+        assert!(
+            r.trip_breaker
+                .as_deref()
+                .is_some_and(|t| t.starts_with("oracle feed unusable: oracle updated_at")),
+            "{:?}",
+            r.trip_breaker
+        );
+    }
 
     let mut c = Case::ok();
     c.oracle.as_mut().unwrap().price_raw = Amount::ZERO;
