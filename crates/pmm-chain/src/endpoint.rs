@@ -62,6 +62,7 @@ impl Endpoint {
         // Whatever secret survives in another spelling; short fragments are left alone so
         // ordinary words are not mangled.
         let secrets = [
+            Some(self.url.username()),
             self.url.password(),
             self.url.query(),
             Some(self.url.path().trim_start_matches('/')),
@@ -103,6 +104,13 @@ mod tests {
             "{s}"
         );
         assert!(!format!("{e:?}").contains("SECRETKEY"));
+    }
+
+    #[test]
+    fn scrub_hides_a_key_carried_as_user_name() {
+        let e = Endpoint::parse("https://KEY0123456789@rpc.example.org/").unwrap();
+        let s = e.scrub("401 for project KEY0123456789");
+        assert!(!s.contains("KEY0123456789"), "{s}");
     }
 
     #[test]

@@ -31,7 +31,8 @@ fn mapping_key(holder: Address, slot: u64) -> B256 {
 
 impl ChainClient {
     /// The storage slot of `token`'s balance mapping, or an error when no candidate matches
-    /// (a token with non-standard storage cannot be dry-run this way).
+    /// (a token with non-standard storage cannot be dry-run this way) or the node is
+    /// unreachable (not cached: a later call probes again).
     pub async fn balance_slot(&self, token: Address) -> Result<u64, ChainError> {
         if let Some(hit) = self.slots.lock().ok().and_then(|m| m.get(&token).copied()) {
             return hit.ok_or(ChainError::NoBalanceSlot(token));
@@ -52,9 +53,15 @@ impl ChainClient {
                     Some(overrides),
                 )
                 .await;
-            if matches!(got, Ok(v) if v == MARKER) {
-                found = Some(slot);
-                break;
+            match got {
+                Ok(v) if v == MARKER => {
+                    found = Some(slot);
+                    break;
+                }
+                // An unreachable node says nothing about the token's storage: neither a
+                // verdict nor a cache entry.
+                Err(e @ ChainError::Rpc { .. }) => return Err(e),
+                _ => {}
             }
         }
         if let Ok(mut m) = self.slots.lock() {

@@ -19,7 +19,7 @@ use crate::abi::{
     IChainlinkFeed, IDODOPriceOracle, IDODOV1Pool, IDODOV2Pool, IDODOV2Shares, IDODOV2Targets,
     IDPPOracle, IERC20,
 };
-use crate::batch::{CallOutcome, add_call, rpc_error};
+use crate::batch::{CallOutcome, PendingCall, add_call, rpc_error};
 use crate::client::{ChainClient, PoolStatics, block_ref_of};
 use crate::error::ChainError;
 use crate::types::{
@@ -253,7 +253,9 @@ impl ChainClient {
                     feed,
                     round_id: r.roundId.to::<u128>(),
                     answer: r.answer,
-                    updated_at: u64::try_from(r.updatedAt).unwrap_or(u64::MAX),
+                    // An `updatedAt` past u64 is no real time: read it as the epoch so the
+                    // policy sees a stale feed and denies, rather than a fresh one.
+                    updated_at: u64::try_from(r.updatedAt).unwrap_or(0),
                     decimals: statics.feed_decimals.unwrap_or_default(),
                 })
             }
@@ -391,7 +393,17 @@ impl ChainClient {
         let quote_w = add_call(&mut batch, ep, pool, &IDODOV2Pool::_QUOTE_TOKEN_Call {}, at)?;
         let v2_version = add_call(&mut batch, ep, pool, &IDODOV2Pool::versionCall {}, at)?;
         let v1_version = add_call(&mut batch, ep, pool, &IDODOV1Pool::versionCall {}, at)?;
-        let maintainer = add_call(&mut batch, ep, pool, &IDODOV2Pool::_MAINTAINER_Call {}, at)?;
+        // V1 pools have no `_MAINTAINER_`: not asked.
+        let maintainer_w = match spec.kind {
+            PoolType::V1 => None,
+            _ => Some(add_call(
+                &mut batch,
+                ep,
+                pool,
+                &IDODOV2Pool::_MAINTAINER_Call {},
+                at,
+            )?),
+        };
         let oracle_w = match spec.kind {
             PoolType::DppOracle => {
                 Some(add_call(&mut batch, ep, pool, &IDPPOracle::_O_Call {}, at)?)
@@ -423,10 +435,9 @@ impl ChainClient {
             (CallOutcome::Ok(s), _) => Some(s),
             _ => None,
         };
-        let maintainer = if spec.kind == PoolType::V1 {
-            None
-        } else {
-            maintainer.resolve(ep).await?.ok()
+        let maintainer = match maintainer_w {
+            Some(w) => w.resolve(ep).await?.ok(),
+            None => None,
         };
         let mut oracle = None;
         if let Some(w) = oracle_w {
@@ -470,29 +481,29 @@ impl ChainClient {
 }
 
 struct V2Pending {
-    state: crate::batch::PendingCall<IDODOV2Pool::getPMMStateForCallCall>,
-    mid: crate::batch::PendingCall<IDODOV2Pool::getMidPriceCall>,
-    reserve: crate::batch::PendingCall<IDODOV2Pool::getVaultReserveCall>,
-    fees: crate::batch::PendingCall<IDODOV2Pool::getUserFeeRateCall>,
-    shares: Option<crate::batch::PendingCall<IDODOV2Shares::totalSupplyCall>>,
+    state: PendingCall<IDODOV2Pool::getPMMStateForCallCall>,
+    mid: PendingCall<IDODOV2Pool::getMidPriceCall>,
+    reserve: PendingCall<IDODOV2Pool::getVaultReserveCall>,
+    fees: PendingCall<IDODOV2Pool::getUserFeeRateCall>,
+    shares: Option<PendingCall<IDODOV2Shares::totalSupplyCall>>,
     targets: Option<(
-        crate::batch::PendingCall<IDODOV2Targets::_BASE_TARGET_Call>,
-        crate::batch::PendingCall<IDODOV2Targets::_QUOTE_TARGET_Call>,
+        PendingCall<IDODOV2Targets::_BASE_TARGET_Call>,
+        PendingCall<IDODOV2Targets::_QUOTE_TARGET_Call>,
     )>,
-    stored_i: crate::batch::PendingCall<IDODOV2Pool::_I_Call>,
-    oracle_enabled: Option<crate::batch::PendingCall<IDPPOracle::_IS_ORACLE_ENABLEDCall>>,
+    stored_i: PendingCall<IDODOV2Pool::_I_Call>,
+    oracle_enabled: Option<PendingCall<IDPPOracle::_IS_ORACLE_ENABLEDCall>>,
 }
 
 struct V1Pending {
-    base_balance: crate::batch::PendingCall<IDODOV1Pool::_BASE_BALANCE_Call>,
-    quote_balance: crate::batch::PendingCall<IDODOV1Pool::_QUOTE_BALANCE_Call>,
-    target_base: crate::batch::PendingCall<IDODOV1Pool::_TARGET_BASE_TOKEN_AMOUNT_Call>,
-    target_quote: crate::batch::PendingCall<IDODOV1Pool::_TARGET_QUOTE_TOKEN_AMOUNT_Call>,
-    expected: crate::batch::PendingCall<IDODOV1Pool::getExpectedTargetCall>,
-    k: crate::batch::PendingCall<IDODOV1Pool::_K_Call>,
-    lp: crate::batch::PendingCall<IDODOV1Pool::_LP_FEE_RATE_Call>,
-    mt: crate::batch::PendingCall<IDODOV1Pool::_MT_FEE_RATE_Call>,
-    r: crate::batch::PendingCall<IDODOV1Pool::_R_STATUS_Call>,
-    oracle_price: crate::batch::PendingCall<IDODOV1Pool::getOraclePriceCall>,
-    mid: crate::batch::PendingCall<IDODOV1Pool::getMidPriceCall>,
+    base_balance: PendingCall<IDODOV1Pool::_BASE_BALANCE_Call>,
+    quote_balance: PendingCall<IDODOV1Pool::_QUOTE_BALANCE_Call>,
+    target_base: PendingCall<IDODOV1Pool::_TARGET_BASE_TOKEN_AMOUNT_Call>,
+    target_quote: PendingCall<IDODOV1Pool::_TARGET_QUOTE_TOKEN_AMOUNT_Call>,
+    expected: PendingCall<IDODOV1Pool::getExpectedTargetCall>,
+    k: PendingCall<IDODOV1Pool::_K_Call>,
+    lp: PendingCall<IDODOV1Pool::_LP_FEE_RATE_Call>,
+    mt: PendingCall<IDODOV1Pool::_MT_FEE_RATE_Call>,
+    r: PendingCall<IDODOV1Pool::_R_STATUS_Call>,
+    oracle_price: PendingCall<IDODOV1Pool::getOraclePriceCall>,
+    mid: PendingCall<IDODOV1Pool::getMidPriceCall>,
 }

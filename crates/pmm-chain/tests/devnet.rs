@@ -4,6 +4,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use pmm_chain::abi::{IDODOV2Pool, IDODOV2Shares};
 use pmm_chain::{ChainClient, ChainError, DetectedProfile, PoolType, ReadSpec};
+use pmm_testkit::contracts::ChainlinkFeed;
 use pmm_testkit::devnet::{Devnet, ONE, PoolParams, WethUsdcPools};
 
 struct Fixture {
@@ -209,5 +210,34 @@ async fn gsp_dpp_oracle_v1_and_feed_are_named_and_read() -> anyhow::Result<()> {
         f.answer,
         alloy::primitives::I256::try_from(5_000_000_000_000_i64)?
     );
+
+    // An `updatedAt` beyond u64 must read as stale (the epoch), never as fresh.
+    ChainlinkFeed::new(feed, devnet.provider())
+        .setUpdatedAt(U256::from(u64::MAX) + U256::from(1))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let v = chain
+        .read_pool(&ReadSpec {
+            pool: v1,
+            kind: PoolType::V1,
+            feed: Some(feed),
+            fee_trader: Address::ZERO,
+        })
+        .await?;
+    let f = v.feed.expect("feed read in the same batch");
+    assert_eq!(f.updated_at, 0, "{f:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_node_is_an_rpc_error_not_a_missing_balance_slot() -> anyhow::Result<()> {
+    let devnet = Devnet::start()?;
+    let token = devnet.deploy_token("WETH", 18).await?;
+    let chain = ChainClient::connect(devnet.rpc_url()).await?;
+    drop(devnet);
+    let err = chain.balance_slot(token).await.unwrap_err();
+    assert!(matches!(err, ChainError::Rpc { .. }), "{err}");
     Ok(())
 }

@@ -128,8 +128,8 @@ pub enum AuthMode {
     None,
 }
 
-/// Everything the hub needs to start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Everything the hub needs to start. `Debug` hides URLs and tokens (see its impl).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
     /// Address to bind; must be loopback when `auth = "none"`.
@@ -206,8 +206,8 @@ fn default_log_buffer() -> usize {
     10_000
 }
 
-/// Bearer tokens by role, as loaded.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Bearer tokens by role, as loaded. `Debug` shows only how many there are.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenFile {
     /// Tokens granting read and simulate.
@@ -216,6 +216,45 @@ pub struct TokenFile {
     /// Tokens granting everything.
     #[serde(default)]
     pub operator: Vec<String>,
+}
+
+impl std::fmt::Debug for TokenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenFile")
+            .field("agent", &self.agent.len())
+            .field("operator", &self.operator.len())
+            .finish()
+    }
+}
+
+/// `Some("<redacted>")` for a set secret: a config printed in a log must not carry
+/// credentials (URLs may hold passwords or API keys).
+fn redacted(v: &Option<String>) -> Option<&'static str> {
+    v.as_ref().map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("listen", &self.listen)
+            .field("chain", &self.chain)
+            .field("rpc_url", &redacted(&self.rpc_url))
+            .field("devnet_file", &self.devnet_file)
+            .field("allowlist_path", &self.allowlist_path)
+            .field("profiles_path", &self.profiles_path)
+            .field("redis_url", &redacted(&self.redis_url))
+            .field("redis_namespace", &self.redis_namespace)
+            .field("database_url", &redacted(&self.database_url))
+            .field("auth", &self.auth)
+            .field("tokens_file", &self.tokens_file)
+            .field("agent_token", &redacted(&self.agent_token))
+            .field("operator_token", &redacted(&self.operator_token))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("executor", &self.executor)
+            .field("tool_log_buffer", &self.tool_log_buffer)
+            .finish()
+    }
 }
 
 /// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
@@ -512,6 +551,23 @@ mod tests {
         );
         c.agent_token = Some("a".repeat(32));
         assert_eq!(c.resolve_tokens().unwrap().agent.len(), 1);
+    }
+
+    #[test]
+    fn debug_hides_urls_and_tokens() {
+        let mut c = base();
+        c.rpc_url = Some("https://rpc.example.org/v2/RPCKEY".into());
+        c.database_url = Some("postgres://u:DBPASS@127.0.0.1/pmm".into());
+        c.agent_token = Some("AGENTTOKEN-0123456789".into());
+        let text = format!("{c:?}");
+        for secret in ["RPCKEY", "DBPASS", "AGENTTOKEN"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let tokens = TokenFile {
+            agent: vec!["AGENTTOKEN-0123456789".into()],
+            operator: Vec::new(),
+        };
+        assert!(!format!("{tokens:?}").contains("AGENTTOKEN"));
     }
 
     #[test]

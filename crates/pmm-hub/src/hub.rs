@@ -56,6 +56,16 @@ pub enum StartError {
         /// Reported id.
         found: u64,
     },
+    /// The allowlist's `chain_id` differs from the configured chain's.
+    #[error("chain id mismatch: config says {preset} ({expected}), the allowlist says {found}")]
+    AllowlistChainIdMismatch {
+        /// Preset name.
+        preset: &'static str,
+        /// Expected id.
+        expected: u64,
+        /// The allowlist's `chain_id`.
+        found: u64,
+    },
     /// The allowlist is for another chain than configured.
     #[error("chain name mismatch: config says {preset}, the allowlist says {allowlist}")]
     ChainNameMismatch {
@@ -129,11 +139,18 @@ impl Hub {
             })?;
         let chain = ChainClient::connect(&cfg.resolve_rpc_url()?).await?;
         let expected = cfg.chain.chain_id();
-        if chain.chain_id() != expected || allowlist.chain_id.is_some_and(|id| id != expected) {
+        if chain.chain_id() != expected {
             return Err(StartError::ChainIdMismatch {
                 preset: cfg.chain.name(),
                 expected,
                 found: chain.chain_id(),
+            });
+        }
+        if let Some(found) = allowlist.chain_id.filter(|&id| id != expected) {
+            return Err(StartError::AllowlistChainIdMismatch {
+                preset: cfg.chain.name(),
+                expected,
+                found,
             });
         }
         let chain_name =
@@ -176,6 +193,17 @@ impl Hub {
                 detected: Mutex::default(),
             }),
         })
+    }
+
+    /// Waits, at most `within`, for queued `tool_calls` rows to reach Postgres; returns how
+    /// many are left (0 when all were written).
+    pub async fn flush_log(&self, within: std::time::Duration) -> usize {
+        let log = &self.inner.log;
+        if log.flush(within).await {
+            0
+        } else {
+            log.status().pending
+        }
     }
 
     /// The chain client (benchmarks and tests read through it).
@@ -246,8 +274,16 @@ impl Hub {
         } else {
             "error"
         };
-        metrics::counter!("pmm_hub_tool_calls_total", "tool" => tool.to_owned(), "status" => status).increment(1);
-        metrics::histogram!("pmm_hub_tool_call_seconds", "tool" => tool.to_owned())
+        // A caller picks the name of an unknown tool: as a label it would grow the metric set
+        // without bound, so every unknown name counts under one label.
+        let label = if required_role(tool).is_some() {
+            tool.to_owned()
+        } else {
+            "unknown".to_owned()
+        };
+        metrics::counter!("pmm_hub_tool_calls_total", "tool" => label.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("pmm_hub_tool_call_seconds", "tool" => label)
             .record(elapsed.as_secs_f64());
         let (verdict, matched_rule) = match &outcome {
             ToolOutcome::Ok(v) => audit_fields(v),
@@ -359,14 +395,13 @@ impl Hub {
         let base_balance = add(read.base_balance, p.base_amount.0, "base_amount")?;
         let quote_balance = add(read.quote_balance, p.quote_amount.0, "quote_amount")?;
         let bs = math::buy_shares(kind, &liq, base_balance, quote_balance)?;
-        let after = post_state(
+        let mid = mid_after_deposit(
             kind,
             &pmm_of(&read)?,
             base_balance,
             quote_balance,
             bs.targets.map(|t| (t.base, t.quote)),
         );
-        let mid = after.as_ref().ok().and_then(|s| math::mid_price(s).ok());
         Ok(AddLiquidityQuote {
             pool,
             block_number: read.block.number,
@@ -419,12 +454,8 @@ impl Hub {
             Err(e) => (
                 None,
                 ChainDryRun {
-                    block_number: read.block.number,
-                    gas_estimate: None,
-                    matches_math: None,
-                    primary_output: None,
-                    secondary_output: None,
                     error: Some(e.to_string()),
+                    ..ChainDryRun::empty(read.block.number)
                 },
             ),
         };
@@ -664,14 +695,7 @@ impl Hub {
         let from = self.inner.executor;
         let pool = read.pool;
         let (kind, liq) = liquidity_of(read)?;
-        let mut run = ChainDryRun {
-            block_number: read.block.number,
-            gas_estimate: None,
-            matches_math: None,
-            primary_output: None,
-            secondary_output: None,
-            error: None,
-        };
+        let mut run = ChainDryRun::empty(read.block.number);
         match action {
             ActionProposal::AddLiquidity {
                 base_amount,
@@ -681,15 +705,13 @@ impl Hub {
                 let bb = add(read.base_balance, base_amount.0, "base_amount")?;
                 let qb = add(read.quote_balance, quote_amount.0, "quote_amount")?;
                 let bs = math::buy_shares(kind, &liq, bb, qb)?;
-                let ratio = post_state(
+                let ratio = mid_after_deposit(
                     kind,
                     &pmm_of(read)?,
                     bb,
                     qb,
                     bs.targets.map(|t| (t.base, t.quote)),
                 )
-                .ok()
-                .and_then(|s| math::mid_price(&s).ok())
                 .and_then(|m| inventory_ratio(bb, qb, m));
                 let predicted = PredictedState {
                     base_reserve: Amount(bb),
@@ -756,7 +778,7 @@ impl Hub {
                     baseMinAmount: min_base.0,
                     quoteMinAmount: min_quote.0,
                     data: Bytes::new(),
-                    deadline: U256::from(read.block.timestamp + 600),
+                    deadline: U256::from(read.block.timestamp.saturating_add(600)),
                 };
                 let tx = tx_of(from, pool, call.abi_encode());
                 match chain.simulate(&tx, Some(read.block.number), None).await {
@@ -923,31 +945,32 @@ fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
         .map_err(|e| ToolError::Unsupported(e.to_string()))
 }
 
-/// The PMM state after a deposit: reserves become the balances; a DSP stores new targets.
-fn post_state(
+/// The mid price once a deposit leaves the pool holding `base` and `quote`, `None` where the
+/// math defines none. Reserves become the balances; a DVM re-derives its targets, a DSP
+/// stores the new ones `buyShares` computed.
+fn mid_after_deposit(
     kind: math::PoolKind,
     before: &PmmState,
     base: U256,
     quote: U256,
     targets: Option<(U256, U256)>,
-) -> Result<PmmState, math::MathError> {
-    match (kind, targets) {
-        (math::PoolKind::Dvm, _) => Ok(PmmState::dvm(before.i, before.k, base, quote)),
-        (math::PoolKind::Dsp, Some((b0, q0))) => Ok(PmmState {
-            i: before.i,
-            k: before.k,
+) -> Option<U256> {
+    let after = match (kind, targets) {
+        (math::PoolKind::Dvm, _) => PmmState::dvm(before.i, before.k, base, quote),
+        (math::PoolKind::Dsp, Some((b0, q0))) => PmmState {
             b: base,
             q: quote,
             b0,
             q0,
-            r: before.r,
-        }),
-        (math::PoolKind::Dsp, None) => Ok(PmmState {
+            ..*before
+        },
+        (math::PoolKind::Dsp, None) => PmmState {
             b: base,
             q: quote,
             ..*before
-        }),
-    }
+        },
+    };
+    math::mid_price(&after).ok()
 }
 
 /// base value / (base value + quote), base valued at `mid` (1e18 on raw units).

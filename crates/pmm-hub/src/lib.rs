@@ -26,21 +26,30 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Longest wait at shutdown for queued `tool_calls` rows to be written.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running hub: its address and a handle that stops it.
 #[derive(Debug)]
 pub struct RunningHub {
     /// Bound address (useful with port 0).
     pub addr: std::net::SocketAddr,
+    hub: Hub,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl RunningHub {
-    /// Stops accepting, ends MCP sessions and waits for the server task.
+    /// Stops accepting, ends MCP sessions, waits for the server task, then flushes the
+    /// `tool_calls` log (bounded by [`LOG_FLUSH_TIMEOUT`]).
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        let pending = self.hub.flush_log(LOG_FLUSH_TIMEOUT).await;
+        if pending > 0 {
+            tracing::warn!(pending, "tool_calls rows not written before shutdown");
         }
     }
 }
@@ -67,7 +76,10 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     hosts.push(format!("{}:{}", addr.ip(), addr.port()));
     let app = http::router(
-        http::AppState { hub, metrics },
+        http::AppState {
+            hub: hub.clone(),
+            metrics,
+        },
         auth,
         http::McpSettings {
             allowed_hosts: hosts,
@@ -84,6 +96,7 @@ pub async fn serve(
     tracing::info!(%addr, "pmm-hub listening");
     Ok(RunningHub {
         addr,
+        hub,
         cancel,
         task: Some(task),
     })

@@ -14,7 +14,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::error::ToolError;
 use crate::hub::Hub;
 use crate::tools::*;
@@ -32,11 +32,13 @@ impl std::fmt::Debug for McpServer {
     }
 }
 
-/// The caller the auth middleware attached; a request that bypassed it gets no rights.
-fn caller_of(parts: &Parts) -> Caller {
-    parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
-        role: Role::Agent,
-        name: "unauthenticated".into(),
+/// The caller the auth middleware attached; a request that bypassed it is refused `tool`.
+fn caller_of(parts: &Parts, tool: &str) -> Result<Caller, CallToolResult> {
+    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+        failure(ToolError::Forbidden {
+            tool: tool.to_owned(),
+            needed: "agent",
+        })
     })
 }
 
@@ -73,7 +75,7 @@ impl McpServer {
         Extension(parts): Extension<Parts>,
         Parameters(p): Parameters<PoolParams>,
     ) -> Result<Json<PoolState>, CallToolResult> {
-        let c = caller_of(&parts);
+        let c = caller_of(&parts, GET_POOL_STATE)?;
         self.hub
             .invoke(&c, GET_POOL_STATE, &p, self.hub.get_pool_state(&p))
             .await
@@ -96,7 +98,7 @@ impl McpServer {
         Extension(parts): Extension<Parts>,
         Parameters(p): Parameters<PoolParams>,
     ) -> Result<Json<InterfaceReport>, CallToolResult> {
-        let c = caller_of(&parts);
+        let c = caller_of(&parts, IDENTIFY)?;
         self.hub
             .invoke(&c, IDENTIFY, &p, self.hub.identify(&p))
             .await
@@ -119,7 +121,7 @@ impl McpServer {
         Extension(parts): Extension<Parts>,
         Parameters(p): Parameters<QuoteAddParams>,
     ) -> Result<Json<AddLiquidityQuote>, CallToolResult> {
-        let c = caller_of(&parts);
+        let c = caller_of(&parts, QUOTE_ADD)?;
         self.hub
             .invoke(&c, QUOTE_ADD, &p, self.hub.quote_add_liquidity(&p))
             .await
@@ -142,7 +144,7 @@ impl McpServer {
         Extension(parts): Extension<Parts>,
         Parameters(p): Parameters<RiskCheckParams>,
     ) -> Result<Json<RiskReport>, CallToolResult> {
-        let c = caller_of(&parts);
+        let c = caller_of(&parts, RISK_CHECK)?;
         self.hub
             .invoke(&c, RISK_CHECK, &p, self.hub.risk_check(&p))
             .await
@@ -165,7 +167,7 @@ impl McpServer {
         Extension(parts): Extension<Parts>,
         Parameters(p): Parameters<SimulateParams>,
     ) -> Result<Json<SimulationResult>, CallToolResult> {
-        let c = caller_of(&parts);
+        let c = caller_of(&parts, SIMULATE)?;
         self.hub
             .invoke(&c, SIMULATE, &p, self.hub.simulate_action(&p))
             .await
@@ -188,7 +190,7 @@ impl McpServer {
         Extension(parts): Extension<Parts>,
         Parameters(p): Parameters<PauseParams>,
     ) -> Result<Json<BreakerResult>, CallToolResult> {
-        let c = caller_of(&parts);
+        let c = caller_of(&parts, PAUSE)?;
         self.hub
             .invoke(&c, PAUSE, &p, self.hub.pause_pool(&p))
             .await
@@ -211,7 +213,7 @@ impl McpServer {
         Extension(parts): Extension<Parts>,
         Parameters(p): Parameters<PoolParams>,
     ) -> Result<Json<BreakerResult>, CallToolResult> {
-        let c = caller_of(&parts);
+        let c = caller_of(&parts, RESUME)?;
         self.hub
             .invoke(&c, RESUME, &p, self.hub.resume_pool(&p))
             .await
@@ -238,7 +240,10 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let caller = context.extensions.get::<Parts>().map(caller_of);
+        let caller = context
+            .extensions
+            .get::<Parts>()
+            .and_then(|p| p.extensions.get::<Caller>().cloned());
         let name = request.name.to_string();
         let args = request
             .arguments

@@ -38,7 +38,10 @@ pub struct ToolLogStatus {
 #[derive(Debug)]
 struct Shared {
     queue: Mutex<(VecDeque<ToolCall>, ToolLogStatus)>,
+    /// Wakes the writer: rows were queued.
     notify: Notify,
+    /// Wakes [`ToolLog::flush`]: a batch was written.
+    written: Notify,
 }
 
 /// Handle to the log; cheap to clone.
@@ -65,6 +68,7 @@ impl ToolLog {
                 },
             )),
             notify: Notify::new(),
+            written: Notify::new(),
         });
         tokio::spawn(writer(pg, Arc::clone(&shared)));
         Self {
@@ -85,6 +89,25 @@ impl ToolLog {
             status.pending = rows.len();
         }
         shared.notify.notify_one();
+    }
+
+    /// Waits until every queued row is written, at most `within`; `false` when rows are left
+    /// (Postgres down or slow). Shutdown calls it so a stop does not lose the last rows.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let drained = async {
+            loop {
+                // Registered before the check, so a write between the two still wakes us.
+                let written = shared.written.notified();
+                if shared.queue.lock().map_or(true, |q| q.0.is_empty()) {
+                    return;
+                }
+                written.await;
+            }
+        };
+        tokio::time::timeout(within, drained).await.is_ok()
     }
 
     /// Current status.
@@ -124,6 +147,7 @@ async fn writer(pg: PgStore, shared: Arc<Shared>) {
                     status.state = "ok";
                     status.last_error = None;
                 }
+                shared.written.notify_waiters();
             }
             Err(e) => {
                 tracing::warn!(error = %e, rows = batch.len(), "tool_calls write failed; will replay");

@@ -179,6 +179,20 @@ pub struct ChainDryRun {
     pub error: Option<String>,
 }
 
+impl ChainDryRun {
+    /// A dry run at `block_number` that has produced nothing yet.
+    pub(crate) fn empty(block_number: u64) -> Self {
+        Self {
+            block_number,
+            gas_estimate: None,
+            matches_math: None,
+            primary_output: None,
+            secondary_output: None,
+            error: None,
+        }
+    }
+}
+
 /// Result of `dodo.simulate_action`. Never signs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SimulationResult {

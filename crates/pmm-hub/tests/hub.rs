@@ -592,6 +592,8 @@ async fn malformed_input_gets_clear_errors_and_auth_is_enforced() -> anyhow::Res
         text.lines().any(|l| l.starts_with("pmm_hub_tool_calls_total") && l.contains("dodo.get_pool_state")),
         "{text}"
     );
+    // A caller-chosen unknown name never becomes a metric label.
+    assert!(!text.contains("dodo.nope"), "{text}");
     hub.shutdown().await;
     Ok(())
 }

@@ -50,6 +50,10 @@ async fn rows_survive_an_outage_and_are_replayed_once_postgres_answers() -> anyh
         s.state == "retrying" && s.pending == 3 && s.last_error.is_some()
     })
     .await;
+    assert!(
+        !log.flush(Duration::from_millis(200)).await,
+        "nothing can be written while the table is missing"
+    );
 
     let mut m = Migrator::connect(db.url()).await?;
     m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
@@ -59,6 +63,27 @@ async fn rows_survive_an_outage_and_are_replayed_once_postgres_answers() -> anyh
     })
     .await;
     assert_eq!(pg.count_tool_calls().await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn flush_returns_once_every_queued_row_is_written() -> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    let mut m = Migrator::connect(db.url()).await?;
+    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
+        .await?;
+    let pg = PgStore::connect(db.url(), 2)?;
+    let log = ToolLog::spawn(pg.clone(), 100);
+    for i in 0..5 {
+        log.record(row(i));
+    }
+    assert!(
+        log.flush(Duration::from_secs(15)).await,
+        "{:?}",
+        log.status()
+    );
+    assert_eq!(pg.count_tool_calls().await?, 5);
+    assert!(ToolLog::disabled().flush(Duration::ZERO).await);
     Ok(())
 }
 
