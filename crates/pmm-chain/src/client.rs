@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::Block;
@@ -99,28 +98,6 @@ impl ChainClient {
             .get_block_number()
             .await
             .map_err(|e| rpc_error("eth_blockNumber", &self.endpoint, &e))
-    }
-
-    /// Number, hash and timestamp of a block.
-    pub async fn block_ref(&self, number: u64) -> Result<BlockRef, ChainError> {
-        let block: Option<Block> = self
-            .provider
-            .client()
-            .request(
-                "eth_getBlockByNumber",
-                (BlockNumberOrTag::Number(number), false),
-            )
-            .await
-            .map_err(|e| rpc_error("eth_getBlockByNumber", &self.endpoint, &e))?;
-        let block = block.ok_or(ChainError::BlockNotFound(number))?;
-        Ok(block_ref_of(&block))
-    }
-
-    /// Forgets every cached pool read (statics stay: they never change).
-    pub fn clear_read_cache(&self) {
-        if let Ok(mut reads) = self.reads.lock() {
-            reads.clear();
-        }
     }
 
     /// Stores a read, dropping reads older than the block window.

@@ -88,12 +88,13 @@ impl Authenticator {
                 name: "local".to_owned(),
             });
         }
-        let presented = headers
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .trim();
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        // The auth scheme is case-insensitive (RFC 9110 section 11.1).
+        let (scheme, presented) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let presented = presented.trim();
         let h = digest(presented.as_bytes());
         let mut found: Option<&([u8; 32], Role, String)> = None;
         for entry in &self.tokens {
@@ -158,6 +159,16 @@ mod tests {
                 .unwrap()
                 .role,
             Role::Operator
+        );
+        assert_eq!(
+            a.authenticate(&headers("bearer agent-token-0123456789"))
+                .unwrap()
+                .role,
+            Role::Agent
+        );
+        assert!(
+            a.authenticate(&headers("Basic agent-token-0123456789"))
+                .is_none()
         );
         assert!(a.authenticate(&headers("Bearer nope")).is_none());
         assert!(a.authenticate(&headers("agent-token-0123456789")).is_none());

@@ -433,6 +433,14 @@ impl HubConfig {
                 ));
             }
         }
+        // One secret granting two roles is a configuration mistake; refuse it rather than
+        // guess which role was meant.
+        if tokens.agent.iter().any(|a| tokens.operator.contains(a)) {
+            return Err(invalid(
+                "operator_token",
+                "a token is listed for both the agent and the operator role",
+            ));
+        }
         Ok(tokens)
     }
 }
@@ -551,6 +559,9 @@ mod tests {
         );
         c.agent_token = Some("a".repeat(32));
         assert_eq!(c.resolve_tokens().unwrap().agent.len(), 1);
+        c.operator_token = Some("a".repeat(32));
+        let err = c.resolve_tokens().unwrap_err().to_string();
+        assert!(err.contains("both the agent and the operator"), "{err}");
     }
 
     #[test]
