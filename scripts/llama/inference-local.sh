@@ -42,12 +42,22 @@ echo "[inference] llama-server on 127.0.0.1:$PORT (log: $RUN_DIR/llama-server.lo
   >"$RUN_DIR/llama-server.log" 2>&1 &
 LLAMA_PID=$!
 
+LLAMA_READY=0
 for _ in $(seq 1 300); do
   kill -0 "$LLAMA_PID" 2>/dev/null || { tail -20 "$RUN_DIR/llama-server.log" >&2; exit 1; }
-  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
-    "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
+    LLAMA_READY=1
+    break
+  fi
   sleep 0.1
 done
+# Serving a proxy in front of a server that never loaded would only answer 503s.
+if [ "$LLAMA_READY" != 1 ]; then
+  echo "[inference] llama-server not healthy after 300 polls" >&2
+  tail -20 "$RUN_DIR/llama-server.log" >&2
+  exit 1
+fi
 
 cat >"$RUN_DIR/inference.toml" <<EOF
 [auth]

@@ -63,6 +63,9 @@ pub struct Proxy {
 }
 
 /// Why one attempt failed (all of these are retryable: nothing reached the client yet).
+///
+/// `message` goes to logs and to the client, so reqwest errors enter it `without_url()`: an
+/// upstream URL may carry a key in its query string.
 struct AttemptFailure {
     reason: &'static str,
     message: String,
@@ -341,7 +344,7 @@ impl Proxy {
                 .map_err(|e| {
                     AttemptError::Retry(AttemptFailure::new(
                         if e.is_connect() { "connect" } else { "request" },
-                        e.to_string(),
+                        e.without_url().to_string(),
                         true,
                     ))
                 })?;
@@ -358,7 +361,11 @@ impl Proxy {
             let json = tokio::time::timeout_at(attempt_deadline, async {
                 let resp = send.await?;
                 let bytes = resp.bytes().await.map_err(|e| {
-                    AttemptError::Retry(AttemptFailure::new("body", e.to_string(), true))
+                    AttemptError::Retry(AttemptFailure::new(
+                        "body",
+                        e.without_url().to_string(),
+                        true,
+                    ))
                 })?;
                 serde_json::from_slice::<Value>(&bytes).map_err(|e| {
                     AttemptError::Retry(AttemptFailure::new(
@@ -408,7 +415,15 @@ async fn check_status(
     if status.is_success() {
         return Ok(resp);
     }
-    let body = resp.bytes().await.unwrap_or_default();
+    // A body cut short is an upstream failure: passing on its status with an empty body would
+    // present a broken answer as the upstream's verdict on the request.
+    let body = resp.bytes().await.map_err(|e| {
+        AttemptError::Retry(AttemptFailure::new(
+            "body",
+            e.without_url().to_string(),
+            true,
+        ))
+    })?;
     let snippet = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
     match status.as_u16() {
         429 => Err(AttemptError::Retry(AttemptFailure::new(
@@ -521,17 +536,9 @@ impl Relay {
 
     fn on_data(&mut self, data: &str) {
         match self.translator.step(data) {
-            StreamStep::Data(payloads) => {
-                for p in payloads {
-                    self.harvest_usage(&p);
-                    self.pending.push_back(data_event(&p));
-                }
-            }
+            StreamStep::Data(payloads) => self.forward(payloads),
             StreamStep::Finished(payloads) => {
-                for p in payloads {
-                    self.harvest_usage(&p);
-                    self.pending.push_back(data_event(&p));
-                }
+                self.forward(payloads);
                 self.pending.push_back(data_event("[DONE]"));
                 self.finished = true;
                 self.outcome = Some("done");
@@ -539,6 +546,13 @@ impl Relay {
             StreamStep::Error(message) => {
                 self.fail("upstream_error", true, format!("upstream error: {message}"))
             }
+        }
+    }
+
+    fn forward(&mut self, payloads: Vec<String>) {
+        for p in payloads {
+            self.harvest_usage(&p);
+            self.pending.push_back(data_event(&p));
         }
     }
 
@@ -571,9 +585,11 @@ impl Relay {
         let wait = self.idle.min(self.deadline - now);
         match tokio::time::timeout(wait, self.body.next()).await {
             Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
-            Ok(Some(Err(e))) => {
-                self.fail("stream_broken", true, format!("upstream stream broke: {e}"))
-            }
+            Ok(Some(Err(e))) => self.fail(
+                "stream_broken",
+                true,
+                format!("upstream stream broke: {}", e.without_url()),
+            ),
             Ok(None) => self.fail(
                 "stream_truncated",
                 true,

@@ -69,6 +69,10 @@ impl SseDecoder {
                         data: data.join("\n"),
                     });
                 }
+                // A block of comments only (keep-alive): drop it now, or an upstream that only
+                // sends keep-alives would grow the buffer without bound.
+                self.buf.drain(..start);
+                start = 0;
                 continue;
             }
             if line.first() == Some(&b':') {
@@ -116,6 +120,18 @@ mod tests {
         assert_eq!(e.event.as_deref(), Some("error"));
         assert_eq!(e.data, "x\ny");
         assert_eq!(d.next_event(), None);
+    }
+
+    #[test]
+    fn keep_alive_blocks_are_not_kept() {
+        let mut d = SseDecoder::default();
+        for _ in 0..1000 {
+            d.push(b": keep-alive\n\n");
+            assert_eq!(d.next_event(), None);
+        }
+        assert!(d.buf.is_empty(), "{} bytes kept", d.buf.len());
+        d.push(b"data: x\n\n");
+        assert_eq!(d.next_event().map(|e| e.data).as_deref(), Some("x"));
     }
 
     #[test]

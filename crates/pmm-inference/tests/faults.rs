@@ -526,3 +526,52 @@ async fn dead_upstream_gives_502_then_503_with_retry_after_once_the_breaker_open
         3.0
     );
 }
+
+#[tokio::test]
+async fn upstream_url_secrets_never_reach_the_client() {
+    let dead = format!("{}/?api_key=s3cret-pass", common::dead_url());
+    let mut cfg = config(vec![upstream("gone", &dead, KindSetting::Llamacpp, 0)]);
+    cfg.limits.max_attempts = 1;
+    let proxy = TestProxy::start_unready(cfg).await;
+    let client = reqwest::Client::new();
+    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let text = resp.text().await.expect("error body");
+    assert!(text.contains("gone"), "{text}");
+    assert!(!text.contains("s3cret-pass"), "credentials leaked: {text}");
+}
+
+#[tokio::test]
+async fn a_4xx_whose_body_breaks_is_an_upstream_failure_not_an_empty_4xx() {
+    let fake = FakeServer::start(
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/v1/chat/completions",
+                // The request body is read so that closing the connection is a clean FIN; the
+                // yield lets the server flush the headers before the body fails.
+                post(|_: axum::body::Bytes| async {
+                    let first = futures::stream::iter([Ok(axum::body::Bytes::from_static(
+                        b"{\"error\": ",
+                    ))]);
+                    let broken = futures::stream::once(async {
+                        tokio::task::yield_now().await;
+                        Err(std::io::Error::other("connection lost"))
+                    });
+                    (
+                        StatusCode::BAD_REQUEST,
+                        Body::from_stream(first.chain(broken)),
+                    )
+                }),
+            ),
+    )
+    .await;
+    let mut cfg = config(vec![upstream("torn", &fake.base, KindSetting::Llamacpp, 0)]);
+    cfg.limits.max_attempts = 1;
+    let proxy = TestProxy::start(cfg).await;
+    let client = reqwest::Client::new();
+    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let v: Value = resp.json().await.expect("error JSON");
+    assert_eq!(v["error"]["type"], "upstream_error");
+}

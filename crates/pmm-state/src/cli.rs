@@ -1,7 +1,6 @@
 //! Command line and environment: one typed configuration for every command.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -137,11 +136,6 @@ impl Cli {
 
 fn non_empty(value: Option<&str>) -> Option<&str> {
     value.filter(|v| !v.trim().is_empty())
-}
-
-/// Lock timeout of `migrate` as a duration.
-pub fn lock_timeout(secs: u64) -> Duration {
-    Duration::from_secs(secs)
 }
 
 #[cfg(test)]

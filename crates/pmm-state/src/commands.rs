@@ -1,12 +1,14 @@
 //! The commands, as plain async functions over pmm-store. Each prints its result on stdout and
 //! returns the process exit status.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use pmm_store::migrate::{MigrationInfo, MigrationSet, Migrator};
 use pmm_store::redis::REDIS_SCHEMA_VERSION;
 use pmm_store::{BootstrapOutcome, RedisStore};
 
-use crate::cli::{Cli, Command, EXIT_FAILURE, EXIT_OK, MissingSetting, lock_timeout};
+use crate::cli::{Cli, Command, EXIT_FAILURE, EXIT_OK, MissingSetting};
 
 /// How a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +52,7 @@ async fn migrate(cli: &Cli, lock_timeout_secs: u64) -> Result<u8, CommandError> 
     let set = migration_set(cli)?;
     let mut migrator = Migrator::connect(url).await.map_err(anyhow::Error::from)?;
     let report = migrator
-        .migrate(&set, lock_timeout(lock_timeout_secs))
+        .migrate(&set, Duration::from_secs(lock_timeout_secs))
         .await
         .map_err(anyhow::Error::from)?;
     for m in &report.applied {

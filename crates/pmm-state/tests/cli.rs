@@ -125,7 +125,8 @@ async fn four_concurrent_migrators_end_with_one_schema() {
         );
     }
     let mut applied_lines = 0;
-    for child in std::mem::take(&mut children.0) {
+    // Popped one at a time so that the ones not yet waited for stay in the guard if this panics.
+    while let Some(child) = children.0.pop() {
         let out = child.wait_with_output().expect("wait");
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         applied_lines += stdout(&out)

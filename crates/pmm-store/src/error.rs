@@ -106,3 +106,12 @@ pub(crate) fn from_i64(location: &str, value: i64) -> Result<u64> {
         reason: format!("negative value {value}"),
     })
 }
+
+/// Parses a stored decimal amount (a NUMERIC column or a Redis counter), treating anything else
+/// as corruption rather than zero.
+pub(crate) fn parse_amount(location: &str, raw: &str) -> Result<u128> {
+    raw.parse().map_err(|e| StoreError::Corrupt {
+        location: location.to_owned(),
+        reason: format!("{raw:?}: {e}"),
+    })
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use crate::error::{Result, StoreError, from_i64};
+use crate::error::{Result, StoreError, from_i64, to_i64};
 use crate::pg::PgStore;
 
 /// A held lease.
@@ -81,7 +81,7 @@ impl PgStore {
     /// else took it (the fence moved) or it was released.
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         let ttl = ttl_millis(ttl)?;
-        let fence = crate::error::to_i64("fence", lease.fence)?;
+        let fence = to_i64("fence", lease.fence)?;
         self.conn()
             .await?
             .query_opt(
@@ -104,7 +104,7 @@ impl PgStore {
     /// Lets a lease go early so another worker can take it at once. Returns whether it was
     /// still held by this lease.
     pub async fn release_lease(&self, lease: &Lease) -> Result<bool> {
-        let fence = crate::error::to_i64("fence", lease.fence)?;
+        let fence = to_i64("fence", lease.fence)?;
         let n = self
             .conn()
             .await?

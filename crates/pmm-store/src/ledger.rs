@@ -11,7 +11,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, parse_amount};
 use crate::pg::PgStore;
 
 /// Totals of one (scope, UTC day) window.
@@ -56,13 +56,6 @@ pub struct NotionalReservation {
     pub amount: u128,
     /// Cap of the window.
     pub cap: u128,
-}
-
-fn parse_amount(location: &str, raw: &str) -> Result<u128> {
-    raw.parse().map_err(|e| StoreError::Corrupt {
-        location: location.to_owned(),
-        reason: format!("{raw:?}: {e}"),
-    })
 }
 
 async fn usage_of<C: GenericClient>(

@@ -14,6 +14,7 @@ use refinery::{Migration, Runner};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
+use crate::error::StoreError;
 use crate::pg::{db_error_text, parse_pg_config, pg_endpoint};
 
 mod embedded {
@@ -117,7 +118,7 @@ pub struct MigrationInfo {
 impl MigrationInfo {
     /// The file name this migration comes from, e.g. `V1__tool_calls.sql`.
     pub fn file(&self) -> String {
-        format!("V{}__{}.sql", self.version, self.name)
+        file_name(self.version, &self.name)
     }
 
     fn from_migration(m: &Migration) -> Self {
@@ -145,9 +146,23 @@ fn normalize_line_endings(sql: &str) -> String {
     sql.replace("\r\n", "\n").replace('\r', "\n")
 }
 
-fn normalized(m: &Migration) -> Result<Migration, refinery::Error> {
+/// A copy of `m` with normalized line endings. A migration without SQL is refused rather than
+/// applied (and recorded) as an empty one.
+fn normalized(m: &Migration) -> Result<Migration, String> {
     let name = format!("{}{}__{}", m.prefix(), m.version(), m.name());
-    Migration::unapplied(&name, &normalize_line_endings(m.sql().unwrap_or_default()))
+    let sql = m
+        .sql()
+        .ok_or_else(|| format!("{} has no SQL", migration_file(m)))?;
+    Migration::unapplied(&name, &normalize_line_endings(sql)).map_err(|e| e.to_string())
+}
+
+/// The file name a migration comes from, e.g. `V1__tool_calls.sql`.
+fn migration_file(m: &Migration) -> String {
+    file_name(m.version(), m.name())
+}
+
+fn file_name(version: i32, name: &str) -> String {
+    format!("V{version}__{name}.sql")
 }
 
 impl MigrationSet {
@@ -159,9 +174,9 @@ impl MigrationSet {
             .iter()
             .map(normalized)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| MigrateError::Load {
+            .map_err(|reason| MigrateError::Load {
                 dir: PathBuf::from("<embedded>"),
-                reason: e.to_string(),
+                reason,
             })?;
         Ok(Self {
             migrations,
@@ -180,7 +195,7 @@ impl MigrationSet {
             .iter()
             .map(normalized)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| load_err(e.to_string()))?;
+            .map_err(load_err)?;
         if migrations.is_empty() {
             return Err(load_err("no V<n>__<name>.sql files found".into()));
         }
@@ -263,7 +278,10 @@ impl Drop for Migrator {
 impl Migrator {
     /// Opens the session. A bad URL or an unreachable server is a single-line error.
     pub async fn connect(url: &str) -> Result<Self, MigrateError> {
-        let config = parse_pg_config(url).map_err(|e| MigrateError::InvalidUrl(e.to_string()))?;
+        let config = parse_pg_config(url).map_err(|e| match e {
+            StoreError::InvalidPostgresUrl(reason) => MigrateError::InvalidUrl(reason),
+            other => MigrateError::InvalidUrl(other.to_string()),
+        })?;
         let endpoint = pg_endpoint(&config);
         let (client, connection) =
             config
@@ -387,16 +405,19 @@ impl Migrator {
 }
 
 fn map_refinery_error(e: refinery::Error, set: &MigrationSet) -> MigrateError {
-    let file = |m: &Migration| format!("V{}__{}.sql", m.version(), m.name());
     match e.kind() {
         Kind::DivergentVersion(_applied, on_disk) => MigrateError::Changed {
-            file: file(on_disk),
+            file: migration_file(on_disk),
         },
-        Kind::MissingVersion(m) if set.contains_version(m.version()) => {
-            MigrateError::OutOfOrder { file: file(m) }
-        }
-        Kind::MissingVersion(m) => MigrateError::Missing { file: file(m) },
-        Kind::RepeatedVersion(m) => MigrateError::Repeated { file: file(m) },
+        Kind::MissingVersion(m) if set.contains_version(m.version()) => MigrateError::OutOfOrder {
+            file: migration_file(m),
+        },
+        Kind::MissingVersion(m) => MigrateError::Missing {
+            file: migration_file(m),
+        },
+        Kind::RepeatedVersion(m) => MigrateError::Repeated {
+            file: migration_file(m),
+        },
         Kind::Connection(context, source) => MigrateError::Database {
             context: context.clone(),
             reason: match source.downcast_ref::<tokio_postgres::Error>() {
@@ -408,5 +429,20 @@ fn map_refinery_error(e: refinery::Error, set: &MigrationSet) -> MigrateError {
             context: "migration bookkeeping".into(),
             reason: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_url_is_named_once() {
+        let err = Migrator::connect("postgres://x@127.0.0.1:notaport/db")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(err.matches("invalid Postgres URL").count(), 1, "{err}");
     }
 }

@@ -16,7 +16,7 @@ use deadpool_redis::{Config, Pool, Runtime};
 use pmm_core::keys::{self, BreakerState, DailyCapScope};
 use pmm_core::schema::ChainName;
 
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, parse_amount};
 
 /// Version of the Redis key layout this binary reads and writes.
 pub const REDIS_SCHEMA_VERSION: u32 = 1;
@@ -163,13 +163,6 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn parse_amount(location: &str, raw: &str) -> Result<u128> {
-    raw.parse().map_err(|e| StoreError::Corrupt {
-        location: location.to_owned(),
-        reason: format!("{raw:?}: {e}"),
-    })
-}
-
 impl RedisStore {
     /// Builds a pool for `url`; every key is prefixed with `namespace` (empty in production).
     /// Connections are opened lazily; call [`RedisStore::ping`] to check reachability.
@@ -207,6 +200,24 @@ impl RedisStore {
     /// `name` (from `pmm_core::keys`) inside this store's namespace.
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.namespace)
+    }
+
+    /// The value under `name` decoded by `decode`; a value that does not decode is
+    /// [`StoreError::Corrupt`], never "absent".
+    async fn get_decoded<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        decode: impl FnOnce(&str) -> std::result::Result<T, E>,
+    ) -> Result<Option<T>> {
+        let key = self.key(name);
+        let raw: Option<String> = self.conn().await?.get(&key).await?;
+        raw.map(|raw| {
+            decode(&raw).map_err(|e| StoreError::Corrupt {
+                location: key,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
     }
 
     async fn conn(&self) -> Result<deadpool_redis::Connection> {
@@ -265,15 +276,10 @@ impl RedisStore {
     /// The breaker of a pool; `None` when it is not tripped. A value that is not a
     /// [`BreakerState`] is [`StoreError::Corrupt`], never "not tripped".
     pub async fn breaker(&self, chain: &ChainName, pool: Address) -> Result<Option<BreakerState>> {
-        let key = self.key(&keys::breaker_key(chain, pool));
-        let raw: Option<String> = self.conn().await?.get(&key).await?;
-        raw.map(|raw| {
-            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
-                location: key.clone(),
-                reason: e.to_string(),
-            })
+        self.get_decoded(&keys::breaker_key(chain, pool), |raw| {
+            serde_json::from_str(raw)
         })
-        .transpose()
+        .await
     }
 
     /// Trips the breaker of a pool (overwriting an earlier trip's reason).
@@ -308,15 +314,8 @@ impl RedisStore {
     /// The next allowed action time of a pool (unix seconds); `None` when no cooldown is set or
     /// it has passed.
     pub async fn cooldown(&self, chain: &ChainName, pool: Address) -> Result<Option<u64>> {
-        let key = self.key(&keys::cooldown_key(chain, pool));
-        let raw: Option<String> = self.conn().await?.get(&key).await?;
-        raw.map(|raw| {
-            raw.parse::<u64>().map_err(|e| StoreError::Corrupt {
-                location: key.clone(),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
+        self.get_decoded(&keys::cooldown_key(chain, pool), str::parse)
+            .await
     }
 
     /// Sets the next allowed action time of a pool. The key expires at that time, so a passed
@@ -388,15 +387,7 @@ impl RedisStore {
 
     /// The key layout version recorded by the last bootstrap, if any.
     pub async fn schema_version(&self) -> Result<Option<u32>> {
-        let key = self.key(keys::SCHEMA_VERSION_KEY);
-        let raw: Option<String> = self.conn().await?.get(&key).await?;
-        raw.map(|raw| {
-            raw.parse::<u32>().map_err(|e| StoreError::Corrupt {
-                location: key.clone(),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
+        self.get_decoded(keys::SCHEMA_VERSION_KEY, str::parse).await
     }
 
     /// Records [`REDIS_SCHEMA_VERSION`] under the schema-version key, atomically and

@@ -142,6 +142,38 @@ async fn a_missing_applied_migration_is_refused_by_file_name() {
 }
 
 #[tokio::test]
+async fn a_failing_migration_leaves_nothing_of_itself_behind() {
+    let db = TestDb::create().await.expect("test database");
+    let dir = TempMigrations::copy();
+    std::fs::write(
+        dir.file("V99__half.sql"),
+        "CREATE TABLE half_applied (id INT);\nSELECT 1 / 0;\n",
+    )
+    .expect("write");
+    let set = MigrationSet::from_dir(&dir.0).expect("load");
+    let mut migrator = Migrator::connect(db.url()).await.expect("connect");
+    let err = migrator.migrate(&set, LOCK_TIMEOUT).await.unwrap_err();
+    assert!(matches!(err, MigrateError::Database { .. }), "{err}");
+    let status = migrator.status(&set).await.expect("status");
+    assert_eq!(
+        status.pending.iter().map(|m| m.file()).collect::<Vec<_>>(),
+        ["V99__half.sql"]
+    );
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let conn_task = tokio::spawn(connection);
+    let exists: bool = client
+        .query_one("SELECT to_regclass('half_applied') IS NOT NULL", &[])
+        .await
+        .expect("query")
+        .get(0);
+    assert!(!exists, "the failed migration's first statement was kept");
+    drop(client);
+    conn_task.abort();
+}
+
+#[tokio::test]
 async fn crlf_line_endings_do_not_change_checksums() {
     let db = TestDb::create().await.expect("test database");
     let mut migrator = Migrator::connect(db.url()).await.expect("connect");
