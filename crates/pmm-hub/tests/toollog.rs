@@ -100,3 +100,31 @@ async fn a_full_buffer_drops_the_oldest_and_counts_them() -> anyhow::Result<()> 
     assert_eq!(ToolLog::disabled().status().state, "disabled");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_nul_in_caller_input_cannot_wedge_the_audit_log() -> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    let mut m = Migrator::connect(db.url()).await?;
+    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
+        .await?;
+    let pg = PgStore::connect(db.url(), 2)?;
+    let log = ToolLog::spawn(pg.clone(), 100);
+    let mut poisoned = row(0);
+    poisoned.params = serde_json::json!({"pool": "0x\u{0}", "nested": ["a\u{0}b"], "k\u{0}": 1});
+    poisoned.outcome = ToolOutcome::Err("bad input \u{0}".into());
+    log.record(poisoned);
+    log.record(row(1));
+    assert!(
+        log.flush(Duration::from_secs(15)).await,
+        "{:?}",
+        log.status()
+    );
+    assert_eq!(pg.count_tool_calls().await?, 2);
+    let stored = pg.recent_tool_calls(None, 10).await?;
+    let text = serde_json::to_string(&stored.iter().map(|c| &c.params).collect::<Vec<_>>())?;
+    assert!(
+        text.contains("0x\u{FFFD}") && !text.contains("\\u0000"),
+        "{text}"
+    );
+    Ok(())
+}

@@ -15,7 +15,6 @@ pub mod pg;
 pub mod policy_events;
 pub mod redis;
 pub mod snapshots;
-pub mod tool_call_writer;
 pub mod tool_calls;
 pub mod transactions;
 
@@ -28,6 +27,5 @@ pub use pg::PgStore;
 pub use policy_events::{PolicyEvent, PolicyEventKind};
 pub use redis::{BootstrapOutcome, CapReservation, RedisInfo, RedisStore};
 pub use snapshots::PoolSnapshot;
-pub use tool_call_writer::{ToolCallWriter, WriterConfig, WriterStats};
 pub use tool_calls::{ToolCall, ToolOutcome};
 pub use transactions::{StoredTx, TxRecord, TxStatus, TxUpsert};

@@ -729,31 +729,3 @@ async fn leases_have_one_holder_and_fence_changes_of_holder() {
         Err(StoreError::InvalidInput { field: "ttl", .. })
     ));
 }
-
-#[tokio::test]
-async fn the_background_writer_batches_and_flushes_everything_on_shutdown() {
-    let (_db, store) = migrated().await;
-    let writer = pmm_store::ToolCallWriter::spawn(
-        store.clone(),
-        pmm_store::WriterConfig {
-            max_batch: 64,
-            flush_interval: Duration::from_millis(20),
-            capacity: 16,
-        },
-    );
-    let calls: Vec<ToolCall> = (0..1_000).map(|i| tool_call(i, "trace-w")).collect();
-    for call in &calls {
-        writer.record(call.clone()).await.expect("record");
-    }
-    let stats = writer.shutdown().await.expect("shutdown");
-    assert_eq!(
-        stats,
-        pmm_store::WriterStats {
-            written: 1_000,
-            failed: 0
-        }
-    );
-    let stored = store.tool_calls_by_trace("trace-w").await.expect("read");
-    assert_eq!(stored.len(), 1_000);
-    assert_eq!(stored, calls);
-}
