@@ -13,8 +13,11 @@ default:
 check: artifacts-check fmt-check lint test
 
 # All workspace tests (needs Postgres, Redis, anvil and llama-server: see scripts/bootstrap.sh).
+# The differential test runs uncaptured so its `pmm differential: N cases, M mismatches` line
+# shows in every run.
 test:
-    cargo test --workspace --no-fail-fast
+    cargo test --workspace --exclude pmm-workspace-tests --no-fail-fast
+    cargo test -p pmm-workspace-tests -- --nocapture
 
 # Clippy over every target, warnings are errors.
 lint:
