@@ -147,13 +147,78 @@ fn normalize_line_endings(sql: &str) -> String {
 }
 
 /// A copy of `m` with normalized line endings. A migration without SQL is refused rather than
-/// applied (and recorded) as an empty one.
+/// applied (and recorded) as an empty one, and so is one with its own transaction control.
 fn normalized(m: &Migration) -> Result<Migration, String> {
     let name = format!("{}{}__{}", m.prefix(), m.version(), m.name());
     let sql = m
         .sql()
         .ok_or_else(|| format!("{} has no SQL", migration_file(m)))?;
+    if let Some(keyword) = top_level_transaction_control(sql) {
+        return Err(format!(
+            "{}: top-level {keyword}: each migration already runs in one transaction, and its \
+             own COMMIT would keep half a file when a later statement fails",
+            migration_file(m)
+        ));
+    }
     Migration::unapplied(&name, &normalize_line_endings(sql)).map_err(|e| e.to_string())
+}
+
+/// The first statement of `sql` that controls the transaction (BEGIN, COMMIT, ...), looking
+/// past comments, string literals and dollar-quoted bodies, where such words are harmless.
+fn top_level_transaction_control(sql: &str) -> Option<String> {
+    const CONTROL: [&str; 7] = [
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "END",
+        "ABORT",
+        "START",
+        "SAVEPOINT",
+    ];
+    let mut statement = String::new();
+    let mut statements = Vec::new();
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        let skip = if rest.starts_with("--") {
+            rest.find('\n').unwrap_or(rest.len())
+        } else if rest.starts_with("/*") {
+            rest.find("*/").map_or(rest.len(), |i| i + 2)
+        } else if c == '\'' {
+            rest[1..].find('\'').map_or(rest.len(), |i| i + 2)
+        } else if c == '$' {
+            // A dollar quote is $tag$ ... $tag$ with an identifier-like (possibly empty) tag.
+            match rest[1..].find('$') {
+                Some(end)
+                    if rest[1..=end]
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
+                {
+                    let tag = &rest[..end + 2];
+                    rest[tag.len()..]
+                        .find(tag)
+                        .map_or(rest.len(), |i| tag.len() + i + tag.len())
+                }
+                _ => c.len_utf8(),
+            }
+        } else {
+            if c == ';' {
+                statements.push(std::mem::take(&mut statement));
+            } else {
+                statement.push(c);
+            }
+            c.len_utf8()
+        };
+        if skip > c.len_utf8() || c == '$' {
+            // Quoted or commented text stands for a word boundary, never for a keyword.
+            statement.push(' ');
+        }
+        rest = &rest[skip..];
+    }
+    statements.push(statement);
+    statements.iter().find_map(|st| {
+        let first = st.split_whitespace().next()?.to_ascii_uppercase();
+        CONTROL.contains(&first.as_str()).then_some(first)
+    })
 }
 
 /// The file name a migration comes from, e.g. `V1__tool_calls.sql`.
@@ -435,6 +500,59 @@ fn map_refinery_error(e: refinery::Error, set: &MigrationSet) -> MigrateError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_level_transaction_control_is_found_and_quoted_text_is_not() {
+        for (sql, found) in [
+            (
+                "CREATE TABLE a (x int); COMMIT; CREATE TABLE b (y int);",
+                Some("COMMIT"),
+            ),
+            ("BEGIN;\nCREATE TABLE a (x int);", Some("BEGIN")),
+            ("select $1; commit", Some("COMMIT")),
+            ("CREATE TABLE a (x int);\n  rollback ;", Some("ROLLBACK")),
+            ("DO $$ BEGIN PERFORM 1; END $$;", None),
+            (
+                "CREATE FUNCTION f() RETURNS trigger AS $body$ BEGIN RETURN NEW; END; $body$ \
+                 LANGUAGE plpgsql;",
+                None,
+            ),
+            ("-- COMMIT;\nSELECT 1;", None),
+            ("SELECT 'x; COMMIT';", None),
+            ("/* BEGIN; */ SELECT 1", None),
+            ("CREATE TABLE committed (x int);", None),
+        ] {
+            assert_eq!(
+                top_level_transaction_control(sql).as_deref(),
+                found,
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_committed_migrations_have_no_transaction_control() {
+        let set = MigrationSet::embedded().expect("embedded migrations load");
+        assert!(!set.migrations().is_empty());
+    }
+
+    #[test]
+    fn a_file_with_its_own_commit_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("pmm-migrate-commit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("V1__ok.sql"), "CREATE TABLE a (x int);\n").expect("write");
+        std::fs::write(
+            dir.join("V2__half.sql"),
+            "CREATE TABLE b (x int);\nCOMMIT;\nCREATE TABLE c (y int);\n",
+        )
+        .expect("write");
+        let err = MigrationSet::from_dir(&dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(
+            err.contains("V2__half.sql") && err.contains("COMMIT"),
+            "{err}"
+        );
+    }
 
     #[tokio::test]
     async fn a_bad_url_is_named_once() {
