@@ -40,6 +40,10 @@ artifacts:
 devnet *ARGS:
     cargo run -q -p pmm-testkit --bin pmm-devnet -- --out var/devnet.json --allowlist-out var/allowlist.json {{ARGS}}
 
+# The main job: devnet + state + hub, then one tick's read tools (scripts/demo.sh; --once exits).
+demo *ARGS:
+    scripts/demo.sh {{ARGS}}
+
 # The MCP hub on 127.0.0.1:3000, read-only (no tokens, agent role), against `just devnet`;
 # uses Redis and Postgres when reachable.
 hub:
