@@ -12,9 +12,9 @@ default:
 # Every check CI runs: tests, clippy, rustfmt, fixture artifacts.
 check: artifacts-check fmt-check lint test
 
-# All workspace tests (needs Postgres, Redis, anvil and llama-server: see scripts/bootstrap.sh).
 # The differential test runs uncaptured so its `pmm differential: N cases, M mismatches` line
 # shows in every run.
+# All workspace tests (needs Postgres, Redis, anvil, llama-server: scripts/bootstrap.sh).
 test:
     cargo test --workspace --exclude pmm-workspace-tests --no-fail-fast
     cargo test -p pmm-workspace-tests -- --nocapture
@@ -35,8 +35,8 @@ artifacts-check:
 artifacts:
     node tests/fixtures/build.js
 
-# A local anvil devnet with one fixture pool of each type; writes var/devnet.json and
-# var/allowlist.json; runs until Ctrl-C.
+# Writes var/devnet.json and var/allowlist.json (the pools with demo limits).
+# An anvil devnet with one fixture pool of each type, until Ctrl-C.
 devnet *ARGS:
     cargo run -q -p pmm-testkit --bin pmm-devnet -- --out var/devnet.json --allowlist-out var/allowlist.json {{ARGS}}
 
@@ -44,8 +44,8 @@ devnet *ARGS:
 demo *ARGS:
     scripts/demo.sh {{ARGS}}
 
-# The MCP hub on 127.0.0.1:3000, read-only (no tokens, agent role), against `just devnet`;
-# uses Redis and Postgres when reachable.
+# No tokens (agent role); uses Redis and Postgres when reachable.
+# The MCP hub on 127.0.0.1:3000, read-only, against `just devnet`.
 hub:
     PMM_CHAIN=devnet PMM_DEVNET_FILE=var/devnet.json PMM_ALLOWLIST_PATH=var/allowlist.json \
     PMM_AUTH=none PMM_LISTEN=127.0.0.1:3000 \
