@@ -50,7 +50,7 @@ hub:
     PMM_CHAIN=devnet PMM_DEVNET_FILE=var/devnet.json PMM_ALLOWLIST_PATH=var/allowlist.json \
     PMM_AUTH=none PMM_LISTEN=127.0.0.1:3000 \
     PMM_REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
-    PMM_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
+    PMM_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pmm}" \
     cargo run -q -p pmm-hub
 
 # llama-server (SmolLM2) and the inference proxy on 127.0.0.1:8000, no auth, until Ctrl-C.
@@ -59,8 +59,8 @@ inference:
 
 # Apply migrations and bootstrap Redis (DATABASE_URL / REDIS_URL, local defaults).
 state:
-    cargo run -q -p pmm-state -- --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" migrate
-    cargo run -q -p pmm-state -- --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" bootstrap
+    cargo run -q -p pmm-state -- --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pmm}" --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" migrate
+    cargo run -q -p pmm-state -- --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pmm}" --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" bootstrap
 
 # Every benchmark: each prints its ratio against a baseline measured in the same run.
 bench:

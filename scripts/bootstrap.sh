@@ -63,6 +63,12 @@ until pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping 
   sleep 0.5
 done
 
+# The local stack's own database, so the demo and `just hub` never write into `postgres`.
+if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'pmm'" | grep -q 1; then
+  log "creating the local database pmm"
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "create database pmm"
+fi
+
 if [ -x scripts/llama/install.sh ] && [ "${PMM_SKIP_LLAMA:-0}" != 1 ]; then
   scripts/llama/install.sh
 fi

@@ -47,7 +47,7 @@ say "starting the devnet (log: var/devnet.log)"
 pids+=($!)
 wait_for "devnet" 120 test -s var/allowlist.json
 
-db=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+db=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pmm}
 redis=${REDIS_URL:-redis://127.0.0.1:6379}
 say "migrating Postgres and bootstrapping Redis"
 "$bin/pmm-state" --database-url "$db" --redis-url "$redis" migrate
