@@ -29,20 +29,27 @@ fn amount(v: &Value) -> U256 {
         .unwrap_or_else(|| panic!("not an amount: {v}"))
 }
 
+/// Mines `blocks` blocks, the first with base fee `fee` (later ones follow EIP-1559 from it).
+async fn mine_with_base_fee(f: &Fixture, fee: U256, blocks: usize) -> anyhow::Result<()> {
+    let provider = f.devnet.provider();
+    provider
+        .raw_request::<_, ()>("anvil_setNextBlockBaseFeePerGas".into(), (fee,))
+        .await?;
+    for _ in 0..blocks {
+        provider
+            .raw_request::<_, Value>("evm_mine".into(), ())
+            .await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn read_tools_on_each_pool_type_match_the_chain() -> anyhow::Result<()> {
     let f = fixture().await?;
     let hub = start(&f.cfg).await?;
     let provider = f.devnet.provider();
     for (pool, kind) in [(f.dvm, "dvm"), (f.dsp, "dsp"), (f.dpp, "dpp")] {
-        let (st, body) = call(
-            &hub,
-            Some(AGENT),
-            "dodo.get_pool_state",
-            json!({"pool": s(pool)}),
-        )
-        .await?;
-        assert_eq!(st, 200, "{body}");
+        let body = call_ok(&hub, AGENT, "dodo.get_pool_state", json!({"pool": s(pool)})).await?;
         let state = &body["result"];
         let c = IDODOV2Pool::new(pool, provider);
         let pmm = c.getPMMStateForCall().call().await?;
@@ -62,37 +69,28 @@ async fn read_tools_on_each_pool_type_match_the_chain() -> anyhow::Result<()> {
         assert_eq!(state["quote_token"]["decimals"], 6);
         assert_eq!(state["block_number"], provider.get_block_number().await?);
 
-        let (st, body) = call(
+        let body = call_ok(
             &hub,
-            Some(AGENT),
+            AGENT,
             "dodo.identify_pool_interface",
             json!({"pool": s(pool)}),
         )
         .await?;
-        assert_eq!(st, 200, "{body}");
         assert_eq!(body["result"]["detected_profile"], kind);
 
-        let (st, body) = call(
-            &hub,
-            Some(AGENT),
-            "dodo.risk_check",
-            json!({"pool": s(pool)}),
-        )
-        .await?;
-        assert_eq!(st, 200, "{body}");
+        let body = call_ok(&hub, AGENT, "dodo.risk_check", json!({"pool": s(pool)})).await?;
         assert_eq!(
             body["result"]["verdict"], "allow",
             "hold is always allowed: {body}"
         );
     }
-    let (st, body) = call(
+    let body = call_ok(
         &hub,
-        Some(AGENT),
+        AGENT,
         "dodo.identify_pool_interface",
         json!({"pool": s(f.base)}),
     )
     .await?;
-    assert_eq!(st, 200);
     assert_eq!(body["result"]["detected_profile"], "unknown");
 
     // A DPP has no shares: the quote says so instead of inventing one.
@@ -118,14 +116,13 @@ async fn quote_add_liquidity_equals_buy_shares_after_the_transfers() -> anyhow::
         // Unbalanced on purpose: the excess quote is donated.
         let base_in = U256::from(10u128.pow(18));
         let quote_in = U256::from(3_000_000_000u64);
-        let (st, body) = call(
+        let body = call_ok(
             &hub,
-            Some(AGENT),
+            AGENT,
             "dodo.quote_add_liquidity",
             json!({"pool": s(pool), "base_amount": base_in.to_string(), "quote_amount": quote_in.to_string()}),
         )
         .await?;
-        assert_eq!(st, 200, "{body}");
         let q = &body["result"];
         assert!(amount(&q["quote_donated"]) > U256::ZERO, "{q}");
         assert_eq!(amount(&q["base_input"]), base_in);
@@ -156,28 +153,26 @@ async fn simulate_action_dry_runs_with_overrides_and_never_signs() -> anyhow::Re
         .get_transaction_count(f.devnet.deployer())
         .await?;
     let block_before = f.devnet.provider().get_block_number().await?;
-    let (st, quote) = call(
+    let quote = call_ok(
         &hub,
-        Some(AGENT),
+        AGENT,
         "dodo.quote_add_liquidity",
         json!({"pool": s(f.dsp), "base_amount": "1000000000000000000", "quote_amount": "2000000000"}),
     )
     .await?;
-    assert_eq!(st, 200, "{quote}");
     let shares = quote["result"]["shares"].clone();
     let action = json!({
         "action": "add_liquidity", "pool": s(f.dsp),
         "base_amount": "1000000000000000000", "quote_amount": "2000000000",
         "min_shares": shares, "reason": "test"
     });
-    let (st, body) = call(
+    let body = call_ok(
         &hub,
-        Some(AGENT),
+        AGENT,
         "dodo.simulate_action",
         json!({"action": action}),
     )
     .await?;
-    assert_eq!(st, 200, "{body}");
     let r = &body["result"];
     assert_eq!(r["dry_run"]["matches_math"], true, "{r}");
     assert_eq!(r["dry_run"]["primary_output"], shares);
@@ -195,14 +190,13 @@ async fn simulate_action_dry_runs_with_overrides_and_never_signs() -> anyhow::Re
         "action": "remove_liquidity", "pool": s(f.dsp), "shares": (held / U256::from(10)).to_string(),
         "min_base": "0", "min_quote": "0", "reason": "test"
     });
-    let (st, body) = call(
+    let body = call_ok(
         &hub,
-        Some(AGENT),
+        AGENT,
         "dodo.simulate_action",
         json!({"action": remove}),
     )
     .await?;
-    assert_eq!(st, 200, "{body}");
     assert_eq!(body["result"]["dry_run"]["matches_math"], true, "{body}");
     // Nothing was signed or mined.
     assert_eq!(
@@ -306,51 +300,27 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["verdict"], "allow", "cooldown cleared: {r}");
 
-    let fee = U256::from(500_000_000_000u64);
-    f.devnet
-        .provider()
-        .raw_request::<_, ()>("anvil_setNextBlockBaseFeePerGas".into(), (fee,))
-        .await?;
-    f.devnet
-        .provider()
-        .raw_request::<_, Value>("evm_mine".into(), ())
-        .await?;
+    mine_with_base_fee(&f, U256::from(500_000_000_000u64), 1).await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "gas_cap", "{r}");
-    f.devnet
-        .provider()
-        .raw_request::<_, ()>(
-            "anvil_setNextBlockBaseFeePerGas".into(),
-            (U256::from(1_000_000_000u64),),
-        )
-        .await?;
-    f.devnet
-        .provider()
-        .raw_request::<_, Value>("evm_mine".into(), ())
-        .await?;
-    f.devnet
-        .provider()
-        .raw_request::<_, Value>("evm_mine".into(), ())
-        .await?;
+    mine_with_base_fee(&f, U256::from(1_000_000_000u64), 2).await?;
 
-    let (st, body) = call(
+    call_ok(
         &hub,
-        Some(OPERATOR),
+        OPERATOR,
         "dodo.pause_pool",
         json!({"pool": s(f.dsp), "reason": "test pause"}),
     )
     .await?;
-    assert_eq!(st, 200, "{body}");
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "circuit_breaker", "{r}");
-    let (st, _) = call(
+    call_ok(
         &hub,
-        Some(OPERATOR),
+        OPERATOR,
         "dodo.resume_pool",
         json!({"pool": s(f.dsp)}),
     )
     .await?;
-    assert_eq!(st, 200);
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["verdict"], "allow", "{r}");
 
@@ -385,14 +355,7 @@ async fn stale_feed_trips_the_breaker_and_the_trip_survives_a_restart() -> anyho
         .await?
         .get_receipt()
         .await?;
-    let (st, body) = call(
-        &hub,
-        Some(AGENT),
-        "dodo.risk_check",
-        json!({"pool": s(f.dsp)}),
-    )
-    .await?;
-    assert_eq!(st, 200, "{body}");
+    call_ok(&hub, AGENT, "dodo.risk_check", json!({"pool": s(f.dsp)})).await?;
     let b = redis
         .breaker(&chain, f.dsp)
         .await?
@@ -414,14 +377,13 @@ async fn stale_feed_trips_the_breaker_and_the_trip_survives_a_restart() -> anyho
     let hub = start(&f.cfg).await?;
     let action = json!({"action": "add_liquidity", "pool": s(f.dsp), "base_amount": "1000000000000000000",
                         "quote_amount": "2000000000", "min_shares": "1", "reason": "t"});
-    let (st, body) = call(
+    let body = call_ok(
         &hub,
-        Some(AGENT),
+        AGENT,
         "dodo.risk_check",
         json!({"pool": s(f.dsp), "action": action}),
     )
     .await?;
-    assert_eq!(st, 200, "{body}");
     assert_eq!(body["result"]["verdict"], "deny", "{body}");
     let rules = body["result"]["rules"]
         .as_array()
@@ -550,14 +512,7 @@ async fn malformed_input_gets_clear_errors_and_auth_is_enforced() -> anyhow::Res
         .await?;
     assert_eq!(foreign.status().as_u16(), 403);
     // Still serving after all of that.
-    let (st, _) = call(
-        &hub,
-        Some(AGENT),
-        "dodo.get_pool_state",
-        json!({"pool": pool}),
-    )
-    .await?;
-    assert_eq!(st, 200);
+    call_ok(&hub, AGENT, "dodo.get_pool_state", json!({"pool": pool})).await?;
 
     // Every call above that reached the hub is in tool_calls.
     let pg = PgStore::connect(f.db.url(), 2)?;
@@ -737,24 +692,22 @@ async fn redis_down_denies_writes_but_reads_still_work() -> anyhow::Result<()> {
     // Nothing listens on port 1: Redis is configured but unreachable.
     cfg.redis_url = Some("redis://127.0.0.1:1".into());
     let hub = start(&cfg).await?;
-    let (st, _) = call(
+    call_ok(
         &hub,
-        Some(AGENT),
+        AGENT,
         "dodo.get_pool_state",
         json!({"pool": s(f.dsp)}),
     )
     .await?;
-    assert_eq!(st, 200);
     let action = json!({"action": "add_liquidity", "pool": s(f.dsp), "base_amount": "1000000000000000000",
                         "quote_amount": "2000000000", "min_shares": "1000000000000000000", "reason": "t"});
-    let (st, body) = call(
+    let body = call_ok(
         &hub,
-        Some(AGENT),
+        AGENT,
         "dodo.risk_check",
         json!({"pool": s(f.dsp), "action": action}),
     )
     .await?;
-    assert_eq!(st, 200, "{body}");
     let r = &body["result"];
     assert_eq!(r["verdict"], "deny", "{r}");
     for rule in ["max_notional_per_day", "cooldown", "circuit_breaker"] {

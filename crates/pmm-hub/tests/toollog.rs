@@ -37,6 +37,22 @@ async fn wait_for(
     }
 }
 
+/// Applies the embedded migrations to `db`.
+async fn migrate(db: &TestDb) -> anyhow::Result<()> {
+    let mut m = Migrator::connect(db.url()).await?;
+    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
+        .await?;
+    Ok(())
+}
+
+/// A fresh migrated database (dropped with the returned guard) and a store on it.
+async fn migrated_store() -> anyhow::Result<(TestDb, PgStore)> {
+    let db = TestDb::create().await?;
+    migrate(&db).await?;
+    let pg = PgStore::connect(db.url(), 2)?;
+    Ok((db, pg))
+}
+
 #[tokio::test]
 async fn rows_survive_an_outage_and_are_replayed_once_postgres_answers() -> anyhow::Result<()> {
     // No migrations yet: every insert fails as it would with Postgres down.
@@ -55,9 +71,7 @@ async fn rows_survive_an_outage_and_are_replayed_once_postgres_answers() -> anyh
         "nothing can be written while the table is missing"
     );
 
-    let mut m = Migrator::connect(db.url()).await?;
-    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
-        .await?;
+    migrate(&db).await?;
     wait_for(&log, "replayed", |s| {
         s.state == "ok" && s.pending == 0 && s.written == 3
     })
@@ -68,11 +82,7 @@ async fn rows_survive_an_outage_and_are_replayed_once_postgres_answers() -> anyh
 
 #[tokio::test]
 async fn flush_returns_once_every_queued_row_is_written() -> anyhow::Result<()> {
-    let db = TestDb::create().await?;
-    let mut m = Migrator::connect(db.url()).await?;
-    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
-        .await?;
-    let pg = PgStore::connect(db.url(), 2)?;
+    let (_db, pg) = migrated_store().await?;
     let log = ToolLog::spawn(pg.clone(), 100);
     for i in 0..5 {
         log.record(row(i));
@@ -103,11 +113,7 @@ async fn a_full_buffer_drops_the_oldest_and_counts_them() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn a_nul_in_caller_input_cannot_wedge_the_audit_log() -> anyhow::Result<()> {
-    let db = TestDb::create().await?;
-    let mut m = Migrator::connect(db.url()).await?;
-    m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
-        .await?;
-    let pg = PgStore::connect(db.url(), 2)?;
+    let (_db, pg) = migrated_store().await?;
     let log = ToolLog::spawn(pg.clone(), 100);
     let mut poisoned = row(0);
     poisoned.params = serde_json::json!({"pool": "0x\u{0}", "nested": ["a\u{0}b"], "k\u{0}": 1});

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{LlamaServer, TestProxy, config, upstream};
+use common::{LlamaServer, TestProxy, single_upstream};
 use pmm_inference::KindSetting;
 use serde_json::{Value, json};
 
@@ -106,12 +106,7 @@ fn main() {
         .expect("tokio runtime");
     rt.block_on(async {
         let llama = LlamaServer::start(2).await;
-        let proxy = TestProxy::start(config(vec![upstream(
-            "llama",
-            &llama.base,
-            KindSetting::Llamacpp,
-            0,
-        )]))
+        let proxy = TestProxy::start(single_upstream("llama", &llama.base, KindSetting::Llamacpp))
         .await;
         let client = reqwest::Client::new();
         for _ in 0..5 {

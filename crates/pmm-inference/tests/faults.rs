@@ -13,7 +13,10 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::{FakeServer, TestProxy, config, metric, post as post_json, read_sse, upstream};
+use common::{
+    FakeServer, TestProxy, config, get as get_url, metric, post as post_json, read_sse,
+    single_upstream, upstream,
+};
 use futures::StreamExt;
 use pmm_inference::KindSetting;
 use serde_json::{Value, json};
@@ -67,35 +70,18 @@ fn chat(stream: bool) -> Value {
     json!({"messages": [{"role": "user", "content": "hi"}], "stream": stream})
 }
 
-fn url(p: &TestProxy) -> String {
-    format!("{}/v1/chat/completions", p.base)
-}
-
 #[tokio::test]
 async fn stalled_stream_ends_with_idle_timeout_error_event() {
-    let fake = FakeServer::start(
-        Router::new()
-            .route("/health", get(|| async { "ok" }))
-            .route(
-                "/v1/chat/completions",
-                post(|| async {
-                    let first =
-                        futures::stream::iter([Ok::<_, std::io::Error>(chunk("Hel").into_bytes())]);
-                    sse(Body::from_stream(first.chain(futures::stream::pending())))
-                }),
-            ),
-    )
+    let fake = FakeServer::chat(post(|| async {
+        let first = futures::stream::iter([Ok::<_, std::io::Error>(chunk("Hel").into_bytes())]);
+        sse(Body::from_stream(first.chain(futures::stream::pending())))
+    }))
     .await;
-    let mut cfg = config(vec![upstream(
-        "stall",
-        &fake.base,
-        KindSetting::Llamacpp,
-        0,
-    )]);
+    let mut cfg = single_upstream("stall", &fake.base, KindSetting::Llamacpp);
     cfg.limits.stream_idle_timeout_ms = 300;
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
-    let resp = post_json(&client, url(&proxy), &chat(true)).await;
+    let resp = proxy.chat(&client, &chat(true)).await;
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp, Duration::from_secs(10)).await;
     assert_eq!(events.len(), 2, "{events:?}");
@@ -129,25 +115,14 @@ async fn stalled_stream_ends_with_idle_timeout_error_event() {
 
 #[tokio::test]
 async fn stream_cut_midway_is_an_error_not_a_clean_finish() {
-    let fake = FakeServer::start(
-        Router::new()
-            .route("/health", get(|| async { "ok" }))
-            .route(
-                "/v1/chat/completions",
-                post(|| async { sse(Body::from(format!("{}{}", chunk("a"), chunk("b")))) }),
-            ),
-    )
+    let fake = FakeServer::chat(post(|| async {
+        sse(Body::from(format!("{}{}", chunk("a"), chunk("b"))))
+    }))
     .await;
-    let proxy = TestProxy::start(config(vec![upstream(
-        "cut",
-        &fake.base,
-        KindSetting::Llamacpp,
-        0,
-    )]))
-    .await;
+    let proxy = TestProxy::start(single_upstream("cut", &fake.base, KindSetting::Llamacpp)).await;
     let client = reqwest::Client::new();
     let events = read_sse(
-        post_json(&client, url(&proxy), &chat(true)).await,
+        proxy.chat(&client, &chat(true)).await,
         Duration::from_secs(10),
     )
     .await;
@@ -158,17 +133,10 @@ async fn stream_cut_midway_is_an_error_not_a_clean_finish() {
 
 /// An upstream that never answers.
 async fn fake_hanging(hits: Arc<AtomicUsize>) -> FakeServer {
-    FakeServer::start(
-        Router::new()
-            .route("/health", get(|| async { "ok" }))
-            .route(
-                "/v1/chat/completions",
-                post(move || {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    futures::future::pending::<String>()
-                }),
-            ),
-    )
+    FakeServer::chat(post(move || {
+        hits.fetch_add(1, Ordering::SeqCst);
+        futures::future::pending::<String>()
+    }))
     .await
 }
 
@@ -186,7 +154,7 @@ async fn slow_upstream_times_out_per_attempt_and_falls_back() {
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
     for stream in [false, true] {
-        let resp = post_json(&client, url(&proxy), &chat(stream)).await;
+        let resp = proxy.chat(&client, &chat(stream)).await;
         assert_eq!(resp.status(), 200);
         let text = resp.text().await.expect("body");
         assert!(text.contains("fast"), "{text}");
@@ -208,13 +176,13 @@ async fn slow_upstream_times_out_per_attempt_and_falls_back() {
 async fn slow_only_upstream_hits_the_overall_deadline() {
     let hits = Arc::new(AtomicUsize::new(0));
     let slow = fake_hanging(hits.clone()).await;
-    let mut cfg = config(vec![upstream("slow", &slow.base, KindSetting::Llamacpp, 0)]);
+    let mut cfg = single_upstream("slow", &slow.base, KindSetting::Llamacpp);
     cfg.limits.attempt_timeout_ms = 300;
     cfg.limits.request_timeout_ms = 500;
     cfg.limits.max_attempts = 5;
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
-    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     let v: Value = resp.json().await.expect("error JSON");
     assert_eq!(v["error"]["type"], "timeout_error");
@@ -228,24 +196,17 @@ async fn saturation_sheds_with_429_and_retry_after() {
     let fake = {
         let release = release.clone();
         let hits = hits.clone();
-        FakeServer::start(
-            Router::new()
-                .route("/health", get(|| async { "ok" }))
-                .route(
-                    "/v1/chat/completions",
-                    post(move || {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                        let release = release.clone();
-                        async move {
-                            release.notified().await;
-                            axum::Json(chat_answer("done"))
-                        }
-                    }),
-                ),
-        )
+        FakeServer::chat(post(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let release = release.clone();
+            async move {
+                release.notified().await;
+                axum::Json(chat_answer("done"))
+            }
+        }))
         .await
     };
-    let mut cfg = config(vec![upstream("busy", &fake.base, KindSetting::Llamacpp, 0)]);
+    let mut cfg = single_upstream("busy", &fake.base, KindSetting::Llamacpp);
     cfg.limits.max_concurrent = 1;
     cfg.limits.max_queue = 1;
     cfg.limits.retry_after_secs = 7;
@@ -253,7 +214,7 @@ async fn saturation_sheds_with_429_and_retry_after() {
     let client = reqwest::Client::new();
     let spawn = || {
         let client = client.clone();
-        let url = url(&proxy);
+        let url = proxy.chat_url();
         tokio::spawn(async move { post_json(&client, url, &chat(false)).await.status() })
     };
     let first = spawn();
@@ -275,7 +236,7 @@ async fn saturation_sheds_with_429_and_retry_after() {
         assert!(Instant::now() < deadline, "second request never queued");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let third = post_json(&client, url(&proxy), &chat(false)).await;
+    let third = proxy.chat(&client, &chat(false)).await;
     assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(third.headers()["retry-after"], "7");
     let v: Value = third.json().await.expect("error JSON");
@@ -301,17 +262,10 @@ async fn error_before_first_byte_is_retried_on_the_next_upstream_and_breaker_ope
     let bad_hits = Arc::new(AtomicUsize::new(0));
     let bad = {
         let hits = bad_hits.clone();
-        FakeServer::start(
-            Router::new()
-                .route("/health", get(|| async { "ok" }))
-                .route(
-                    "/v1/chat/completions",
-                    post(move || {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                        async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }
-                    }),
-                ),
-        )
+        FakeServer::chat(post(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }
+        }))
         .await
     };
     let ok_hits = Arc::new(AtomicUsize::new(0));
@@ -325,7 +279,7 @@ async fn error_before_first_byte_is_retried_on_the_next_upstream_and_breaker_ope
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
     for i in 0..4 {
-        let resp = post_json(&client, url(&proxy), &chat(i % 2 == 1)).await;
+        let resp = proxy.chat(&client, &chat(i % 2 == 1)).await;
         assert_eq!(resp.status(), 200);
         assert!(resp.text().await.expect("body").contains("second"));
     }
@@ -359,22 +313,15 @@ async fn upstream_4xx_is_passed_through_and_not_retried() {
     let hits = Arc::new(AtomicUsize::new(0));
     let rejecting = {
         let hits = hits.clone();
-        FakeServer::start(
-            Router::new()
-                .route("/health", get(|| async { "ok" }))
-                .route(
-                    "/v1/chat/completions",
-                    post(move || {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                        async {
-                            (
-                                StatusCode::BAD_REQUEST,
-                                axum::Json(json!({"error": {"message": "context too long"}})),
-                            )
-                        }
-                    }),
-                ),
-        )
+        FakeServer::chat(post(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": {"message": "context too long"}})),
+                )
+            }
+        }))
         .await
     };
     let other_hits = Arc::new(AtomicUsize::new(0));
@@ -385,7 +332,7 @@ async fn upstream_4xx_is_passed_through_and_not_retried() {
     ]))
     .await;
     let client = reqwest::Client::new();
-    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["message"], "context too long");
@@ -416,21 +363,16 @@ async fn health_mirrors_upstream_loading_state() {
         ))
         .await
     };
-    let proxy = TestProxy::start_unready(config(vec![upstream(
+    let proxy = TestProxy::start_unready(single_upstream(
         "loading",
         &fake.base,
         KindSetting::Llamacpp,
-        0,
-    )]))
+    ))
     .await;
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = client
-            .get(format!("{}/health", proxy.base))
-            .send()
-            .await
-            .expect("health");
+        let r = get_url(&client, format!("{}/health", proxy.base)).await;
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         let v: Value = r.json().await.expect("json");
         if v["error"]["message"] == "Loading model" {
@@ -447,13 +389,13 @@ async fn health_mirrors_upstream_loading_state() {
 async fn bearer_auth_guards_everything_but_health() {
     let hits = Arc::new(AtomicUsize::new(0));
     let fake = fake_ok("authed", hits.clone()).await;
-    let mut cfg = config(vec![upstream("f", &fake.base, KindSetting::Llamacpp, 0)]);
+    let mut cfg = single_upstream("f", &fake.base, KindSetting::Llamacpp);
     cfg.auth.disabled = false;
     cfg.auth.tokens = vec!["s3cret-token-one".into(), "s3cret-token-two".into()];
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
     for token in [None, Some("wrong"), Some("s3cret-token-on")] {
-        let mut req = client.post(url(&proxy)).json(&chat(false));
+        let mut req = client.post(proxy.chat_url()).json(&chat(false));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -461,15 +403,11 @@ async fn bearer_auth_guards_everything_but_health() {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "token {token:?}");
         assert_eq!(resp.headers()["www-authenticate"], "Bearer");
     }
-    let m = client
-        .get(format!("{}/metrics", proxy.base))
-        .send()
-        .await
-        .expect("metrics");
+    let m = get_url(&client, format!("{}/metrics", proxy.base)).await;
     assert_eq!(m.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(hits.load(Ordering::SeqCst), 0);
     let resp = client
-        .post(url(&proxy))
+        .post(proxy.chat_url())
         .bearer_auth("s3cret-token-two")
         .json(&chat(false))
         .send()
@@ -479,7 +417,7 @@ async fn bearer_auth_guards_everything_but_health() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // The auth scheme is case-insensitive (RFC 9110).
     let resp = client
-        .post(url(&proxy))
+        .post(proxy.chat_url())
         .header("authorization", "bearer s3cret-token-one")
         .json(&chat(false))
         .send()
@@ -491,29 +429,20 @@ async fn bearer_auth_guards_everything_but_health() {
 
 #[tokio::test]
 async fn dead_upstream_gives_502_then_503_with_retry_after_once_the_breaker_opens() {
-    let mut cfg = config(vec![upstream(
-        "gone",
-        &common::dead_url(),
-        KindSetting::Llamacpp,
-        0,
-    )]);
+    let mut cfg = single_upstream("gone", &common::dead_url(), KindSetting::Llamacpp);
     cfg.breaker.failure_threshold = 3;
     cfg.breaker.open_ms = 60_000;
     cfg.limits.max_attempts = 3;
     cfg.limits.retry_after_secs = 4;
     let proxy = TestProxy::start_unready(cfg).await;
     let client = reqwest::Client::new();
-    let h = client
-        .get(format!("{}/health", proxy.base))
-        .send()
-        .await
-        .expect("health");
+    let h = get_url(&client, format!("{}/health", proxy.base)).await;
     assert_eq!(h.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["type"], "upstream_error");
-    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["retry-after"], "4");
     let m = proxy.metrics(&client).await;
@@ -530,11 +459,11 @@ async fn dead_upstream_gives_502_then_503_with_retry_after_once_the_breaker_open
 #[tokio::test]
 async fn upstream_url_secrets_never_reach_the_client() {
     let dead = format!("{}/?api_key=s3cret-pass", common::dead_url());
-    let mut cfg = config(vec![upstream("gone", &dead, KindSetting::Llamacpp, 0)]);
+    let mut cfg = single_upstream("gone", &dead, KindSetting::Llamacpp);
     cfg.limits.max_attempts = 1;
     let proxy = TestProxy::start_unready(cfg).await;
     let client = reqwest::Client::new();
-    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let text = resp.text().await.expect("error body");
     assert!(text.contains("gone"), "{text}");
@@ -543,34 +472,28 @@ async fn upstream_url_secrets_never_reach_the_client() {
 
 #[tokio::test]
 async fn a_4xx_whose_body_breaks_is_an_upstream_failure_not_an_empty_4xx() {
-    let fake = FakeServer::start(
-        Router::new()
-            .route("/health", get(|| async { "ok" }))
-            .route(
-                "/v1/chat/completions",
-                // The request body is read so that closing the connection is a clean FIN; the
-                // yield lets the server flush the headers before the body fails.
-                post(|_: axum::body::Bytes| async {
-                    let first = futures::stream::iter([Ok(axum::body::Bytes::from_static(
-                        b"{\"error\": ",
-                    ))]);
-                    let broken = futures::stream::once(async {
-                        tokio::task::yield_now().await;
-                        Err(std::io::Error::other("connection lost"))
-                    });
-                    (
-                        StatusCode::BAD_REQUEST,
-                        Body::from_stream(first.chain(broken)),
-                    )
-                }),
-            ),
+    let fake = FakeServer::chat(
+        // The request body is read so that closing the connection is a clean FIN; the
+        // yield lets the server flush the headers before the body fails.
+        post(|_: axum::body::Bytes| async {
+            let first =
+                futures::stream::iter([Ok(axum::body::Bytes::from_static(b"{\"error\": "))]);
+            let broken = futures::stream::once(async {
+                tokio::task::yield_now().await;
+                Err(std::io::Error::other("connection lost"))
+            });
+            (
+                StatusCode::BAD_REQUEST,
+                Body::from_stream(first.chain(broken)),
+            )
+        }),
     )
     .await;
-    let mut cfg = config(vec![upstream("torn", &fake.base, KindSetting::Llamacpp, 0)]);
+    let mut cfg = single_upstream("torn", &fake.base, KindSetting::Llamacpp);
     cfg.limits.max_attempts = 1;
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
-    let resp = post_json(&client, url(&proxy), &chat(false)).await;
+    let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let v: Value = resp.json().await.expect("error JSON");
     assert_eq!(v["error"]["type"], "upstream_error");

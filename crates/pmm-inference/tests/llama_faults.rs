@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{LlamaServer, TestProxy, config, metric, post, read_sse, upstream};
+use axum::body::Bytes;
+use common::{LlamaServer, TestProxy, config, metric, read_sse, single_upstream, upstream};
 use futures::StreamExt;
 use pmm_inference::KindSetting;
 use pmm_inference::sse::SseDecoder;
@@ -38,23 +39,30 @@ async fn wait_slots(llama: &LlamaServer, client: &reqwest::Client, busy: bool, w
     }
 }
 
+/// Waits up to 60 s for the first chunk of a stream.
+async fn first_chunk(body: &mut (impl futures::Stream<Item = reqwest::Result<Bytes>> + Unpin)) {
+    tokio::time::timeout(Duration::from_secs(60), body.next())
+        .await
+        .expect("first chunk in time")
+        .expect("stream open")
+        .expect("chunk");
+}
+
+/// Feeds `chunk` to `dec` and appends the `data:` of every event it completes.
+fn decode_into(dec: &mut SseDecoder, chunk: &[u8], events: &mut Vec<String>) {
+    dec.push(chunk);
+    while let Some(ev) = dec.next_event() {
+        events.push(ev.data);
+    }
+}
+
 #[tokio::test]
 async fn upstream_killed_mid_stream_ends_with_error_event() {
     let mut llama = LlamaServer::start(1).await;
-    let proxy = TestProxy::start(config(vec![upstream(
-        "llama",
-        &llama.base,
-        KindSetting::Llamacpp,
-        0,
-    )]))
-    .await;
+    let proxy =
+        TestProxy::start(single_upstream("llama", &llama.base, KindSetting::Llamacpp)).await;
     let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &long_generation(true),
-    )
-    .await;
+    let resp = proxy.chat(&client, &long_generation(true)).await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     let mut dec = SseDecoder::default();
@@ -66,10 +74,7 @@ async fn upstream_killed_mid_stream_ends_with_error_event() {
             .expect("first chunks in time")
             .expect("stream open")
             .expect("chunk");
-        dec.push(&chunk);
-        while let Some(ev) = dec.next_event() {
-            events.push(ev.data);
-        }
+        decode_into(&mut dec, &chunk, &mut events);
     }
     llama.kill();
     while let Some(next) = tokio::time::timeout_at(deadline, body.next())
@@ -77,10 +82,7 @@ async fn upstream_killed_mid_stream_ends_with_error_event() {
         .expect("stream ends after the kill")
     {
         let Ok(chunk) = next else { break };
-        dec.push(&chunk);
-        while let Some(ev) = dec.next_event() {
-            events.push(ev.data);
-        }
+        decode_into(&mut dec, &chunk, &mut events);
     }
     assert!(
         !events.iter().any(|e| e == "[DONE]"),
@@ -104,27 +106,13 @@ async fn upstream_killed_mid_stream_ends_with_error_event() {
 #[tokio::test]
 async fn client_disconnect_mid_stream_stops_generation() {
     let llama = LlamaServer::start(1).await;
-    let proxy = TestProxy::start(config(vec![upstream(
-        "llama",
-        &llama.base,
-        KindSetting::Llamacpp,
-        0,
-    )]))
-    .await;
+    let proxy =
+        TestProxy::start(single_upstream("llama", &llama.base, KindSetting::Llamacpp)).await;
     let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &long_generation(true),
-    )
-    .await;
+    let resp = proxy.chat(&client, &long_generation(true)).await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
-    tokio::time::timeout(Duration::from_secs(60), body.next())
-        .await
-        .expect("first chunk in time")
-        .expect("stream open")
-        .expect("chunk");
+    first_chunk(&mut body).await;
     wait_slots(&llama, &client, true, Duration::from_secs(10)).await;
     drop(body);
     wait_slots(&llama, &client, false, Duration::from_secs(15)).await;
@@ -147,13 +135,8 @@ async fn client_disconnect_mid_stream_stops_generation() {
 #[tokio::test]
 async fn client_disconnect_while_waiting_for_a_full_answer_stops_generation() {
     let llama = LlamaServer::start(1).await;
-    let proxy = TestProxy::start(config(vec![upstream(
-        "llama",
-        &llama.base,
-        KindSetting::Llamacpp,
-        0,
-    )]))
-    .await;
+    let proxy =
+        TestProxy::start(single_upstream("llama", &llama.base, KindSetting::Llamacpp)).await;
     let client = reqwest::Client::new();
     // A raw socket, so that "the client went away" is an unambiguous close of the connection.
     let addr = proxy.base.trim_start_matches("http://").to_owned();
@@ -180,17 +163,10 @@ async fn streaming_is_not_retried_after_the_first_byte() {
     let mut first = LlamaServer::start(1).await;
     let fallback_hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let hits = fallback_hits.clone();
-    let fallback = common::FakeServer::start(
-        axum::Router::new()
-            .route("/health", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/v1/chat/completions",
-                axum::routing::post(move || {
-                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    async { "data: [DONE]\n\n" }
-                }),
-            ),
-    )
+    let fallback = common::FakeServer::chat(axum::routing::post(move || {
+        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "data: [DONE]\n\n" }
+    }))
     .await;
     let proxy = TestProxy::start(config(vec![
         upstream("llama", &first.base, KindSetting::Llamacpp, 0),
@@ -198,30 +174,18 @@ async fn streaming_is_not_retried_after_the_first_byte() {
     ]))
     .await;
     let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &long_generation(true),
-    )
-    .await;
+    let resp = proxy.chat(&client, &long_generation(true)).await;
     let mut body = resp.bytes_stream();
-    tokio::time::timeout(Duration::from_secs(60), body.next())
-        .await
-        .expect("first chunk in time")
-        .expect("stream open")
-        .expect("chunk");
+    first_chunk(&mut body).await;
     first.kill();
     let rest = read_sse_rest(body).await;
     assert!(rest.contains("\"upstream_error\""), "{rest}");
     assert!(!rest.contains("[DONE]"));
     assert_eq!(fallback_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     // A new request does go to the fallback now.
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &json!({"messages": [], "stream": true}),
-    )
-    .await;
+    let resp = proxy
+        .chat(&client, &json!({"messages": [], "stream": true}))
+        .await;
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp, Duration::from_secs(10)).await;
     assert_eq!(events, ["[DONE]"]);
@@ -229,7 +193,7 @@ async fn streaming_is_not_retried_after_the_first_byte() {
 }
 
 async fn read_sse_rest(
-    mut body: impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin,
+    mut body: impl futures::Stream<Item = reqwest::Result<Bytes>> + Unpin,
 ) -> String {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -4,38 +4,36 @@
 mod common;
 
 use common::{
-    LlamaServer, TestProxy, config, dead_url, metric, post, read_sse, shared_llama, upstream,
+    LlamaServer, TestProxy, completion_text, config, dead_url, done_chunks, get, get_json, metric,
+    read_sse, shared_llama, single_upstream, upstream,
 };
 use pmm_inference::KindSetting;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
-async fn proxy_for(llama: &LlamaServer) -> TestProxy {
-    TestProxy::start(config(vec![upstream(
-        "llama",
-        &llama.base,
-        KindSetting::Auto,
-        0,
-    )]))
-    .await
+/// The shared `llama-server` (kept alive by the returned handle), a proxy in front of it with
+/// kind auto-detection, and a client.
+async fn llama_proxy() -> (Arc<LlamaServer>, TestProxy, reqwest::Client) {
+    let llama = shared_llama().await;
+    let proxy = TestProxy::start(single_upstream("llama", &llama.base, KindSetting::Auto)).await;
+    (llama, proxy, reqwest::Client::new())
 }
 
 #[tokio::test]
 async fn chat_completion_through_proxy() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &json!({
-            "model": "smollm2",
-            "messages": [{"role": "user", "content": "Say hello."}],
-            "max_tokens": 16,
-            "temperature": 0,
-        }),
-    )
-    .await;
+    let (_llama, proxy, client) = llama_proxy().await;
+    let resp = proxy
+        .chat(
+            &client,
+            &json!({
+                "model": "smollm2",
+                "messages": [{"role": "user", "content": "Say hello."}],
+                "max_tokens": 16,
+                "temperature": 0,
+            }),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.expect("chat JSON");
     let content = v["choices"][0]["message"]["content"]
@@ -71,15 +69,13 @@ async fn chat_completion_through_proxy() {
 
 #[tokio::test]
 async fn text_completion_through_proxy() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/completions", proxy.base),
-        &json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}),
-    )
-    .await;
+    let (_llama, proxy, client) = llama_proxy().await;
+    let resp = proxy
+        .complete(
+            &client,
+            &json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.expect("completion JSON");
     let text = v["choices"][0]["text"].as_str().expect("text");
@@ -88,33 +84,22 @@ async fn text_completion_through_proxy() {
 
 #[tokio::test]
 async fn chat_streaming_is_relayed_chunk_by_chunk() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &json!({
-            "messages": [{"role": "user", "content": "Count from one to ten."}],
-            "max_tokens": 24, "temperature": 0, "stream": true,
-        }),
-    )
-    .await;
+    let (_llama, proxy, client) = llama_proxy().await;
+    let resp = proxy
+        .chat(
+            &client,
+            &json!({
+                "messages": [{"role": "user", "content": "Count from one to ten."}],
+                "max_tokens": 24, "temperature": 0, "stream": true,
+            }),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["content-type"].to_str().expect("ascii"),
         "text/event-stream"
     );
-    let events = read_sse(resp, Duration::from_secs(60)).await;
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("[DONE]"),
-        "{events:?}"
-    );
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).expect("chunk JSON"))
-        .collect();
+    let chunks = done_chunks(&read_sse(resp, Duration::from_secs(60)).await);
     assert!(
         chunks.len() > 3,
         "expected many chunks, got {}",
@@ -135,27 +120,15 @@ async fn chat_streaming_is_relayed_chunk_by_chunk() {
 
 #[tokio::test]
 async fn completion_streaming_is_relayed() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/completions", proxy.base),
-        &json!({"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0, "stream": true}),
-    )
-    .await;
+    let (_llama, proxy, client) = llama_proxy().await;
+    let resp = proxy
+        .complete(
+            &client,
+            &json!({"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0, "stream": true}),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
-    let events = read_sse(resp, Duration::from_secs(60)).await;
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("[DONE]"),
-        "{events:?}"
-    );
-    let text: String = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(e).expect("chunk JSON"))
-        .filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_owned))
-        .collect();
+    let text = completion_text(&done_chunks(&read_sse(resp, Duration::from_secs(60)).await));
     assert!(!text.is_empty());
 }
 
@@ -193,13 +166,8 @@ fn assert_conforms(v: &Value) {
 
 #[tokio::test]
 async fn json_schema_chat_output_conforms() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &json!({
+    let (_llama, proxy, client) = llama_proxy().await;
+    let resp = proxy.chat(&client, &json!({
             "messages": [
                 {"role": "system", "content": "You manage a liquidity pool. Answer in JSON."},
                 {"role": "user", "content": "The pool is balanced. What should we do?"},
@@ -221,13 +189,8 @@ async fn json_schema_chat_output_conforms() {
 
 #[tokio::test]
 async fn json_schema_streamed_completion_conforms() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/completions", proxy.base),
-        &json!({
+    let (_llama, proxy, client) = llama_proxy().await;
+    let resp = proxy.complete(&client, &json!({
             "prompt": "Pool state: balanced. Proposal as JSON:",
             "max_tokens": 120, "temperature": 0, "stream": true,
             "response_format": {"type": "json_schema", "json_schema": {"schema": proposal_schema()}},
@@ -235,17 +198,7 @@ async fn json_schema_streamed_completion_conforms() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let events = read_sse(resp, Duration::from_secs(60)).await;
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("[DONE]"),
-        "{events:?}"
-    );
-    let text: String = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(e).expect("chunk JSON"))
-        .filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_owned))
-        .collect();
+    let text = completion_text(&done_chunks(&read_sse(resp, Duration::from_secs(60)).await));
     let parsed: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     assert_conforms(&parsed);
@@ -253,17 +206,8 @@ async fn json_schema_streamed_completion_conforms() {
 
 #[tokio::test]
 async fn models_and_health_mirror_llama_server() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let v: Value = client
-        .get(format!("{}/v1/models", proxy.base))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("models JSON");
+    let (_llama, proxy, client) = llama_proxy().await;
+    let v = get_json(&client, format!("{}/v1/models", proxy.base)).await;
     assert_eq!(v["object"], "list");
     assert!(
         v["data"]
@@ -273,27 +217,21 @@ async fn models_and_health_mirror_llama_server() {
             .any(|m| m["id"] == "smollm2"),
         "{v}"
     );
-    let h = client
-        .get(format!("{}/health", proxy.base))
-        .send()
-        .await
-        .expect("health");
+    let h = get(&client, format!("{}/health", proxy.base)).await;
     assert_eq!(h.status(), 200);
     assert_eq!(h.json::<Value>().await.expect("json")["status"], "ok");
 }
 
 #[tokio::test]
 async fn bad_request_gets_typed_400_without_reaching_upstream() {
-    let llama = shared_llama().await;
-    let proxy = proxy_for(&llama).await;
-    let client = reqwest::Client::new();
-    let resp = post(
-        &client,
-        format!("{}/v1/chat/completions", proxy.base),
-        &json!({"messages": [{"role": "user", "content": "x"}],
+    let (_llama, proxy, client) = llama_proxy().await;
+    let resp = proxy
+        .chat(
+            &client,
+            &json!({"messages": [{"role": "user", "content": "x"}],
                 "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.expect("error JSON");
     assert_eq!(v["error"]["type"], "invalid_request_error");
@@ -315,12 +253,12 @@ async fn falls_back_to_second_upstream_when_first_is_down() {
     .await;
     let client = reqwest::Client::new();
     for stream in [false, true] {
-        let resp = post(
-            &client,
-            format!("{}/v1/completions", proxy.base),
-            &json!({"prompt": "Hello", "max_tokens": 4, "stream": stream}),
-        )
-        .await;
+        let resp = proxy
+            .complete(
+                &client,
+                &json!({"prompt": "Hello", "max_tokens": 4, "stream": stream}),
+            )
+            .await;
         assert_eq!(resp.status(), 200, "stream={stream}");
         if stream {
             let events = read_sse(resp, Duration::from_secs(60)).await;

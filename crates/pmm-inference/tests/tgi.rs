@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::{FakeServer, TestProxy, config, post as post_json, read_sse, upstream};
+use common::{FakeServer, TestProxy, get_json, read_sse, single_upstream};
 use pmm_inference::KindSetting;
 use serde_json::{Value, json};
 
@@ -128,13 +128,7 @@ async fn tgi_fake_server(seen: Seen) -> FakeServer {
 async fn setup() -> (Seen, FakeServer, TestProxy) {
     let seen: Seen = Arc::default();
     let tgi = tgi_fake_server(seen.clone()).await;
-    let proxy = TestProxy::start(config(vec![upstream(
-        "tgi",
-        &tgi.base,
-        KindSetting::Auto,
-        0,
-    )]))
-    .await;
+    let proxy = TestProxy::start(single_upstream("tgi", &tgi.base, KindSetting::Auto)).await;
     (seen, tgi, proxy)
 }
 
@@ -146,10 +140,7 @@ fn schema() -> Value {
 async fn tgi_fake_server_completion_translates_to_generate_with_grammar() {
     let (seen, _tgi, proxy) = setup().await;
     let client = reqwest::Client::new();
-    let resp = post_json(
-        &client,
-        format!("{}/v1/completions", proxy.base),
-        &json!({
+    let resp = proxy.complete(&client, &json!({
             "prompt": "Is it ok?", "max_tokens": 16, "temperature": 0, "stop": ["\n"],
             "response_format": {"type": "json_schema", "json_schema": {"name": "ok", "schema": schema()}},
         }),
@@ -179,12 +170,12 @@ async fn tgi_fake_server_completion_translates_to_generate_with_grammar() {
 async fn tgi_fake_server_stream_translates_to_openai_chunks() {
     let (seen, _tgi, proxy) = setup().await;
     let client = reqwest::Client::new();
-    let resp = post_json(
-        &client,
-        format!("{}/v1/completions", proxy.base),
-        &json!({"prompt": "Say hello", "max_tokens": 8, "stream": true, "temperature": 0.5}),
-    )
-    .await;
+    let resp = proxy
+        .complete(
+            &client,
+            &json!({"prompt": "Say hello", "max_tokens": 8, "stream": true, "temperature": 0.5}),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp, Duration::from_secs(10)).await;
     assert_eq!(events.len(), 4, "{events:?}");
@@ -211,12 +202,9 @@ async fn tgi_fake_server_stream_translates_to_openai_chunks() {
 async fn tgi_fake_server_stream_error_becomes_error_event() {
     let (_seen, _tgi, proxy) = setup().await;
     let client = reqwest::Client::new();
-    let resp = post_json(
-        &client,
-        format!("{}/v1/completions", proxy.base),
-        &json!({"prompt": "fail", "stream": true}),
-    )
-    .await;
+    let resp = proxy
+        .complete(&client, &json!({"prompt": "fail", "stream": true}))
+        .await;
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp, Duration::from_secs(10)).await;
     assert_eq!(events.len(), 2, "{events:?}");
@@ -235,10 +223,7 @@ async fn tgi_fake_server_chat_gets_json_response_format() {
     let (seen, _tgi, proxy) = setup().await;
     let client = reqwest::Client::new();
     for stream in [false, true] {
-        let resp = post_json(
-            &client,
-            format!("{}/v1/chat/completions", proxy.base),
-            &json!({
+        let resp = proxy.chat(&client, &json!({
                 "messages": [{"role": "user", "content": "ok?"}], "stream": stream,
                 "response_format": {"type": "json_schema", "json_schema": {"name": "ok", "schema": schema()}},
             }),
@@ -269,14 +254,7 @@ async fn tgi_fake_server_chat_gets_json_response_format() {
 async fn tgi_fake_server_is_detected_and_listed_in_models() {
     let (_seen, _tgi, proxy) = setup().await;
     let client = reqwest::Client::new();
-    let v: Value = client
-        .get(format!("{}/v1/models", proxy.base))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("json");
+    let v = get_json(&client, format!("{}/v1/models", proxy.base)).await;
     assert_eq!(v["data"][0]["id"], MODEL_ID);
     assert_eq!(v["data"][0]["owned_by"], "tgi");
 }

@@ -82,82 +82,94 @@ pub enum Purpose {
 
 impl Purpose {
     /// The snake_case name used in the JSON file.
-    pub fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+    pub fn name(self) -> &'static str {
+        use Purpose::*;
+        match self {
+            Version => "version",
+            BaseToken => "base_token",
+            QuoteToken => "quote_token",
+            MidPrice => "mid_price",
+            State => "state",
+            Reserves => "reserves",
+            Fees => "fees",
+            QuerySellBase => "query_sell_base",
+            QuerySellQuote => "query_sell_quote",
+            QueryBuyBase => "query_buy_base",
+            TotalSupply => "total_supply",
+            BalanceOf => "balance_of",
+            AddLiquidity => "add_liquidity",
+            RemoveLiquidity => "remove_liquidity",
+            Maintainer => "maintainer",
+            CorrectRState => "correct_r_state",
+            Oracle => "oracle",
+            OracleEnabled => "oracle_enabled",
+            OraclePrice => "oracle_price",
+            BaseBalance => "base_balance",
+            QuoteBalance => "quote_balance",
+            ExpectedTarget => "expected_target",
+            K => "k",
+            LpFeeRate => "lp_fee_rate",
+            MtFeeRate => "mt_fee_rate",
+            RStatus => "r_status",
+            DepositBase => "deposit_base",
+            DepositQuote => "deposit_quote",
+            WithdrawBase => "withdraw_base",
+            WithdrawQuote => "withdraw_quote",
+            BaseCapitalToken => "base_capital_token",
+            QuoteCapitalToken => "quote_capital_token",
+        }
     }
 }
 
+/// The reads of one batched V2 state read, shared by every V2 pool family.
+const V2_READS: &[Purpose] = &[
+    Purpose::Version,
+    Purpose::BaseToken,
+    Purpose::QuoteToken,
+    Purpose::MidPrice,
+    Purpose::State,
+    Purpose::Reserves,
+    Purpose::Fees,
+    Purpose::QuerySellBase,
+    Purpose::QuerySellQuote,
+];
+
 /// Purposes every profile of a pool family must define: the reads of one batched state read
-/// plus the liquidity methods.
-pub fn required_purposes(pool_type: PoolType) -> &'static [Purpose] {
+/// plus the liquidity methods, in the order a missing one is reported.
+pub fn required_purposes(pool_type: PoolType) -> impl Iterator<Item = Purpose> {
     use Purpose::*;
-    match pool_type {
-        PoolType::Dvm | PoolType::Dsp | PoolType::Gsp => &[
-            Version,
-            BaseToken,
-            QuoteToken,
-            MidPrice,
-            State,
-            Reserves,
-            Fees,
-            QuerySellBase,
-            QuerySellQuote,
-            TotalSupply,
-            BalanceOf,
-            AddLiquidity,
-            RemoveLiquidity,
-        ],
-        PoolType::Dpp => &[
-            Version,
-            BaseToken,
-            QuoteToken,
-            MidPrice,
-            State,
-            Reserves,
-            Fees,
-            QuerySellBase,
-            QuerySellQuote,
-            AddLiquidity,
-            RemoveLiquidity,
-        ],
-        PoolType::DppOracle => &[
-            Version,
-            BaseToken,
-            QuoteToken,
-            MidPrice,
-            State,
-            Reserves,
-            Fees,
-            QuerySellBase,
-            QuerySellQuote,
-            AddLiquidity,
-            RemoveLiquidity,
-            Oracle,
-        ],
-        PoolType::V1 => &[
-            Version,
-            BaseToken,
-            QuoteToken,
-            MidPrice,
-            OraclePrice,
-            BaseBalance,
-            QuoteBalance,
-            ExpectedTarget,
-            K,
-            LpFeeRate,
-            MtFeeRate,
-            RStatus,
-            QuerySellBase,
-            QueryBuyBase,
-            DepositBase,
-            DepositQuote,
-            WithdrawBase,
-            WithdrawQuote,
-        ],
-    }
+    let (reads, rest): (&[Purpose], &[Purpose]) = match pool_type {
+        PoolType::Dvm | PoolType::Dsp | PoolType::Gsp => (
+            V2_READS,
+            &[TotalSupply, BalanceOf, AddLiquidity, RemoveLiquidity],
+        ),
+        PoolType::Dpp => (V2_READS, &[AddLiquidity, RemoveLiquidity]),
+        PoolType::DppOracle => (V2_READS, &[AddLiquidity, RemoveLiquidity, Oracle]),
+        PoolType::V1 => (
+            &[
+                Version,
+                BaseToken,
+                QuoteToken,
+                MidPrice,
+                OraclePrice,
+                BaseBalance,
+                QuoteBalance,
+                ExpectedTarget,
+                K,
+                LpFeeRate,
+                MtFeeRate,
+                RStatus,
+                QuerySellBase,
+                QueryBuyBase,
+                DepositBase,
+                DepositQuote,
+                WithdrawBase,
+                WithdrawQuote,
+            ],
+            &[],
+        ),
+    };
+    reads.iter().chain(rest).copied()
 }
 
 /// A Solidity function signature, `name(type,type)`, as used to compute a selector.
@@ -312,7 +324,7 @@ impl PoolProfiles {
                 }
             }
             for purpose in required_purposes(profile.pool_type) {
-                if !profile.methods.contains_key(purpose) {
+                if !profile.methods.contains_key(&purpose) {
                     return Err(ConfigError::at(
                         at(".methods"),
                         format!(
@@ -404,6 +416,14 @@ mod tests {
         })))
         .unwrap_err();
         assert_eq!(err.path, "profiles.x.pool_type");
+    }
+
+    #[test]
+    fn purpose_names_are_the_json_keys() {
+        let p = PoolProfiles::from_json_str(COMMITTED).unwrap();
+        for purpose in p.profiles.values().flat_map(|p| p.methods.keys()) {
+            assert_eq!(serde_json::to_value(purpose).unwrap(), purpose.name());
+        }
     }
 
     #[test]

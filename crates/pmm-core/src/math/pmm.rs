@@ -207,15 +207,7 @@ pub fn query_sell_base(
     fees: FeeRates,
 ) -> Result<SwapQuote, MathError> {
     let adjusted = adjusted_target(state)?;
-    let (gross, new_r) = sell_base_gross(&adjusted, pay_base)?;
-    let (receive, mt_fee, lp_fee) = apply_fees(gross, fees)?;
-    Ok(SwapQuote {
-        receive,
-        mt_fee,
-        lp_fee,
-        new_r,
-        new_target: adjusted.b0,
-    })
+    net_of_fees(sell_base_gross(&adjusted, pay_base)?, fees, adjusted.b0)
 }
 
 /// `querySellQuote(trader, pay_quote)`: the mirror of [`query_sell_base`]; `new_target` is
@@ -226,14 +218,22 @@ pub fn query_sell_quote(
     fees: FeeRates,
 ) -> Result<SwapQuote, MathError> {
     let adjusted = adjusted_target(state)?;
-    let (gross, new_r) = sell_quote_gross(&adjusted, pay_quote)?;
+    net_of_fees(sell_quote_gross(&adjusted, pay_quote)?, fees, adjusted.q0)
+}
+
+/// The quote for a priced sale `(gross, new_r)`: fees taken, `new_target` as given.
+fn net_of_fees(
+    (gross, new_r): (U256, RState),
+    fees: FeeRates,
+    new_target: U256,
+) -> Result<SwapQuote, MathError> {
     let (receive, mt_fee, lp_fee) = apply_fees(gross, fees)?;
     Ok(SwapQuote {
         receive,
         mt_fee,
         lp_fee,
         new_r,
-        new_target: adjusted.q0,
+        new_target,
     })
 }
 

@@ -113,6 +113,15 @@ fn pressure(value: U512, limit: U512) -> u8 {
         .min(100)
 }
 
+/// Denies when `value` exceeds `limit`, else passes with the pressure `value` puts on it.
+fn within_limit(value: U512, limit: U512, detail: String) -> Eval {
+    if value > limit {
+        Eval::Deny(detail)
+    } else {
+        pass(detail, pressure(value, limit))
+    }
+}
+
 /// `ceil(BPS * diff / base)` for a positive base.
 fn bps_of(diff: U512, base: U512) -> U512 {
     (diff * U512::from(BPS)).div_ceil(base)
@@ -151,8 +160,12 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
             match &notional {
                 Some(notional) => {
                     evals.push((Rule::MaxSlippage, slippage(input, &limits)));
-                    evals.push((Rule::MaxNotionalPerTx, per_tx(notional, &limits)));
-                    evals.push((Rule::MaxNotionalPerDay, per_day(input, notional, &limits)));
+                    let (tx, day) = match notional {
+                        Ok(n) => (per_tx(*n, &limits), per_day(input, *n, &limits)),
+                        Err(why) => (Eval::Deny(why.clone()), Eval::Deny(why.clone())),
+                    };
+                    evals.push((Rule::MaxNotionalPerTx, tx));
+                    evals.push((Rule::MaxNotionalPerDay, day));
                 }
                 None => {
                     for rule in [
@@ -341,54 +354,31 @@ fn slippage(input: &PolicyInput<'_>, limits: &Limits) -> Eval {
         details.join(", "),
         limits.max_slippage_bps
     );
-    if worst > limit {
-        Eval::Deny(detail)
-    } else {
-        pass(detail, pressure(worst, limit))
-    }
+    within_limit(worst, limit, detail)
 }
 
-fn per_tx(notional: &Result<Amount, String>, limits: &Limits) -> Eval {
-    let notional = match notional {
-        Ok(n) => *n,
-        Err(why) => return Eval::Deny(why.clone()),
-    };
+fn per_tx(notional: Amount, limits: &Limits) -> Eval {
     let detail = format!(
         "notional {notional} vs max {} (raw quote units)",
         limits.max_notional_per_tx
     );
-    if notional > limits.max_notional_per_tx {
-        Eval::Deny(detail)
-    } else {
-        pass(
-            detail,
-            pressure(
-                U512::from(notional.0),
-                U512::from(limits.max_notional_per_tx.0),
-            ),
-        )
-    }
+    within_limit(
+        U512::from(notional.0),
+        U512::from(limits.max_notional_per_tx.0),
+        detail,
+    )
 }
 
-fn per_day(input: &PolicyInput<'_>, notional: &Result<Amount, String>, limits: &Limits) -> Eval {
-    let notional = match notional {
-        Ok(n) => *n,
-        Err(why) => return Eval::Deny(why.clone()),
-    };
+fn per_day(input: &PolicyInput<'_>, notional: Amount, limits: &Limits) -> Eval {
     let Some(used) = input.daily_used else {
         return Eval::Deny("notional committed today is unknown".into());
     };
     let total = U512::from(used.0) + U512::from(notional.0);
-    let max = U512::from(limits.max_notional_per_day.0);
     let detail = format!(
         "used {used} + this {notional} = {total} vs max {} per day (raw quote units)",
         limits.max_notional_per_day
     );
-    if total > max {
-        Eval::Deny(detail)
-    } else {
-        pass(detail, pressure(total, max))
-    }
+    within_limit(total, U512::from(limits.max_notional_per_day.0), detail)
 }
 
 fn cooldown(input: &PolicyInput<'_>) -> Eval {
@@ -472,11 +462,7 @@ fn gas_cap(input: &PolicyInput<'_>, limits: &Limits) -> Eval {
     };
     let cap = u128::from(limits.gas_cap_gwei) * WEI_PER_GWEI;
     let detail = format!("gas price {gas} wei vs cap {} gwei", limits.gas_cap_gwei);
-    if gas > cap {
-        Eval::Deny(detail)
-    } else {
-        pass(detail, pressure(U512::from(gas), U512::from(cap)))
-    }
+    within_limit(U512::from(gas), U512::from(cap), detail)
 }
 
 fn circuit_breaker(input: &PolicyInput<'_>) -> Eval {

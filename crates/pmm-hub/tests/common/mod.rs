@@ -190,6 +190,18 @@ pub async fn call(
     Ok((status, body))
 }
 
+/// `call` with a token that must succeed: asserts a 200 and returns the body.
+pub async fn call_ok(
+    hub: &RunningHub,
+    token: &str,
+    tool: &str,
+    params: Value,
+) -> anyhow::Result<Value> {
+    let (status, body) = call(hub, Some(token), tool, params).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(body)
+}
+
 /// Polls `f` until it returns `Some`, failing after `deadline`.
 pub async fn poll<T, F, Fut>(deadline: Duration, mut f: F) -> anyhow::Result<T>
 where

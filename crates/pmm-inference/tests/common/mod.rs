@@ -180,6 +180,11 @@ pub fn config(upstreams: Vec<UpstreamConfig>) -> Config {
     c
 }
 
+/// Local config with the single upstream `name` at `url`, at priority 0.
+pub fn single_upstream(name: &str, url: &str, kind: KindSetting) -> Config {
+    config(vec![upstream(name, url, kind, 0)])
+}
+
 /// The proxy served on an ephemeral port; shut down when dropped.
 pub struct TestProxy {
     /// `http://127.0.0.1:<port>`.
@@ -232,6 +237,21 @@ impl TestProxy {
         }
     }
 
+    /// `http://127.0.0.1:<port>/v1/chat/completions`.
+    pub fn chat_url(&self) -> String {
+        format!("{}/v1/chat/completions", self.base)
+    }
+
+    /// POSTs `body` to `/v1/chat/completions`.
+    pub async fn chat(&self, client: &reqwest::Client, body: &Value) -> reqwest::Response {
+        post(client, self.chat_url(), body).await
+    }
+
+    /// POSTs `body` to `/v1/completions`.
+    pub async fn complete(&self, client: &reqwest::Client, body: &Value) -> reqwest::Response {
+        post(client, format!("{}/v1/completions", self.base), body).await
+    }
+
     /// `/metrics` text.
     pub async fn metrics(&self, client: &reqwest::Client) -> String {
         client
@@ -279,6 +299,17 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
+    /// A llama.cpp-style upstream whose `/health` is 200 and whose
+    /// `POST /v1/chat/completions` is `chat`.
+    pub async fn chat(chat: axum::routing::MethodRouter) -> Self {
+        Self::start(
+            axum::Router::new()
+                .route("/health", axum::routing::get(|| async { "ok" }))
+                .route("/v1/chat/completions", chat),
+        )
+        .await
+    }
+
     /// Serves `app` on 127.0.0.1:0.
     pub async fn start(app: axum::Router) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -337,4 +368,35 @@ pub async fn post(client: &reqwest::Client, url: String, body: &Value) -> reqwes
         .send()
         .await
         .expect("POST to proxy")
+}
+
+/// GETs a URL of the proxy.
+pub async fn get(client: &reqwest::Client, url: String) -> reqwest::Response {
+    client.get(url).send().await.expect("GET from proxy")
+}
+
+/// GETs a URL of the proxy and parses its JSON body.
+pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    get(client, url).await.json().await.expect("JSON body")
+}
+
+/// The JSON chunks of a finished stream: asserts that the last event is `[DONE]`.
+pub fn done_chunks(events: &[String]) -> Vec<Value> {
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk JSON"))
+        .collect()
+}
+
+/// The text of completion chunks (`choices[0].text`), concatenated.
+pub fn completion_text(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect()
 }

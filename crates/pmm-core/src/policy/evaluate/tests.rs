@@ -170,6 +170,10 @@ fn outcome(r: &RiskReport, rule: Rule) -> RuleOutcome {
     r.check(rule).unwrap().outcome
 }
 
+fn detail(r: &RiskReport, rule: Rule) -> &str {
+    &r.check(rule).unwrap().detail
+}
+
 /// Asserts a deny decided by `rule` with every other rule passing.
 fn denied_only_by(r: &RiskReport, rule: Rule) {
     assert_eq!(r.verdict, Verdict::Deny, "{r:#?}");
@@ -213,12 +217,7 @@ fn each_rule_alone_denies_under_its_own_name() {
             .iter()
             .all(|c| c.outcome == RuleOutcome::Skipped)
     );
-    assert!(
-        r.check(Rule::Allowlist)
-            .unwrap()
-            .detail
-            .contains("not allowlisted")
-    );
+    assert!(detail(&r, Rule::Allowlist).contains("not allowlisted"));
 
     // max_slippage: min 980 of 1000 is 200 bps > 100.
     let mut c = Case::ok();
@@ -243,7 +242,7 @@ fn each_rule_alone_denies_under_its_own_name() {
     c.cooldown_until = Some(NOW + 30);
     let r = c.run();
     denied_only_by(&r, Rule::Cooldown);
-    assert!(r.check(Rule::Cooldown).unwrap().detail.contains("30s left"));
+    assert!(detail(&r, Rule::Cooldown).contains("30s left"));
     c.cooldown_until = Some(NOW);
     assert_eq!(c.run().verdict, Verdict::Allow);
 
@@ -305,12 +304,7 @@ fn a_stale_missing_or_zero_feed_denies_and_trips_the_breaker() {
     c.oracle.as_mut().unwrap().updated_at = NOW - 3601;
     let r = c.run();
     denied_only_by(&r, Rule::OracleDeviation);
-    assert!(
-        r.check(Rule::OracleDeviation)
-            .unwrap()
-            .detail
-            .contains("stale")
-    );
+    assert!(detail(&r, Rule::OracleDeviation).contains("stale"));
     assert_eq!(
         r.trip_breaker.as_deref(),
         Some("oracle feed stale: oracle is stale: updated 3601s ago, max 3600s")
@@ -482,12 +476,7 @@ fn huge_and_overflowing_values_are_denied_not_panicked() {
     c.proposal = add(Amount(U256::MAX), Amount(U256::MAX), 995);
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerTx));
-    assert!(
-        r.check(Rule::MaxNotionalPerTx)
-            .unwrap()
-            .detail
-            .contains("overflow")
-    );
+    assert!(detail(&r, Rule::MaxNotionalPerTx).contains("overflow"));
     assert_eq!(outcome(&r, Rule::MaxNotionalPerDay), RuleOutcome::Deny);
     assert_eq!(r.notional, None);
 
@@ -527,12 +516,7 @@ fn bypass_attempts_are_denied() {
     c.proposal = add(weth(1), usdc(2000), 0);
     let r = c.run();
     denied_only_by(&r, Rule::MaxSlippage);
-    assert!(
-        r.check(Rule::MaxSlippage)
-            .unwrap()
-            .detail
-            .contains("10000 bps")
-    );
+    assert!(detail(&r, Rule::MaxSlippage).contains("10000 bps"));
 
     // An all-zero add is expected to mint nothing.
     let mut c = Case::ok();
@@ -561,12 +545,7 @@ fn bypass_attempts_are_denied() {
     };
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::Allowlist));
-    assert!(
-        r.check(Rule::Allowlist)
-            .unwrap()
-            .detail
-            .contains("state was read from")
-    );
+    assert!(detail(&r, Rule::Allowlist).contains("state was read from"));
 
     // A state from another chain.
     let mut c = Case::ok();
@@ -589,12 +568,7 @@ fn bypass_attempts_are_denied() {
     c.oracle = None;
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerTx));
-    assert!(
-        r.check(Rule::MaxNotionalPerTx)
-            .unwrap()
-            .detail
-            .contains("mid price is zero")
-    );
+    assert!(detail(&r, Rule::MaxNotionalPerTx).contains("mid price is zero"));
 
     // A caller-set notional is not even parseable: unknown fields are rejected.
     let json = serde_json::json!({
