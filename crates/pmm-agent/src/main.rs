@@ -33,16 +33,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if cli.log_json {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    pmm_daemon::init_logging(cli.log_json);
     let cfg =
         config::AgentConfig::load(cli.config.as_deref()).context("loading the agent config")?;
     if cli.check_config {
@@ -65,24 +56,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.health_listen))?;
     tracing::info!(listen = %cfg.health_listen, "pmm-agent serving /health");
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(pmm_daemon::shutdown_signal())
         .await
         .context("serving /health")
-}
-
-/// Resolves on SIGINT or SIGTERM, so both a terminal and systemd stop the worker cleanly.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the worker");
-            tokio::signal::ctrl_c().await.ok();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
 }

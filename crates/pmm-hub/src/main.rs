@@ -38,16 +38,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    pmm_daemon::init_logging(args.log_json);
     let cfg = pmm_hub::HubConfig::load(args.config.as_deref()).context("loading the hub config")?;
     let metrics = PrometheusBuilder::new()
         .install_recorder()
@@ -55,20 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let running = pmm_hub::serve(&cfg, Some(Arc::new(metrics)))
         .await
         .context("starting the hub")?;
-    shutdown_signal()
-        .await
-        .context("waiting for a stop signal")?;
-    tracing::info!("shutting down");
+    pmm_daemon::shutdown_signal().await;
     running.shutdown().await;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM: systemd and compose stop with SIGTERM, and the audit log must
-/// be flushed then too.
-async fn shutdown_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
 }

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(about = "OpenAI-compatible inference proxy for llama.cpp and TGI")]
@@ -23,41 +22,10 @@ struct Args {
     log_json: bool,
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    pmm_daemon::init_logging(args.log_json);
     let cfg = pmm_inference::Config::load(args.config.as_deref()).context("loading config")?;
     let addr = cfg.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -69,6 +37,6 @@ async fn main() -> anyhow::Result<()> {
         auth = !cfg.auth.disabled,
         "inference proxy listening"
     );
-    pmm_inference::serve(listener, &cfg, shutdown_signal()).await?;
+    pmm_inference::serve(listener, &cfg, pmm_daemon::shutdown_signal()).await?;
     Ok(())
 }

@@ -92,11 +92,7 @@ fn ppm(rate: u64) -> U256 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    pmm_daemon::init_logging(false);
     let args = Args::parse();
 
     let devnet = Devnet::start_with(DevnetOptions {
@@ -116,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
     write_file(&args.allowlist_out, &allowlist_json(&file, &args.profiles)?)?;
     summarize(&file, &args.out);
 
-    wait_for_shutdown().await?;
+    pmm_daemon::shutdown_signal().await;
     tracing::info!("stopping anvil");
     drop(devnet);
     for path in [&args.out, &args.allowlist_out] {
@@ -314,13 +310,4 @@ fn summarize(file: &DevnetFile<'_>, out: &Path) {
         tracing::info!(pool_type = ?p.pool_type, address = %p.address, base = %p.base_token, quote = %p.quote_token, "pool");
     }
     tracing::info!("running; press Ctrl-C (or send SIGTERM) to stop");
-}
-
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }
