@@ -69,6 +69,8 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database w
   psql -h 127.0.0.1 -U postgres -d postgres -qc "create database pmm"
 fi
 
+scripts/python/install.sh
+
 if [ -x scripts/llama/install.sh ] && [ "${PMM_SKIP_LLAMA:-0}" != 1 ]; then
   scripts/llama/install.sh
 fi
