@@ -347,7 +347,10 @@ mod tests {
         assert_eq!(cfg.tick_interval_s, 7);
         assert_eq!(cfg.hub_token.as_deref(), Some("secret-hub-token"));
         let debug = format!("{cfg:?}");
-        assert!(!debug.contains("secret-hub-token") && !debug.contains("postgres://"), "{debug}");
+        assert!(
+            !debug.contains("secret-hub-token") && !debug.contains("postgres://"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -364,7 +367,9 @@ mod tests {
             let err = load_str(key, toml).unwrap_err().to_string();
             assert!(err.contains(key), "{toml}: {err}");
         }
-        let err = AgentConfig::load_from(None, Vec::new()).unwrap_err().to_string();
+        let err = AgentConfig::load_from(None, Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("database_url"), "{err}");
     }
 }

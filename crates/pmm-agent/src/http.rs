@@ -72,7 +72,10 @@ async fn health(State(s): State<HealthState>) -> Response {
 
 async fn metrics(State(s): State<HealthState>) -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         s.metrics.render(),
     )
         .into_response()

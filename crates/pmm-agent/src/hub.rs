@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::ServiceExt;
 use rmcp::model::{
-    CallToolRequestParams, ClientConfig, ClientJsonRpcMessage, RequestMetaObject,
-    RequestParamsMeta,
+    CallToolRequestParams, ClientConfig, ClientJsonRpcMessage, RequestMetaObject, RequestParamsMeta,
 };
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -19,7 +19,6 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
     StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
-use rmcp::ServiceExt;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -228,7 +227,9 @@ impl HubClient {
             StreamableHttpClientTransport::with_client(TracingHttp(self.http.clone()), cfg);
         let session = tokio::time::timeout(self.timeout, ClientConfig::default().serve(transport))
             .await
-            .map_err(|_| HubError::Unavailable(format!("MCP initialize timed out after {:?}", self.timeout)))?
+            .map_err(|_| {
+                HubError::Unavailable(format!("MCP initialize timed out after {:?}", self.timeout))
+            })?
             .map_err(|e| HubError::Unavailable(format!("MCP initialize: {e}")))?;
         let session = Arc::new(session);
         *slot = Some(session.clone());
@@ -251,7 +252,7 @@ impl HubClient {
         };
         let mut params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
         let mut meta = RequestMetaObject::new();
-        meta.set_traceparent(&trace.traceparent());
+        meta.set_traceparent(trace.traceparent());
         params.set_meta(meta);
         let result = match tokio::time::timeout(self.timeout, session.call_tool(params)).await {
             Err(_) => {
@@ -291,7 +292,12 @@ impl HubClient {
 
     async fn probe(&self) -> Option<reqwest::StatusCode> {
         let url = self.mcp_url.trim_end_matches("/mcp").to_owned() + "/health";
-        let r = self.http.get(url).timeout(Duration::from_secs(2)).send().await;
+        let r = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
         r.ok().map(|r| r.status())
     }
 

@@ -95,7 +95,9 @@ impl InferenceClient {
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(InferenceError::Unavailable(format!("HTTP {status}: {message}")));
+            return Err(InferenceError::Unavailable(format!(
+                "HTTP {status}: {message}"
+            )));
         }
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| InferenceError::BadResponse(format!("body is not JSON: {e}")))?;

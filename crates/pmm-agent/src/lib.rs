@@ -76,7 +76,11 @@ pub fn decision_line(d: &Decision) -> String {
         .simulation
         .as_ref()
         .and_then(|s| s["dry_run"]["primary_output"].as_str().map(str::to_owned))
-        .filter(|_| d.proposal.as_ref().is_some_and(|p| p["action"] == "add_liquidity"))
+        .filter(|_| {
+            d.proposal
+                .as_ref()
+                .is_some_and(|p| p["action"] == "add_liquidity")
+        })
         .unwrap_or_else(|| "-".into());
     let tx = d
         .tx_hash

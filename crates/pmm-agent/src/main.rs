@@ -67,9 +67,9 @@ async fn main() -> anyhow::Result<()> {
     pmm_daemon::init_logging(cli.log_json);
     let cfg = AgentConfig::load(cli.config.as_deref()).context("loading the agent config")?;
     let allowlist = load_pools(&cfg)?;
-    let chain_id = allowlist.chain_id.context(
-        "the allowlist has no chain_id: the agent files decisions and leases under it",
-    )?;
+    let chain_id = allowlist
+        .chain_id
+        .context("the allowlist has no chain_id: the agent files decisions and leases under it")?;
     if cli.check_config {
         println!(
             "config ok: mode {}, tick every {} s, {} pools on chain {chain_id}",

@@ -95,7 +95,10 @@ pub fn chat_body(
 
 /// `sha256:<hex>` of a JSON value's compact serialization.
 pub fn hash_json(v: &Value) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(v.to_string().as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(v.to_string().as_bytes()))
+    )
 }
 
 /// A seed that is the same for a replay of the same pool and tick, and differs between ticks.

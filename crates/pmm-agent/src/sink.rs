@@ -68,7 +68,10 @@ impl DecisionSink {
             q.pop_front();
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("pmm_agent_decisions_dropped_total").increment(1);
-            tracing::warn!(cap = self.inner.cap, "decision buffer full: dropped the oldest decision");
+            tracing::warn!(
+                cap = self.inner.cap,
+                "decision buffer full: dropped the oldest decision"
+            );
         }
         q.push_back(d);
         metrics::gauge!("pmm_agent_decisions_buffered").set(q.len() as f64);
@@ -195,14 +198,22 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
-        let store = PgStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/none"), 1).unwrap();
+        let store =
+            PgStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/none"), 1).unwrap();
         let (sink, task) = DecisionSink::spawn(store, 3);
         for tick in 0..5 {
             sink.push(decision(tick)).await;
         }
         assert_eq!(sink.dropped(), 2);
         assert_eq!(sink.pending().await, 3);
-        let ticks: Vec<u64> = sink.inner.queue.lock().await.iter().map(|d| d.tick).collect();
+        let ticks: Vec<u64> = sink
+            .inner
+            .queue
+            .lock()
+            .await
+            .iter()
+            .map(|d| d.tick)
+            .collect();
         assert_eq!(ticks, vec![2, 3, 4], "the oldest are dropped");
         assert!(!sink.flush(Duration::from_millis(300)).await);
         task.abort();

@@ -73,7 +73,8 @@ impl Steps {
     fn record(&mut self, step: &'static str, started: Instant) {
         let elapsed = started.elapsed();
         metrics::histogram!("pmm_agent_step_seconds", "step" => step).record(elapsed.as_secs_f64());
-        self.0.insert(step, u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        self.0
+            .insert(step, u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
     }
 
     fn json(&self) -> Value {
@@ -112,7 +113,10 @@ fn drift_bps(model: &ActionProposal, base: &ActionProposal, mid: Amount) -> Opti
     if kind(model) != kind(base) {
         return None;
     }
-    let (m, b) = (proposal_notional(model, mid)?, proposal_notional(base, mid)?);
+    let (m, b) = (
+        proposal_notional(model, mid)?,
+        proposal_notional(base, mid)?,
+    );
     if b.is_zero() {
         return None;
     }
@@ -193,7 +197,11 @@ impl TickContext {
             }};
         }
 
-        let state_json = match hub!("get_pool_state", "dodo.get_pool_state", json!({"pool": pool_s})) {
+        let state_json = match hub!(
+            "get_pool_state",
+            "dodo.get_pool_state",
+            json!({"pool": pool_s})
+        ) {
             Ok(v) => v,
             Err(e) => return self.finish(d, steps, started, Some(e.to_string())),
         };
@@ -201,7 +209,12 @@ impl TickContext {
             Ok(s) => s,
             Err(e) => {
                 d.state = state_json;
-                return self.finish(d, steps, started, Some(format!("pool state does not parse: {e}")));
+                return self.finish(
+                    d,
+                    steps,
+                    started,
+                    Some(format!("pool state does not parse: {e}")),
+                );
             }
         };
         d.input_hash = hash_json(&state_json);
@@ -274,7 +287,8 @@ impl TickContext {
         let proposal = match turn {
             ModelTurn::None { code, detail } => {
                 if code.starts_with("invalid") {
-                    metrics::counter!("pmm_agent_invalid_outputs_total", "reason" => code).increment(1);
+                    metrics::counter!("pmm_agent_invalid_outputs_total", "reason" => code)
+                        .increment(1);
                     d.parse_error = Some(detail);
                 } else {
                     d.error = Some(detail);
@@ -297,7 +311,11 @@ impl TickContext {
             "baseline_notional": proposal_notional(&base, state.mid_price_raw),
         }));
 
-        let sim = match hub!("simulate", "dodo.simulate_action", json!({"action": proposal})) {
+        let sim = match hub!(
+            "simulate",
+            "dodo.simulate_action",
+            json!({"action": proposal})
+        ) {
             Ok(v) => v,
             Err(e) => return self.finish(d, steps, started, Some(e.to_string())),
         };
@@ -439,7 +457,9 @@ mod tests {
         let mid = Amount::from(1_000_000_000_000_000_000u128);
         assert_eq!(drift_bps(&add(0, 150), &add(0, 100), mid), Some(5_000));
         assert_eq!(drift_bps(&add(0, 100), &add(0, 100), mid), Some(0));
-        let hold = ActionProposal::Hold { reason: String::new() };
+        let hold = ActionProposal::Hold {
+            reason: String::new(),
+        };
         assert_eq!(drift_bps(&hold, &add(0, 100), mid), None);
     }
 }

@@ -138,7 +138,8 @@ impl Worker {
                 _ => {
                     let next = last_tick.map_or(current + 1, |t| current.max(t) + 1);
                     let at = u128::from(next) * interval_ms;
-                    let wait = Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0));
+                    let wait =
+                        Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0));
                     tokio::select! {
                         () = stop.cancelled() => break,
                         () = tokio::time::sleep(wait) => {}
@@ -170,7 +171,10 @@ impl Worker {
         }
         self.release_all().await;
         if !self.sink.flush(Duration::from_secs(5)).await {
-            tracing::warn!(pending = self.sink.pending().await, "decisions not written before exit");
+            tracing::warn!(
+                pending = self.sink.pending().await,
+                "decisions not written before exit"
+            );
         }
         self.ctx.hub.close().await;
     }
@@ -180,11 +184,16 @@ impl Worker {
     async fn back_off(&self, stop: &CancellationToken, attempt: &mut u32) -> bool {
         loop {
             let cap = Duration::from_secs(self.ctx.cfg.backoff_max_s);
-            let ceiling = (Duration::from_millis(250) * 2u32.saturating_pow((*attempt).min(16))).min(cap);
+            let ceiling =
+                (Duration::from_millis(250) * 2u32.saturating_pow((*attempt).min(16))).min(cap);
             let wait = ceiling.mul_f64(rand::rng().random_range(0.5..=1.0));
             *attempt = attempt.saturating_add(1);
             metrics::counter!("pmm_agent_hub_backoffs_total").increment(1);
-            tracing::warn!(wait_ms = wait.as_millis() as u64, attempt = *attempt, "hub unavailable: backing off");
+            tracing::warn!(
+                wait_ms = wait.as_millis() as u64,
+                attempt = *attempt,
+                "hub unavailable: backing off"
+            );
             tokio::select! {
                 () = stop.cancelled() => return false,
                 () = tokio::time::sleep(wait) => {}
@@ -199,7 +208,11 @@ impl Worker {
     /// One tick over this worker's share of the pools. Returns whether the hub was down.
     async fn tick(&self, tick: u64, once: bool) -> bool {
         self.announce().await;
-        let share = if once { self.pools.len() } else { self.share().await };
+        let share = if once {
+            self.pools.len()
+        } else {
+            self.share().await
+        };
         self.acquire(share).await;
         let jobs: Vec<(PoolEntry, Option<u64>)> = {
             let held = self.held.lock().await;
@@ -256,7 +269,11 @@ impl Worker {
         if n == 0 {
             return Vec::new();
         }
-        match self.store.recent_decisions(self.ctx.chain_id, pool, n).await {
+        match self
+            .store
+            .recent_decisions(self.ctx.chain_id, pool, n)
+            .await
+        {
             Ok(rows) => rows
                 .into_iter()
                 .map(|d| PastDecision {
@@ -266,7 +283,13 @@ impl Worker {
                     rule: d.matched_rule,
                 })
                 .collect(),
-            Err(_) => self.history.lock().await.get(pool).cloned().unwrap_or_default(),
+            Err(_) => self
+                .history
+                .lock()
+                .await
+                .get(pool)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -287,8 +310,16 @@ impl Worker {
 
     /// Renews (or takes) this worker's membership lease.
     async fn announce(&self) {
-        let name = format!("{}{}", membership_prefix(self.ctx.chain_id), self.ctx.worker);
-        match self.store.acquire_lease(&name, &self.ctx.worker, self.ttl()).await {
+        let name = format!(
+            "{}{}",
+            membership_prefix(self.ctx.chain_id),
+            self.ctx.worker
+        );
+        match self
+            .store
+            .acquire_lease(&name, &self.ctx.worker, self.ttl())
+            .await
+        {
             Ok(Some(l)) => *self.membership.lock().await = Some(l),
             Ok(None) => tracing::error!(%name, "another process holds this worker's id"),
             Err(e) => tracing::warn!(error = %e, "cannot announce this worker"),
@@ -299,7 +330,11 @@ impl Worker {
     /// the store does not answer).
     async fn share(&self) -> usize {
         let mut live = self.live_workers.lock().await;
-        match self.store.live_holders(&membership_prefix(self.ctx.chain_id)).await {
+        match self
+            .store
+            .live_holders(&membership_prefix(self.ctx.chain_id))
+            .await
+        {
             Ok(holders) => *live = holders.len().max(1),
             Err(e) => tracing::warn!(error = %e, "cannot count live workers; keeping {}", *live),
         }
@@ -310,13 +345,15 @@ impl Worker {
     /// together reach for different pools first.
     fn preferred(&self) -> Vec<&PoolEntry> {
         let n = self.pools.len().max(1);
-        let start = self
-            .ctx
-            .worker
-            .bytes()
-            .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(usize::from(b)))
-            % n;
-        self.pools.iter().cycle().skip(start).take(self.pools.len()).collect()
+        let start = self.ctx.worker.bytes().fold(0usize, |a, b| {
+            a.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % n;
+        self.pools
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(self.pools.len())
+            .collect()
     }
 
     async fn acquire(&self, share: usize) {
@@ -329,7 +366,11 @@ impl Worker {
             if held.len() >= share {
                 break;
             }
-            match self.store.acquire_lease(&name, &self.ctx.worker, self.ttl()).await {
+            match self
+                .store
+                .acquire_lease(&name, &self.ctx.worker, self.ttl())
+                .await
+            {
                 Ok(Some(l)) => {
                     tracing::info!(pool = %entry.address, fence = l.fence, "took pool lease");
                     held.insert(name, l);
@@ -401,7 +442,9 @@ impl Worker {
                 let mut held = held.lock().await;
                 let names: Vec<String> = held.keys().cloned().collect();
                 for name in names {
-                    let Some(l) = held.get(&name).cloned() else { continue };
+                    let Some(l) = held.get(&name).cloned() else {
+                        continue;
+                    };
                     match store.renew_lease(&l, ttl).await {
                         Ok(l) => {
                             held.insert(name, l);

@@ -56,7 +56,12 @@ pub enum BaselinePlan {
 impl BaselinePlan {
     /// The finished proposal once the deposit's expected shares are known: `min_shares` allows
     /// half of the pool's slippage limit, so the policy's slippage rule passes it.
-    pub fn into_proposal(self, state: &PoolState, limits: &Limits, expected_shares: Amount) -> ActionProposal {
+    pub fn into_proposal(
+        self,
+        state: &PoolState,
+        limits: &Limits,
+        expected_shares: Amount,
+    ) -> ActionProposal {
         match self {
             Self::Hold { reason } => ActionProposal::Hold { reason },
             Self::Add {
@@ -64,7 +69,8 @@ impl BaselinePlan {
                 quote_amount,
                 reason,
             } => {
-                let keep = U256::from(20_000u32.saturating_sub(limits.max_slippage_bps.min(10_000)));
+                let keep =
+                    U256::from(20_000u32.saturating_sub(limits.max_slippage_bps.min(10_000)));
                 let min_shares = expected_shares.0.saturating_mul(keep) / U256::from(20_000u32);
                 ActionProposal::AddLiquidity {
                     pool: state.pool_address,
@@ -107,10 +113,13 @@ pub fn baseline(state: &PoolState, limits: &Limits, cfg: &BaselineConfig) -> Bas
     if mid.is_zero() {
         return hold("mid price is zero".into());
     }
-    let size = limits.max_notional_per_tx.0.saturating_mul(U256::from(cfg.size_bps.min(10_000)))
+    let size = limits
+        .max_notional_per_tx
+        .0
+        .saturating_mul(U256::from(cfg.size_bps.min(10_000)))
         / U256::from(10_000u32);
-    let base_value = size.saturating_mul(U256::from(cfg.target_ratio_bps.min(10_000)))
-        / U256::from(10_000u32);
+    let base_value =
+        size.saturating_mul(U256::from(cfg.target_ratio_bps.min(10_000))) / U256::from(10_000u32);
     let quote_amount = size - base_value;
     let base_amount = base_value.saturating_mul(ONE) / mid;
     if base_amount.is_zero() {
@@ -268,7 +277,10 @@ mod tests {
     fn baseline_holds_inside_the_band_and_deposits_at_the_target_outside() {
         let cfg = BaselineConfig::default();
         let balanced = state(PoolType::Dvm, 10, 20_000);
-        assert!(matches!(baseline(&balanced, &limits(), &cfg), BaselinePlan::Hold { .. }));
+        assert!(matches!(
+            baseline(&balanced, &limits(), &cfg),
+            BaselinePlan::Hold { .. }
+        ));
         // 15 WETH (30,000 USDC) against 20,000 USDC: ratio 0.6, outside 0.5 +/- 0.05.
         let heavy = state(PoolType::Dvm, 15, 20_000);
         let BaselinePlan::Add {
@@ -282,10 +294,16 @@ mod tests {
         // 10% of 10,000 USDC, half in each token: 500 USDC and 0.25 WETH.
         assert_eq!(quote_amount, Amount(U256::from(500u64) * e(6)));
         assert_eq!(base_amount, Amount(U256::from(25u64) * e(16)));
-        let p = baseline(&heavy, &limits(), &cfg).into_proposal(&heavy, &limits(), Amount(U256::from(1000u64)));
+        let p = baseline(&heavy, &limits(), &cfg).into_proposal(
+            &heavy,
+            &limits(),
+            Amount(U256::from(1000u64)),
+        );
         match &p {
             // Half of the 100 bps slippage limit off the expected shares.
-            ActionProposal::AddLiquidity { min_shares, pool, .. } => {
+            ActionProposal::AddLiquidity {
+                min_shares, pool, ..
+            } => {
                 assert_eq!(*min_shares, Amount(U256::from(995u64)));
                 assert_eq!(*pool, POOL);
             }
@@ -298,9 +316,14 @@ mod tests {
     fn baseline_holds_on_owner_managed_and_empty_pools() {
         let cfg = BaselineConfig::default();
         let dpp = state(PoolType::Dpp, 15, 20_000);
-        assert!(matches!(baseline(&dpp, &limits(), &cfg), BaselinePlan::Hold { reason } if reason.contains("owner-managed")));
+        assert!(
+            matches!(baseline(&dpp, &limits(), &cfg), BaselinePlan::Hold { reason } if reason.contains("owner-managed"))
+        );
         let empty = state(PoolType::Dvm, 0, 0);
-        assert!(matches!(baseline(&empty, &limits(), &cfg), BaselinePlan::Hold { .. }));
+        assert!(matches!(
+            baseline(&empty, &limits(), &cfg),
+            BaselinePlan::Hold { .. }
+        ));
     }
 
     #[test]
@@ -313,9 +336,17 @@ mod tests {
             min_shares: Amount::ZERO,
             reason: String::new(),
         };
-        assert_eq!(validate_proposal(&add(POOL, 1000, 2000), &s, &limits()), Ok(()));
+        assert_eq!(
+            validate_proposal(&add(POOL, 1000, 2000), &s, &limits()),
+            Ok(())
+        );
         let other = address!("00000000000000000000000000000000000000a2");
-        assert!(validate_proposal(&add(other, 1000, 2000), &s, &limits()).unwrap_err().0.contains("targets pool"));
+        assert!(
+            validate_proposal(&add(other, 1000, 2000), &s, &limits())
+                .unwrap_err()
+                .0
+                .contains("targets pool")
+        );
         // 5 WETH (10,000 USDC) + 1 USDC is above the 10,000 USDC cap.
         let err = validate_proposal(&add(POOL, 5000, 1), &s, &limits()).unwrap_err();
         assert!(err.0.contains("max_notional_per_tx"), "{err}");
@@ -328,7 +359,12 @@ mod tests {
             reason: String::new(),
         };
         assert_eq!(validate_proposal(&remove(1), &s, &limits()), Ok(()));
-        assert!(validate_proposal(&remove(11), &s, &limits()).unwrap_err().0.contains("reserves"));
+        assert!(
+            validate_proposal(&remove(11), &s, &limits())
+                .unwrap_err()
+                .0
+                .contains("reserves")
+        );
         let dpp = state(PoolType::Dpp, 10, 20_000);
         assert!(validate_proposal(&add(POOL, 1, 1), &dpp, &limits()).is_err());
         let hold = ActionProposal::Hold { reason: "x".into() };

@@ -118,10 +118,7 @@ impl Decision {
             mode: row.try_get("mode")?,
             trace_id: row.try_get("trace_id")?,
             error: row.try_get("error")?,
-            block_number: opt_u64(
-                "agent_decisions.block_number",
-                row.try_get("block_number")?,
-            )?,
+            block_number: opt_u64("agent_decisions.block_number", row.try_get("block_number")?)?,
             prompt_hash: row.try_get("prompt_hash")?,
             model_digest: row.try_get("model_digest")?,
             seed: opt_u64("agent_decisions.seed", row.try_get("seed")?)?,
@@ -195,7 +192,12 @@ impl PgStore {
     }
 
     /// Every decision of ticks `from..=to` on `chain_id`, by tick then pool.
-    pub async fn decisions_in_ticks(&self, chain_id: u64, from: u64, to: u64) -> Result<Vec<Decision>> {
+    pub async fn decisions_in_ticks(
+        &self,
+        chain_id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Decision>> {
         let chain_id = to_i64("chain_id", chain_id)?;
         let from = to_i64("from", from)?;
         let to = to_i64("to", to)?;

@@ -437,7 +437,10 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
         "a second decision for the same pool and tick must be refused"
     );
     assert_eq!(
-        store.decisions_in_ticks(31337, 42, 42).await.expect("ticks"),
+        store
+            .decisions_in_ticks(31337, 42, 42)
+            .await
+            .expect("ticks"),
         vec![decision.clone()]
     );
     assert_eq!(

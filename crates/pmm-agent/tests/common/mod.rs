@@ -151,7 +151,10 @@ impl Stack {
 
     /// Every decision row of the test's database.
     pub async fn decisions(&self) -> anyhow::Result<Vec<Decision>> {
-        Ok(self.store.decisions_in_ticks(31337, 0, i64::MAX as u64).await?)
+        Ok(self
+            .store
+            .decisions_in_ticks(31337, 0, i64::MAX as u64)
+            .await?)
     }
 }
 
@@ -205,7 +208,17 @@ impl Llama {
             .arg("-m")
             .arg(model)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["-c", "4096", "-t", "1", "-np", "2", "-a", "smollm2", "--no-webui"])
+            .args([
+                "-c",
+                "4096",
+                "-t",
+                "1",
+                "-np",
+                "2",
+                "-a",
+                "smollm2",
+                "--no-webui",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -315,7 +328,10 @@ impl Agent {
             .env("PMM_MAX_TOKENS", "160")
             .env("PMM_TICK_INTERVAL_S", spec.interval_s.to_string())
             .env("PMM_ALLOWLIST_PATH", &stack.allowlist)
-            .env("PMM_PROFILES_PATH", repo_root().join("config/pool_profiles.json"))
+            .env(
+                "PMM_PROFILES_PATH",
+                repo_root().join("config/pool_profiles.json"),
+            )
             .env("PMM_DATABASE_URL", stack.db.url())
             .env("PMM_WORKER_ID", spec.worker)
             .env("PMM_MODE", "observe")

@@ -112,18 +112,19 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(1)
     });
     let mut noise = Noise(seed | 1);
-    let swappable: Vec<&Pool> = file
-        .pools
-        .iter()
-        .filter(|p| p.pool_type.is_v2())
-        .collect();
+    let swappable: Vec<&Pool> = file.pools.iter().filter(|p| p.pool_type.is_v2()).collect();
     let feeds: Vec<(Address, I256)> = file
         .feeds
         .iter()
         .filter_map(|f| Some((f.address, f.answer.parse::<I256>().ok()?)))
         .collect();
     anyhow::ensure!(!swappable.is_empty(), "the devnet file lists no V2 pools");
-    tracing::info!(pools = swappable.len(), feeds = feeds.len(), seed, "market running; Ctrl-C stops it");
+    tracing::info!(
+        pools = swappable.len(),
+        feeds = feeds.len(),
+        seed,
+        "market running; Ctrl-C stops it"
+    );
     let every = Duration::from_secs_f64(args.every_s.max(0.1));
     let stop = pmm_daemon::shutdown_signal();
     tokio::pin!(stop);
@@ -133,14 +134,28 @@ async fn main() -> anyhow::Result<()> {
             () = tokio::time::sleep(every) => {}
         }
         let pool = swappable[noise.below(swappable.len() as u64) as usize];
-        if let Err(e) = swap(&provider, trader.address, pool, &mut noise, args.max_swap_bps).await {
+        if let Err(e) = swap(
+            &provider,
+            trader.address,
+            pool,
+            &mut noise,
+            args.max_swap_bps,
+        )
+        .await
+        {
             tracing::warn!(pool = %pool.address, error = %e, "swap failed");
         }
         if !feeds.is_empty() && noise.below(2) == 0 {
             let (feed, start) = feeds[noise.below(feeds.len() as u64) as usize];
-            let bps = I256::try_from(noise.below(2 * args.max_feed_bps + 1))? - I256::try_from(args.max_feed_bps)?;
+            let bps = I256::try_from(noise.below(2 * args.max_feed_bps + 1))?
+                - I256::try_from(args.max_feed_bps)?;
             let answer = start + start * bps / I256::try_from(10_000)?;
-            match confirm("setAnswer", ChainlinkFeed::new(feed, &provider).setAnswer(answer)).await {
+            match confirm(
+                "setAnswer",
+                ChainlinkFeed::new(feed, &provider).setAnswer(answer),
+            )
+            .await
+            {
                 Ok(_) => tracing::info!(%feed, %answer, "feed moved"),
                 Err(e) => tracing::warn!(%feed, error = %e, "feed update failed"),
             }
@@ -167,12 +182,22 @@ async fn swap(
     let heavy_base = base_value > reserve.quoteReserve;
     // 70%: sell the token the pool is short of in value, which pulls the ratio back to the
     // middle; 30%: the other way, as noise.
-    let sell_base = if noise.below(10) < 7 { !heavy_base } else { heavy_base };
+    let sell_base = if noise.below(10) < 7 {
+        !heavy_base
+    } else {
+        heavy_base
+    };
     let bps = U256::from(1 + noise.below(max_bps.max(1)));
     let (token, amount) = if sell_base {
-        (pool.base_token, reserve.baseReserve * bps / U256::from(10_000u64))
+        (
+            pool.base_token,
+            reserve.baseReserve * bps / U256::from(10_000u64),
+        )
     } else {
-        (pool.quote_token, reserve.quoteReserve * bps / U256::from(10_000u64))
+        (
+            pool.quote_token,
+            reserve.quoteReserve * bps / U256::from(10_000u64),
+        )
     };
     if amount.is_zero() {
         return Ok(());
