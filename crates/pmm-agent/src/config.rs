@@ -176,7 +176,7 @@ impl AgentConfig {
             .set_default("inference_timeout_ms", 30_000)?
             .set_default("model", "smollm2")?
             .set_default("temperature", 0.7)?
-            .set_default("max_tokens", 192)?
+            .set_default("max_tokens", 128)?
             .set_default("history", 3)?
             .set_default("tick_interval_s", 30)?
             .set_default("mode", "observe")?

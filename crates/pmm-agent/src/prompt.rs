@@ -8,18 +8,13 @@ use sha2::{Digest, Sha256};
 /// Bumped whenever the wording or the shape of the request changes; stored in every decision.
 pub const PROMPT_VERSION: &str = "agent-prompt-v1";
 
-const SYSTEM: &str = "You manage liquidity for one DODO PMM pool. Each tick you get the pool's \
-state, its limits and your recent decisions. Answer with exactly one JSON object: \
-{\"action\":\"hold\",\"reason\":...} when nothing should change, or add_liquidity / \
-remove_liquidity for this pool. Amounts are raw integer token units written as decimal strings. \
-Keep every amount inside the limits: max_notional_per_tx is in raw quote units. Keep the reason \
-short.";
+const SYSTEM: &str = "You manage one DODO PMM pool. Reply with one JSON object: hold, or \
+add_liquidity / remove_liquidity for this pool. Amounts are raw integer units as decimal \
+strings; the notional must stay under max_notional_per_tx (raw quote units). Short reason.";
 
 /// A past decision as the model sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastDecision {
-    /// Tick number.
-    pub tick: u64,
     /// The model's proposal, if it made a valid one.
     pub proposal: Option<Value>,
     /// The policy's verdict (or `no_proposal`).
@@ -33,15 +28,14 @@ pub struct PastDecision {
 fn state_view(s: &PoolState) -> Value {
     json!({
         "pool": s.pool_address.to_string(),
-        "pool_type": s.pool_type,
-        "block": s.block_number,
-        "base": {"symbol": s.base_token.symbol, "decimals": s.base_token.decimals},
-        "quote": {"symbol": s.quote_token.symbol, "decimals": s.quote_token.decimals},
+        "type": s.pool_type,
+        "base_decimals": s.base_token.decimals,
+        "quote_decimals": s.quote_token.decimals,
         "mid_price": s.mid_price,
         "oracle_price": s.oracle_price.as_ref().map(|o| o.price),
         "inventory_ratio": s.inventory_ratio,
-        "reserves_raw": {"base": s.reserves.base, "quote": s.reserves.quote},
-        "fee_rate": s.fee_rate,
+        "base_reserve": s.reserves.base,
+        "quote_reserve": s.reserves.quote,
     })
 }
 
@@ -56,21 +50,24 @@ pub fn chat_body(
     seed: u64,
     max_tokens: u32,
 ) -> Value {
+    // Compact on purpose: prompt tokens are most of a small model's latency on a CPU.
     let recent: Vec<Value> = history
         .iter()
         .map(|d| {
-            json!({
-                "tick": d.tick,
-                "action": d.proposal.as_ref().and_then(|p| p.get("action")).cloned(),
-                "verdict": d.verdict,
-                "rule": d.rule,
-            })
+            json!([
+                d.proposal.as_ref().and_then(|p| p.get("action")).cloned(),
+                d.verdict,
+                d.rule,
+            ])
         })
         .collect();
     let user = json!({
         "state": state_view(state),
-        "limits": limits,
-        "recent_decisions": recent,
+        "limits": {
+            "max_notional_per_tx": limits.max_notional_per_tx,
+            "max_slippage_bps": limits.max_slippage_bps,
+        },
+        "recent": recent,
     });
     json!({
         "model": model,
@@ -106,4 +103,21 @@ pub fn seed_for(pool: &str, tick: u64) -> u64 {
     let d = Sha256::digest(format!("{pool}:{tick}").as_bytes());
     // 31 bits: every backend accepts it, and it fits the BIGINT column.
     u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) >> 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_carries_pmm_cores_schema_and_a_stable_seed() {
+        let schema = action_proposal_schema();
+        println!("{schema}");
+        let rf = json!({"type": "json_schema", "json_schema": {"name": "ActionProposal", "strict": true, "schema": schema}});
+        assert_eq!(rf["json_schema"]["schema"], action_proposal_schema());
+        assert_eq!(seed_for("0xa", 7), seed_for("0xa", 7));
+        assert_ne!(seed_for("0xa", 7), seed_for("0xa", 8));
+        assert!(seed_for("0xa", 7) < 1 << 31);
+        assert!(hash_json(&json!({"a": 1})).starts_with("sha256:"));
+    }
 }

@@ -311,6 +311,21 @@ impl TickContext {
             "baseline_notional": proposal_notional(&base, state.mid_price_raw),
         }));
 
+        if !proposal.is_write() {
+            // Nothing to simulate: a hold is judged by the pool's risk report of this tick.
+            d.verdict = d
+                .risk
+                .as_ref()
+                .and_then(|r| r["verdict"].as_str())
+                .unwrap_or("deny")
+                .to_owned();
+            d.matched_rule = d
+                .risk
+                .as_ref()
+                .and_then(|r| r["decided_by"].as_str())
+                .map(str::to_owned);
+            return self.finish(d, steps, started, None);
+        }
         let sim = match hub!(
             "simulate",
             "dodo.simulate_action",

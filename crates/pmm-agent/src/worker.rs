@@ -277,7 +277,6 @@ impl Worker {
             Ok(rows) => rows
                 .into_iter()
                 .map(|d| PastDecision {
-                    tick: d.tick,
                     proposal: d.proposal,
                     verdict: d.verdict,
                     rule: d.matched_rule,
@@ -299,7 +298,6 @@ impl Worker {
         list.insert(
             0,
             PastDecision {
-                tick: d.tick,
                 proposal: d.proposal.clone(),
                 verdict: d.verdict.clone(),
                 rule: d.matched_rule.clone(),

@@ -49,7 +49,9 @@ fn assert_complete(d: &Decision) {
     }
     match d.verdict.as_str() {
         "allow" | "deny" => {
-            assert!(d.proposal.is_some() && d.simulation.is_some(), "{ctx}");
+            let p = d.proposal.as_ref().expect("proposal");
+            // A write is simulated; a hold is judged by the tick's risk report.
+            assert_eq!(d.simulation.is_some(), p["action"] != "hold", "{ctx}");
             assert!(d.raw_output.is_some() && d.parse_error.is_none(), "{ctx}");
         }
         "no_proposal" => {
@@ -85,7 +87,7 @@ async fn observe_mode_over_three_pools_with_llama_killed_and_restarted() -> anyh
         .get_transaction_count(executor)
         .await?;
     let started = Instant::now();
-    let interval = 4;
+    let interval = 5;
     let agent = Agent::spawn(
         &stack,
         AgentSpec {
@@ -97,7 +99,7 @@ async fn observe_mode_over_three_pools_with_llama_killed_and_restarted() -> anyh
     );
 
     // Phase 1: at least 20 model outputs, from at least 3 whole ticks.
-    let rows = poll("20 model outputs", Duration::from_secs(120), || async {
+    let rows = poll("20 model outputs", Duration::from_secs(200), || async {
         let rows = stack.decisions().await?;
         let answered = rows.iter().filter(|d| d.raw_output.is_some()).count();
         Ok((answered >= 20 && by_tick(&rows).len() >= 4).then_some(rows))

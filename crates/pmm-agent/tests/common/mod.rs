@@ -324,8 +324,8 @@ impl Agent {
             .env("PMM_HUB_TOKEN", AGENT_TOKEN)
             .env("PMM_INFERENCE_URL", &spec.inference_url)
             .env("PMM_INFERENCE_TOKEN", PROXY_TOKEN)
-            .env("PMM_INFERENCE_TIMEOUT_MS", "20000")
-            .env("PMM_MAX_TOKENS", "160")
+            .env("PMM_INFERENCE_TIMEOUT_MS", "60000")
+            .env("PMM_MAX_TOKENS", "128")
             .env("PMM_TICK_INTERVAL_S", spec.interval_s.to_string())
             .env("PMM_ALLOWLIST_PATH", &stack.allowlist)
             .env(
