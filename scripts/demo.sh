@@ -31,19 +31,27 @@ say() { printf '\n== %s\n' "$*"; }
 
 say "building the devnet and market tools, the hub, the migrator, the proxy and the agent"
 cargo build -q -p pmm-testkit --bin pmm-devnet --bin pmm-market -p pmm-hub -p pmm-state \
-  -p pmm-inference -p pmm-agent
+  -p pmm-agent
+# On its own, exactly as scripts/llama/inference-local.sh builds it: built together with the
+# others its dependencies get other features, and the script's build would start over.
+cargo build -q -p pmm-inference
 bin="$CARGO_TARGET_DIR/debug"
 eval "$(scripts/llama/install.sh | grep -E '^PMM_LLAMA_(SERVER|MODEL)=')"
 export PMM_LLAMA_SERVER PMM_LLAMA_MODEL
 
 pids=()
 agent_pid=""
+inference_pgid=""
 cleanup() {
   trap - EXIT INT TERM
   # The agent first: SIGTERM lets it finish its tick and release its leases.
   if [ -n "$agent_pid" ]; then
     kill -TERM "$agent_pid" 2>/dev/null || true
     wait "$agent_pid" 2>/dev/null || true
+  fi
+  if [ -n "$inference_pgid" ]; then
+    kill -TERM -- "-$inference_pgid" 2>/dev/null || true
+    wait "$inference_pgid" 2>/dev/null || true
   fi
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill -TERM "${pids[i]}" 2>/dev/null || true
@@ -86,8 +94,10 @@ pids+=($!)
 wait_for "hub" 60 curl -fsS "http://127.0.0.1:$hub_port/health"
 
 say "starting llama-server (SmolLM2-135M) and the inference proxy on 127.0.0.1:$inference_port (log: var/inference.log)"
-PMM_INFERENCE__LISTEN="127.0.0.1:$inference_port" scripts/llama/inference-local.sh >var/inference.log 2>&1 &
-pids+=($!)
+# Its own process group, stopped as a group: llama-server and the proxy go with the script.
+PMM_INFERENCE__LISTEN="127.0.0.1:$inference_port" setsid scripts/llama/inference-local.sh \
+  >var/inference.log 2>&1 &
+inference_pgid=$!
 wait_for "inference" 120 curl -fsS "http://127.0.0.1:$inference_port/health"
 
 if [ "$once" = 0 ]; then

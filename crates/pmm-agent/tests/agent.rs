@@ -245,7 +245,7 @@ async fn two_workers_share_six_pools_and_take_over_a_killed_one() -> anyhow::Res
         .iter()
         .filter(|(_, ds)| ds.len() == 6)
         .map(|(t, _)| t)
-        .last()
+        .next_back()
         .unwrap();
     // Every tick from the first to the last complete one: each pool exactly once.
     for t in first..=last {
