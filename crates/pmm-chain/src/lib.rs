@@ -14,11 +14,13 @@ pub mod raw;
 pub mod read;
 pub mod simulate;
 pub mod types;
+pub mod watch;
 
 pub use client::ChainClient;
 pub use endpoint::Endpoint;
 pub use error::ChainError;
 pub use simulate::Simulation;
+pub use watch::{AccountHoldings, Head};
 pub use types::{
     BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState,
     RawV1State, ReadSpec, TokenInfo,

@@ -11,7 +11,7 @@
 //!   unusable (zero, negative, unconvertible, too far in the future) or stale (the pool can no
 //!   longer be checked), and reserves below `min_base_reserve` / `min_quote_reserve`.
 
-use alloy_primitives::U512;
+use alloy_primitives::{U256, U512};
 
 use super::Limits;
 use crate::config::PoolEntry;
@@ -165,4 +165,61 @@ pub fn trip_reason(
         return Some(format!("{what}: {detail}"));
     }
     illiquidity(state, &entry.effective_limits()).map(|why| format!("pool illiquid: {why}"))
+}
+
+/// The balanced part of a deposit of `base_in` and `quote_in` into a pool holding
+/// `base_reserve` and `quote_reserve`: what DODO's V2 proxy transfers for an add (it scales the
+/// side that would over-contribute down to the pool's ratio, floor), so nothing is donated.
+/// An empty pool takes both amounts as they are; a pool holding one side only takes that side.
+pub fn balanced_deposit(
+    base_reserve: U256,
+    quote_reserve: U256,
+    base_in: U256,
+    quote_in: U256,
+) -> (U256, U256) {
+    let one = U512::from(crate::math::ONE);
+    let (b, q) = (U512::from(base_reserve), U512::from(quote_reserve));
+    let narrow = |v: U512| U256::checked_from_limbs_slice(v.as_limbs()).unwrap_or(U256::MAX);
+    match (base_reserve.is_zero(), quote_reserve.is_zero()) {
+        (true, true) => (base_in, quote_in),
+        (true, false) => (U256::ZERO, quote_in),
+        (false, true) => (base_in, U256::ZERO),
+        (false, false) => {
+            let base_ratio = U512::from(base_in) * one / b;
+            let quote_ratio = U512::from(quote_in) * one / q;
+            if quote_ratio < base_ratio {
+                (narrow(b * quote_ratio / one), quote_in)
+            } else {
+                (base_in, narrow(q * base_ratio / one))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::U256;
+
+    use super::balanced_deposit;
+
+    #[test]
+    fn the_balanced_deposit_follows_the_pool_ratio() {
+        let e18 = U256::from(10u64.pow(18));
+        let usdc = |n: u64| U256::from(n) * U256::from(1_000_000u64);
+        // 10 WETH / 20,000 USDC: 1 WETH + 20,000 USDC keeps 1 WETH + 2,000 USDC.
+        let (b, q) = balanced_deposit(U256::from(10u8) * e18, usdc(20_000), e18, usdc(20_000));
+        assert_eq!((b, q), (e18, usdc(2000)));
+        // Too little quote: base is scaled down instead.
+        let (b, q) = balanced_deposit(U256::from(10u8) * e18, usdc(20_000), e18, usdc(1000));
+        assert_eq!((b, q), (e18 / U256::from(2u8), usdc(1000)));
+        // Empty and one-sided pools.
+        assert_eq!(
+            balanced_deposit(U256::ZERO, U256::ZERO, e18, usdc(1)),
+            (e18, usdc(1))
+        );
+        assert_eq!(
+            balanced_deposit(e18, U256::ZERO, e18, usdc(1)),
+            (e18, U256::ZERO)
+        );
+    }
 }

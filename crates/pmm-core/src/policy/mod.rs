@@ -14,7 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use evaluate::{Donation, ExpectedOutcome, Holdings, PolicyInput, evaluate, notional_of};
-pub use health::{MAX_FEED_CLOCK_SKEW_S, OracleCheck, illiquidity, oracle_check, trip_reason};
+pub use health::{
+    MAX_FEED_CLOCK_SKEW_S, OracleCheck, balanced_deposit, illiquidity, oracle_check, trip_reason,
+};
 
 use crate::config::de;
 use crate::schema::{Amount, address_schema};
