@@ -20,8 +20,8 @@ pub use client::ChainClient;
 pub use endpoint::Endpoint;
 pub use error::ChainError;
 pub use simulate::Simulation;
-pub use watch::{AccountHoldings, Head};
 pub use types::{
     BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState,
     RawV1State, ReadSpec, TokenInfo,
 };
+pub use watch::{AccountHoldings, Head};

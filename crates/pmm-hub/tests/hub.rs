@@ -291,7 +291,12 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     .await?;
     let r = check(
         f.dsp,
-        add(f.dsp, "1000000000000000000", "20000000000", amount(&q["result"]["shares"])),
+        add(
+            f.dsp,
+            "1000000000000000000",
+            "20000000000",
+            amount(&q["result"]["shares"]),
+        ),
     )
     .await?;
     assert_eq!(r["decided_by"], "max_donation", "{r}");
@@ -302,7 +307,10 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
                         "shares": (held + U256::from(1)).to_string(), "min_base": "0",
                         "min_quote": "0", "reason": "t"});
     let r = check(f.dsp, remove).await?;
-    assert_eq!(r["decided_by"], "max_slippage", "min 0 is the first problem: {r}");
+    assert_eq!(
+        r["decided_by"], "max_slippage",
+        "min 0 is the first problem: {r}"
+    );
     let balance = r["rules"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["rule"] == "balance"))
@@ -314,7 +322,12 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     let day = utc_day(now());
     let scope = daily_cap_scope(&chain, f.dsp);
     redis
-        .reserve_daily_cap(&scope, day, U256::from(499_000_000_000u64), U256::from(1u64 << 52))
+        .reserve_daily_cap(
+            &scope,
+            day,
+            U256::from(499_000_000_000u64),
+            U256::from(1u64 << 52),
+        )
         .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "max_notional_per_day", "{r}");

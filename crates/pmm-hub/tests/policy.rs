@@ -82,10 +82,14 @@ impl OwnRedis {
         self.spawn()
     }
 
+    /// `FLUSHALL` in the RESP wire format (this server only).
     fn flushall(&self) -> anyhow::Result<()> {
-        let client = deadpool_redis::redis::Client::open(self.url())?;
-        let mut conn = client.get_connection()?;
-        let () = deadpool_redis::redis::cmd("FLUSHALL").query(&mut conn)?;
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        conn.write_all(b"*1\r\n$8\r\nFLUSHALL\r\n")?;
+        let mut reply = [0u8; 5];
+        conn.read_exact(&mut reply)?;
+        anyhow::ensure!(&reply == b"+OK\r\n", "FLUSHALL: {reply:?}");
         Ok(())
     }
 }
@@ -97,7 +101,11 @@ impl Drop for OwnRedis {
 }
 
 /// Writes an allowlist of `pools` (address, pool_type, feed, limits) and points `cfg` at it.
-fn with_allowlist(f: &Fixture, name: &str, pools: &[(Address, &str, Option<Address>, Value)]) -> anyhow::Result<pmm_hub::HubConfig> {
+fn with_allowlist(
+    f: &Fixture,
+    name: &str,
+    pools: &[(Address, &str, Option<Address>, Value)],
+) -> anyhow::Result<pmm_hub::HubConfig> {
     let entries: Vec<Value> = pools
         .iter()
         .map(|(pool, kind, feed, limits)| {
@@ -118,6 +126,14 @@ fn with_allowlist(f: &Fixture, name: &str, pools: &[(Address, &str, Option<Addre
     let mut cfg = f.cfg.clone();
     cfg.allowlist_path = path;
     Ok(cfg)
+}
+
+/// The fixture limits with any oracle deviation accepted: the shared feed prices the DSP, and
+/// the DVM's mid price sits elsewhere.
+fn wide_oracle() -> Value {
+    let mut l = limits();
+    l["oracle_deviation_bps"] = json!(10_000);
+    l
 }
 
 async fn risk(hub: &pmm_hub::RunningHub, pool: Address, action: Value) -> anyhow::Result<Value> {
@@ -144,7 +160,12 @@ fn small_add(pool: Address, min_shares: U256) -> Value {
            "quote_amount": "2000000000", "min_shares": min_shares.to_string(), "reason": "t"})
 }
 
-async fn shares_for(hub: &pmm_hub::RunningHub, pool: Address, base: &str, quote: &str) -> anyhow::Result<Value> {
+async fn shares_for(
+    hub: &pmm_hub::RunningHub,
+    pool: Address,
+    base: &str,
+    quote: &str,
+) -> anyhow::Result<Value> {
     let body = call_ok(
         hub,
         AGENT,
@@ -155,7 +176,11 @@ async fn shares_for(hub: &pmm_hub::RunningHub, pool: Address, base: &str, quote:
     Ok(body["result"].clone())
 }
 
-async fn events(pg: &PgStore, pool: Option<Address>, kind: PolicyEventKind) -> anyhow::Result<Vec<pmm_store::PolicyEvent>> {
+async fn events(
+    pg: &PgStore,
+    pool: Option<Address>,
+    kind: PolicyEventKind,
+) -> anyhow::Result<Vec<pmm_store::PolicyEvent>> {
     let text = pool.map_or_else(|| "*".to_owned(), pmm_store::pool_text);
     Ok(pg
         .recent_policy_events(31337, &text, 100)
@@ -166,7 +191,8 @@ async fn events(pg: &PgStore, pool: Option<Address>, kind: PolicyEventKind) -> a
 }
 
 #[tokio::test]
-async fn lost_redis_state_denies_writes_until_bootstrap_restores_trips_and_usage() -> anyhow::Result<()> {
+async fn lost_redis_state_denies_writes_until_bootstrap_restores_trips_and_usage()
+-> anyhow::Result<()> {
     let f = fixture().await?;
     let mut own = OwnRedis::start()?;
     let mut cfg = f.cfg.clone();
@@ -210,17 +236,30 @@ async fn lost_redis_state_denies_writes_until_bootstrap_restores_trips_and_usage
         } else {
             own.restart()?;
         }
-        assert_eq!(redis.breaker(&chain, f.dsp).await?, None, "{lose}: the key is gone");
+        assert_eq!(
+            redis.breaker(&chain, f.dsp).await?,
+            None,
+            "{lose}: the key is gone"
+        );
         let r = risk(&hub, f.dsp, small_add(f.dsp, U256::from(1))).await?;
         assert_eq!(r["verdict"], "deny", "{lose}: {r}");
         let breaker = rule(&r, "circuit_breaker");
         assert_eq!(breaker["outcome"], "deny", "{lose}: {r}");
         assert!(
-            breaker["detail"].as_str().unwrap_or_default().starts_with("policy state unavailable"),
+            breaker["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("policy state unavailable"),
             "{lose}: {r}"
         );
         // Reads go on.
-        call_ok(&hub, AGENT, "dodo.get_pool_state", json!({"pool": s(f.dsp)})).await?;
+        call_ok(
+            &hub,
+            AGENT,
+            "dodo.get_pool_state",
+            json!({"pool": s(f.dsp)}),
+        )
+        .await?;
 
         bootstrap(f.db.url(), &own.url(), "").await?;
         assert_eq!(
@@ -234,7 +273,10 @@ async fn lost_redis_state_denies_writes_until_bootstrap_restores_trips_and_usage
             "{lose}: today's usage equals its value before the loss"
         );
         let r = risk(&hub, f.dsp, small_add(f.dsp, U256::from(1))).await?;
-        assert_eq!(r["decided_by"], "max_slippage", "{lose}: state is back: {r}");
+        assert_eq!(
+            r["decided_by"], "max_slippage",
+            "{lose}: state is back: {r}"
+        );
         assert!(
             rule(&r, "circuit_breaker")["detail"]
                 .as_str()
@@ -248,12 +290,16 @@ async fn lost_redis_state_denies_writes_until_bootstrap_restores_trips_and_usage
 }
 
 #[tokio::test]
-async fn trips_keep_the_first_reason_resume_names_the_operator_and_star_pauses_every_pool() -> anyhow::Result<()> {
+async fn trips_keep_the_first_reason_resume_names_the_operator_and_star_pauses_every_pool()
+-> anyhow::Result<()> {
     let f = fixture().await?;
     let cfg = with_allowlist(
         &f,
         "two-pools.json",
-        &[(f.dsp, "dsp", Some(f.feed), limits()), (f.dvm, "dvm", Some(f.feed), limits())],
+        &[
+            (f.dsp, "dsp", Some(f.feed), limits()),
+            (f.dvm, "dvm", Some(f.feed), wide_oracle()),
+        ],
     )?;
     let hub = start(&cfg).await?;
     let redis = RedisStore::connect(f.redis.url(), f.redis.namespace())?;
@@ -262,35 +308,64 @@ async fn trips_keep_the_first_reason_resume_names_the_operator_and_star_pauses_e
     let feed = ChainlinkFeed::new(f.feed, f.devnet.provider());
 
     // First automatic trip: a stale feed.
-    feed.setUpdatedAt(U256::from(now() - 100_000)).send().await?.get_receipt().await?;
+    feed.setUpdatedAt(U256::from(now() - 100_000))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
     let first = poll(Duration::from_secs(20), || async {
         Ok(redis.breaker(&chain, f.dsp).await?)
     })
     .await?;
     assert!(first.reason.contains("stale"), "{first:?}");
     // Second cause: a fresh feed 25% off the mid price. The first reason stays.
-    feed.setUpdatedAt(U256::from(now())).send().await?.get_receipt().await?;
-    feed.setAnswer(I256::try_from(250_000_000_000_i64)?).send().await?.get_receipt().await?;
+    feed.setUpdatedAt(U256::from(now()))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    feed.setAnswer(I256::try_from(250_000_000_000_i64)?)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
     let provider = f.devnet.provider();
     for _ in 0..3 {
-        provider.raw_request::<_, Value>("evm_mine".into(), ()).await?;
+        provider
+            .raw_request::<_, Value>("evm_mine".into(), ())
+            .await?;
     }
     let after = provider.get_block_number().await?;
     let swept = || async {
-        let h: Value = reqwest::get(format!("http://{}/health", hub.addr)).await?.json().await?;
+        let h: Value = reqwest::get(format!("http://{}/health", hub.addr))
+            .await?
+            .json()
+            .await?;
         Ok(h["monitor_block"].as_u64().filter(|b| *b >= after))
     };
     poll(Duration::from_secs(20), swept).await?;
     assert_eq!(redis.breaker(&chain, f.dsp).await?, Some(first.clone()));
     assert_eq!(
-        events(&pg, Some(f.dsp), PolicyEventKind::BreakerTrip).await?.len(),
+        events(&pg, Some(f.dsp), PolicyEventKind::BreakerTrip)
+            .await?
+            .len(),
         1,
         "one row for the one trip"
     );
 
     // Resume records the operator (the feed agrees again first).
-    feed.setAnswer(I256::try_from(200_000_000_000_i64)?).send().await?.get_receipt().await?;
-    let r = call_ok(&hub, OPERATOR, "dodo.resume_pool", json!({"pool": s(f.dsp)})).await?;
+    feed.setAnswer(I256::try_from(200_000_000_000_i64)?)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let r = call_ok(
+        &hub,
+        OPERATOR,
+        "dodo.resume_pool",
+        json!({"pool": s(f.dsp)}),
+    )
+    .await?;
     assert_eq!(r["result"]["changed"], true, "{r}");
     let resumes = events(&pg, Some(f.dsp), PolicyEventKind::Resume).await?;
     assert_eq!(resumes.len(), 1);
@@ -312,10 +387,16 @@ async fn trips_keep_the_first_reason_resume_names_the_operator_and_star_pauses_e
         assert_eq!(r["verdict"], "deny", "{r}");
         let cb = rule(&r, "circuit_breaker");
         assert_eq!(cb["outcome"], "deny", "{r}");
-        assert!(cb["detail"].as_str().unwrap_or_default().contains("global pause: incident 42"), "{r}");
+        assert!(
+            cb["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("global pause: incident 42"),
+            "{r}"
+        );
     }
     call_ok(&hub, OPERATOR, "dodo.resume_pool", json!({"pool": "*"})).await?;
-    let r = risk(&hub, f.dvm, small_add(f.dvm, U256::from(1))).await?;
+    let r = risk(&hub, f.dsp, small_add(f.dsp, U256::from(1))).await?;
     assert_eq!(rule(&r, "circuit_breaker")["outcome"], "pass", "{r}");
     hub.shutdown().await;
     Ok(())
@@ -323,21 +404,30 @@ async fn trips_keep_the_first_reason_resume_names_the_operator_and_star_pauses_e
 
 /// Mines one block at a time (at most `blocks`), waiting for the monitor to sweep each, until
 /// `tripped` holds; returns how many blocks past `from` that took.
-async fn blocks_until(
+async fn blocks_until<F, Fut>(
     f: &Fixture,
     hub: &pmm_hub::RunningHub,
     from: u64,
     blocks: u64,
-    tripped: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<bool>> + '_>>,
-) -> anyhow::Result<Option<u64>> {
+    mut tripped: F,
+) -> anyhow::Result<Option<u64>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
     let provider = f.devnet.provider();
     for n in 0..=blocks {
         let target = from + n;
         while provider.get_block_number().await? < target {
-            provider.raw_request::<_, Value>("evm_mine".into(), ()).await?;
+            provider
+                .raw_request::<_, Value>("evm_mine".into(), ())
+                .await?;
         }
         poll(Duration::from_secs(20), || async {
-            let h: Value = reqwest::get(format!("http://{}/health", hub.addr)).await?.json().await?;
+            let h: Value = reqwest::get(format!("http://{}/health", hub.addr))
+                .await?
+                .json()
+                .await?;
             Ok(h["monitor_block"].as_u64().filter(|b| *b >= target))
         })
         .await?;
@@ -349,16 +439,23 @@ async fn blocks_until(
 }
 
 #[tokio::test]
-async fn the_monitor_trips_a_stale_feed_and_a_drained_reserve_within_two_blocks() -> anyhow::Result<()> {
+async fn the_monitor_trips_a_stale_feed_and_a_drained_reserve_within_two_blocks()
+-> anyhow::Result<()> {
     let f = fixture().await?;
-    let dvm_feed = f.devnet.deploy_feed(8, I256::try_from(200_000_000_000_i64)?).await?;
+    let dvm_feed = f
+        .devnet
+        .deploy_feed(8, I256::try_from(200_000_000_000_i64)?)
+        .await?;
     let mut dvm_limits = limits();
     dvm_limits["min_base_reserve"] = json!("9000000000000000000");
     dvm_limits["oracle_deviation_bps"] = json!(10_000);
     let cfg = with_allowlist(
         &f,
         "monitor.json",
-        &[(f.dsp, "dsp", Some(f.feed), limits()), (f.dvm, "dvm", Some(dvm_feed), dvm_limits)],
+        &[
+            (f.dsp, "dsp", Some(f.feed), limits()),
+            (f.dvm, "dvm", Some(dvm_feed), dvm_limits),
+        ],
     )?;
     let hub = start(&cfg).await?;
     let redis = RedisStore::connect(f.redis.url(), f.redis.namespace())?;
@@ -374,19 +471,25 @@ async fn the_monitor_trips_a_stale_feed_and_a_drained_reserve_within_two_blocks(
         .get_receipt()
         .await?;
     let at = provider.get_block_number().await?;
-    let took = blocks_until(&f, &hub, at, 2, || {
-        Box::pin(async { Ok(redis.breaker(&chain, f.dsp).await?.is_some()) })
+    let took = blocks_until(&f, &hub, at, 2, || async {
+        Ok(redis.breaker(&chain, f.dsp).await?.is_some())
     })
     .await?;
     println!("stale feed tripped {took:?} blocks after it went stale");
     assert!(took.is_some(), "not tripped within 2 blocks");
-    assert_eq!(redis.breaker(&chain, f.dvm).await?, None, "the DVM has its own fresh feed");
+    assert_eq!(
+        redis.breaker(&chain, f.dvm).await?,
+        None,
+        "the DVM has its own fresh feed"
+    );
 
     // Buy 1.5 WETH out of the DVM: its base reserve falls below 9 WETH.
-    f.devnet.sell_quote(f.devnet.deployer(), f.dvm, U256::from(3_500_000_000u64)).await?;
+    f.devnet
+        .sell_quote(f.devnet.deployer(), f.dvm, U256::from(3_500_000_000u64))
+        .await?;
     let at = provider.get_block_number().await?;
-    let took = blocks_until(&f, &hub, at, 2, || {
-        Box::pin(async { Ok(redis.breaker(&chain, f.dvm).await?.is_some()) })
+    let took = blocks_until(&f, &hub, at, 2, || async {
+        Ok(redis.breaker(&chain, f.dvm).await?.is_some())
     })
     .await?;
     println!("illiquid pool tripped {took:?} blocks after its reserve fell");
@@ -395,9 +498,13 @@ async fn the_monitor_trips_a_stale_feed_and_a_drained_reserve_within_two_blocks(
     assert!(b.reason.starts_with("pool illiquid: base reserve"), "{b:?}");
 
     // More blocks: still one row each.
-    blocks_until(&f, &hub, provider.get_block_number().await? + 1, 2, || {
-        Box::pin(async { Ok(false) })
-    })
+    blocks_until(
+        &f,
+        &hub,
+        provider.get_block_number().await? + 1,
+        2,
+        || async { Ok(false) },
+    )
     .await?;
     for pool in [f.dsp, f.dvm] {
         let rows = events(&pg, Some(pool), PolicyEventKind::BreakerTrip).await?;
@@ -415,7 +522,10 @@ async fn an_allowlist_calling_a_dvm_a_dsp_stops_the_hub_naming_the_entry() -> an
     let cfg = with_allowlist(
         &f,
         "lying.json",
-        &[(f.dsp, "dsp", Some(f.feed), limits()), (f.dvm, "dsp", Some(f.feed), limits())],
+        &[
+            (f.dsp, "dsp", Some(f.feed), limits()),
+            (f.dvm, "dsp", Some(f.feed), limits()),
+        ],
     )?;
     let err = start(&cfg).await.expect_err("must refuse").to_string();
     assert!(err.contains("allowlist pools[1]"), "{err}");
@@ -441,7 +551,10 @@ async fn an_allowlist_calling_a_dvm_a_dsp_stops_the_hub_naming_the_entry() -> an
 #[tokio::test]
 async fn own_oracle_pools_need_an_independent_feed_and_are_held_to_it() -> anyhow::Result<()> {
     let f = fixture().await?;
-    let own = f.devnet.deploy_price_oracle(U256::from(2_000_000_000u64)).await?;
+    let own = f
+        .devnet
+        .deploy_price_oracle(U256::from(2_000_000_000u64))
+        .await?;
     let p = pmm_testkit::devnet::PoolParams {
         base: f.base,
         quote: f.quote,
@@ -452,9 +565,33 @@ async fn own_oracle_pools_need_an_independent_feed_and_are_held_to_it() -> anyho
     };
     let dppo = f.devnet.deploy_dpp_oracle(p, own).await?;
     f.devnet
-        .dpp_deposit(dppo, U256::from(10u64.pow(19)), U256::from(20_000_000_000u64))
+        .dpp_deposit(
+            dppo,
+            U256::from(10u64.pow(19)),
+            U256::from(20_000_000_000u64),
+        )
         .await?;
-    let v1 = f.devnet.deploy_v1(f.base, f.quote, own, U256::from(10u64.pow(17))).await?;
+    let v1 = f
+        .devnet
+        .deploy_v1(f.base, f.quote, own, U256::from(10u64.pow(17)))
+        .await?;
+    let me = f.devnet.deployer();
+    let (base_in, quote_in) = (U256::from(10u64.pow(19)), U256::from(20_000_000_000u64));
+    f.devnet.approve(me, f.base, v1, base_in).await?;
+    f.devnet.approve(me, f.quote, v1, quote_in).await?;
+    let pool = pmm_testkit::contracts::V1Pool::new(v1, f.devnet.provider());
+    pool.depositBase(base_in)
+        .from(me)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    pool.depositQuote(quote_in)
+        .from(me)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
     let hold = json!({"action": "add_liquidity", "pool": "", "base_amount": "1",
                       "quote_amount": "1", "min_shares": "0", "reason": "t"});
     let add = |pool: Address| {
@@ -466,7 +603,10 @@ async fn own_oracle_pools_need_an_independent_feed_and_are_held_to_it() -> anyho
     let cfg = with_allowlist(
         &f,
         "own-oracles.json",
-        &[(dppo, "dpp_oracle", None, limits()), (v1, "v1", None, limits())],
+        &[
+            (dppo, "dpp_oracle", None, limits()),
+            (v1, "v1", None, limits()),
+        ],
     )?;
     let hub = start(&cfg).await?;
     for pool in [dppo, v1] {
@@ -474,16 +614,28 @@ async fn own_oracle_pools_need_an_independent_feed_and_are_held_to_it() -> anyho
         assert_eq!(r["verdict"], "deny", "{r}");
         let o = rule(&r, "oracle_deviation");
         assert_eq!(o["outcome"], "deny", "{r}");
-        assert!(o["detail"].as_str().unwrap_or_default().contains("no independent reference price"), "{r}");
+        assert!(
+            o["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no independent reference price"),
+            "{r}"
+        );
     }
     hub.shutdown().await;
 
     // With a feed the pools are evaluated against it, and a feed past the limit denies.
-    let feed = f.devnet.deploy_feed(8, I256::try_from(200_000_000_000_i64)?).await?;
+    let feed = f
+        .devnet
+        .deploy_feed(8, I256::try_from(200_000_000_000_i64)?)
+        .await?;
     let cfg = with_allowlist(
         &f,
         "own-oracles-fed.json",
-        &[(dppo, "dpp_oracle", Some(feed), limits()), (v1, "v1", Some(feed), limits())],
+        &[
+            (dppo, "dpp_oracle", Some(feed), limits()),
+            (v1, "v1", Some(feed), limits()),
+        ],
     )?;
     let hub = start(&cfg).await?;
     for pool in [dppo, v1] {
@@ -500,14 +652,18 @@ async fn own_oracle_pools_need_an_independent_feed_and_are_held_to_it() -> anyho
         let r = risk(&hub, pool, add(pool)).await?;
         let o = rule(&r, "oracle_deviation");
         assert_eq!(o["outcome"], "deny", "{r}");
-        assert!(o["detail"].as_str().unwrap_or_default().contains("bps"), "{r}");
+        assert!(
+            o["detail"].as_str().unwrap_or_default().contains("bps"),
+            "{r}"
+        );
     }
     hub.shutdown().await;
     Ok(())
 }
 
 #[tokio::test]
-async fn a_zero_or_negative_feed_is_broken_reads_answer_and_writes_wait_for_a_resume() -> anyhow::Result<()> {
+async fn a_zero_or_negative_feed_is_broken_reads_answer_and_writes_wait_for_a_resume()
+-> anyhow::Result<()> {
     let f = fixture().await?;
     let hub = start(&f.cfg).await?;
     let redis = RedisStore::connect(f.redis.url(), f.redis.namespace())?;
@@ -515,12 +671,25 @@ async fn a_zero_or_negative_feed_is_broken_reads_answer_and_writes_wait_for_a_re
     let chain = ChainName::new("devnet")?;
     let feed = ChainlinkFeed::new(f.feed, f.devnet.provider());
     for answer in [0_i64, -1] {
-        feed.setAnswer(I256::try_from(answer)?).send().await?.get_receipt().await?;
-        let body = call_ok(&hub, AGENT, "dodo.get_pool_state", json!({"pool": s(f.dsp)})).await?;
+        feed.setAnswer(I256::try_from(answer)?)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        let body = call_ok(
+            &hub,
+            AGENT,
+            "dodo.get_pool_state",
+            json!({"pool": s(f.dsp)}),
+        )
+        .await?;
         let st = &body["result"];
         assert_eq!(st["oracle_price"], Value::Null, "{st}");
         assert!(
-            st["oracle_unusable"].as_str().unwrap_or_default().contains("not positive"),
+            st["oracle_unusable"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not positive"),
             "{st}"
         );
         let b = poll(Duration::from_secs(20), || async {
@@ -530,17 +699,30 @@ async fn a_zero_or_negative_feed_is_broken_reads_answer_and_writes_wait_for_a_re
         assert!(b.reason.starts_with("oracle feed unusable"), "{b:?}");
     }
     assert_eq!(
-        events(&pg, Some(f.dsp), PolicyEventKind::BreakerTrip).await?.len(),
+        events(&pg, Some(f.dsp), PolicyEventKind::BreakerTrip)
+            .await?
+            .len(),
         1,
         "0 then -1 is one trip"
     );
     // Recovered: the breaker still denies until an operator resumes.
-    feed.setAnswer(I256::try_from(200_000_000_000_i64)?).send().await?.get_receipt().await?;
-    let shares = amount(&shares_for(&hub, f.dsp, "1000000000000000000", "2000000000").await?["shares"]);
+    feed.setAnswer(I256::try_from(200_000_000_000_i64)?)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let shares =
+        amount(&shares_for(&hub, f.dsp, "1000000000000000000", "2000000000").await?["shares"]);
     let r = risk(&hub, f.dsp, small_add(f.dsp, shares)).await?;
     assert_eq!(r["decided_by"], "circuit_breaker", "{r}");
     assert_eq!(rule(&r, "oracle_deviation")["outcome"], "pass", "{r}");
-    call_ok(&hub, OPERATOR, "dodo.resume_pool", json!({"pool": s(f.dsp)})).await?;
+    call_ok(
+        &hub,
+        OPERATOR,
+        "dodo.resume_pool",
+        json!({"pool": s(f.dsp)}),
+    )
+    .await?;
     let r = risk(&hub, f.dsp, small_add(f.dsp, shares)).await?;
     assert_eq!(r["verdict"], "allow", "{r}");
     hub.shutdown().await;

@@ -99,9 +99,7 @@ pub async fn trip(
             reason: "no Postgres configured: the trip is not durable".into(),
         }),
     };
-    let (state, tripped_now) = redis
-        .trip_breaker(c.chain, c.pool, c.reason, c.now)
-        .await?;
+    let (state, tripped_now) = redis.trip_breaker(c.chain, c.pool, c.reason, c.now).await?;
     Ok((TripOutcome { state, tripped_now }, recorded))
 }
 

@@ -86,7 +86,12 @@ async fn breaker_trip_and_reset_are_seen_by_a_new_client() {
         None
     );
 
-    assert!(second.reset_breaker(&devnet(), Some(POOL)).await.expect("reset"));
+    assert!(
+        second
+            .reset_breaker(&devnet(), Some(POOL))
+            .await
+            .expect("reset")
+    );
     assert!(
         !second
             .reset_breaker(&devnet(), Some(POOL))
@@ -174,7 +179,9 @@ async fn daily_cap_reservations_are_atomic_across_clients() {
     let tasks: Vec<_> = (0..40)
         .map(|_| {
             let s = store(&ns);
-            tokio::spawn(async move { s.reserve_daily_cap(&scope(POOL), day(), u(7), u(100)).await })
+            tokio::spawn(
+                async move { s.reserve_daily_cap(&scope(POOL), day(), u(7), u(100)).await },
+            )
         })
         .collect();
     let mut granted = 0;

@@ -205,7 +205,10 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
                 }
             }
             evals.push((Rule::Cooldown, cooldown(input)));
-            evals.push((Rule::OracleDeviation, oracle_deviation(input, entry, &limits)));
+            evals.push((
+                Rule::OracleDeviation,
+                oracle_deviation(input, entry, &limits),
+            ));
             evals.push((Rule::GasCap, gas_cap(input, &limits)));
             evals.push((Rule::CircuitBreaker, circuit_breaker(input, &limits)));
         }
@@ -513,7 +516,10 @@ fn balance(input: &PolicyInput<'_>) -> Eval {
             base_amount,
             quote_amount,
             ..
-        } => vec![("base", *base_amount, h.base), ("quote", *quote_amount, h.quote)],
+        } => vec![
+            ("base", *base_amount, h.base),
+            ("quote", *quote_amount, h.quote),
+        ],
         ActionProposal::RemoveLiquidity { shares, .. } => match h.shares {
             Some(held) => vec![("shares", *shares, held)],
             None => return Eval::Deny("the pool issues no LP shares to burn".into()),

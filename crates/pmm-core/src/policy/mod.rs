@@ -46,10 +46,7 @@ pub struct Limits {
     pub gas_cap_gwei: u64,
     /// Largest share of an add's notional that may be donated to the other LPs (the part of
     /// an unbalanced deposit `buyShares` takes without minting shares for it), basis points.
-    #[serde(
-        default = "default_max_donation_bps",
-        deserialize_with = "de::bps"
-    )]
+    #[serde(default = "default_max_donation_bps", deserialize_with = "de::bps")]
     pub max_donation_bps: u32,
     /// Base reserve below which the pool counts as illiquid and its breaker trips, raw units;
     /// 0 (the default) sets no floor.

@@ -50,8 +50,12 @@ impl Hub {
             quote_balance,
             bs.targets.map(|t| (t.base, t.quote)),
         );
-        let (balanced_base, balanced_quote) =
-            balanced_deposit(liq.base_reserve, liq.quote_reserve, p.base_amount.0, p.quote_amount.0);
+        let (balanced_base, balanced_quote) = balanced_deposit(
+            liq.base_reserve,
+            liq.quote_reserve,
+            p.base_amount.0,
+            p.quote_amount.0,
+        );
         Ok(AddLiquidityQuote {
             pool,
             balanced_base_amount: Amount(balanced_base),

@@ -11,11 +11,10 @@ use pmm_chain::{Head, PoolRead};
 use pmm_core::keys::{BreakerState, daily_cap_scope, utc_day};
 use pmm_core::math;
 use pmm_core::policy::{
-    ActionProposal, Donation, ExpectedOutcome, Holdings, PolicyInput, RiskReport, Verdict,
-    evaluate,
+    ActionProposal, Donation, ExpectedOutcome, Holdings, PolicyInput, RiskReport, Verdict, evaluate,
 };
-use pmm_store::policy_state;
 use pmm_core::schema::{Amount, PoolState};
+use pmm_store::policy_state;
 
 use super::read::{add, inventory_ratio, liquidity_of, mid_after_deposit, pmm_of};
 use super::{
@@ -203,7 +202,9 @@ impl Hub {
                 read.block.number,
             )
             .await
-            .map_err(|e| tracing::warn!(pool = %read.pool, error = %e, "executor holdings unreadable"))
+            .map_err(
+                |e| tracing::warn!(pool = %read.pool, error = %e, "executor holdings unreadable"),
+            )
             .ok()?;
         Some(Holdings {
             base: Amount(h.base),

@@ -2,8 +2,8 @@ use alloy_primitives::{Address, I256, U256, address};
 
 use super::*;
 use crate::config::PoolProfiles;
-use crate::policy::MAX_FEED_CLOCK_SKEW_S;
 use crate::math::{FeeRates, PmmState, RState};
+use crate::policy::MAX_FEED_CLOCK_SKEW_S;
 use crate::schema::{
     ChainName, OracleKind, OracleRead, PoolType, RawPoolRead, TokenInfo, normalize,
 };
@@ -347,7 +347,11 @@ fn lost_policy_state_denies_every_state_rule_with_the_reason() {
     let r = c.run();
     assert_eq!(r.verdict, Verdict::Deny);
     assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerDay));
-    for rule in [Rule::MaxNotionalPerDay, Rule::Cooldown, Rule::CircuitBreaker] {
+    for rule in [
+        Rule::MaxNotionalPerDay,
+        Rule::Cooldown,
+        Rule::CircuitBreaker,
+    ] {
         assert_eq!(outcome(&r, rule), RuleOutcome::Deny, "{rule}");
         assert_eq!(
             detail(&r, rule),
@@ -410,7 +414,11 @@ fn an_unusable_feed_and_illiquidity_deny_and_are_what_the_monitor_trips_on() {
     );
     c.allowlist.pools[0].limits.min_base_reserve = weth(10);
     c.allowlist.pools[0].limits.min_quote_reserve = usdc(20_000);
-    assert_eq!(c.run().verdict, Verdict::Allow, "at the floor is not below it");
+    assert_eq!(
+        c.run().verdict,
+        Verdict::Allow,
+        "at the floor is not below it"
+    );
 }
 
 #[test]
