@@ -99,7 +99,7 @@ async fn observe_mode_over_three_pools_with_llama_killed_and_restarted() -> anyh
     );
 
     // Phase 1: at least 20 model outputs, from at least 3 whole ticks.
-    let rows = poll("20 model outputs", Duration::from_secs(200), || async {
+    let rows = poll("20 model outputs", Duration::from_secs(300), || async {
         let rows = stack.decisions().await?;
         let answered = rows.iter().filter(|d| d.raw_output.is_some()).count();
         Ok((answered >= 20 && by_tick(&rows).len() >= 4).then_some(rows))

@@ -325,7 +325,7 @@ impl Agent {
             .env("PMM_INFERENCE_URL", &spec.inference_url)
             .env("PMM_INFERENCE_TOKEN", PROXY_TOKEN)
             .env("PMM_INFERENCE_TIMEOUT_MS", "60000")
-            .env("PMM_MAX_TOKENS", "128")
+            .env("PMM_MAX_TOKENS", "96")
             .env("PMM_TICK_INTERVAL_S", spec.interval_s.to_string())
             .env("PMM_ALLOWLIST_PATH", &stack.allowlist)
             .env(
