@@ -8,24 +8,28 @@
 
 pub mod decisions;
 pub mod error;
+pub mod intents;
 pub mod leases;
 pub mod ledger;
 pub mod migrate;
 pub mod pg;
 pub mod policy_events;
 pub mod redis;
+pub mod reservations;
 pub mod snapshots;
 pub mod tool_calls;
 pub mod transactions;
 
 pub use decisions::Decision;
 pub use error::{Result, StoreError};
+pub use intents::{Attempt, Intent, IntentCall, IntentStart, NewIntent, Outcome};
 pub use leases::Lease;
 pub use ledger::{NotionalReservation, ReserveOutcome, WindowUsage};
 pub use migrate::{MigrateError, MigrateReport, MigrationSet, Migrator, SchemaStatus};
 pub use pg::PgStore;
 pub use policy_events::{PolicyEvent, PolicyEventKind};
 pub use redis::{BootstrapOutcome, CapReservation, RedisInfo, RedisStore};
+pub use reservations::{ReserveResult, Settled, WriteReservation};
 pub use snapshots::PoolSnapshot;
 pub use tool_calls::{ToolCall, ToolOutcome};
 pub use transactions::{StoredTx, TxRecord, TxStatus, TxUpsert};
