@@ -1,13 +1,21 @@
-//! Tool names, roles, parameter and result types: the surface both transports share.
+//! The tool table: names, roles, parameter and result types, and [`Hub::dispatch`], the surface
+//! both transports share. Each tool's body lives beside it: [`read`], [`risk`], [`operator`].
 
 use alloy::primitives::Address;
 use pmm_core::policy::{ActionProposal, RiskReport, Rule, Verdict};
 use pmm_core::schema::Amount;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::auth::Role;
+use crate::auth::{Caller, Role};
 use crate::error::ToolError;
+use crate::hub::Hub;
+
+mod operator;
+mod read;
+mod risk;
 
 /// `dodo.get_pool_state`.
 pub const GET_POOL_STATE: &str = "dodo.get_pool_state";
@@ -241,4 +249,76 @@ pub fn audit_fields(value: &serde_json::Value) -> (Option<String>, Option<String
 /// The stable name of a rule, for results.
 pub fn rule_name(rule: Option<Rule>) -> Option<String> {
     rule.map(|r| r.as_str().to_owned())
+}
+
+impl Hub {
+    /// `/mcp/call`: decodes `params` for `tool` and runs it through [`Hub::invoke`].
+    pub async fn dispatch(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        params: Value,
+    ) -> Result<Value, ToolError> {
+        fn decode<P: DeserializeOwned>(params: &Value) -> Result<P, ToolError> {
+            let v = if params.is_null() {
+                Value::Object(Default::default())
+            } else {
+                params.clone()
+            };
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let at = if path == "." {
+                    "params".to_owned()
+                } else {
+                    format!("params.{path}")
+                };
+                ToolError::InvalidParams(format!("{at}: {}", e.into_inner()))
+            })
+        }
+        fn out<O: Serialize>(o: O) -> Value {
+            serde_json::to_value(o).unwrap_or(Value::Null)
+        }
+        let decoded = match tool {
+            GET_POOL_STATE | IDENTIFY | RESUME => decode::<PoolParams>(&params).map(Decoded::Pool),
+            QUOTE_ADD => decode::<QuoteAddParams>(&params).map(Decoded::Quote),
+            RISK_CHECK => decode::<RiskCheckParams>(&params).map(Decoded::Risk),
+            SIMULATE => decode::<SimulateParams>(&params).map(Decoded::Simulate),
+            PAUSE => decode::<PauseParams>(&params).map(Decoded::Pause),
+            other => Err(ToolError::UnknownTool(other.chars().take(128).collect())),
+        };
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                self.record_rejected(caller, tool, params, &e);
+                return Err(e);
+            }
+        };
+        // Each tool's future is its own type, so every arm needs its own `invoke`.
+        macro_rules! run {
+            ($tool:expr, $p:ident, $method:ident) => {
+                self.invoke(caller, $tool, &$p, self.$method(&$p))
+                    .await
+                    .map(out)
+            };
+        }
+        match decoded {
+            Decoded::Pool(p) => match tool {
+                GET_POOL_STATE => run!(GET_POOL_STATE, p, get_pool_state),
+                IDENTIFY => run!(IDENTIFY, p, identify),
+                _ => run!(RESUME, p, resume_pool),
+            },
+            Decoded::Quote(p) => run!(QUOTE_ADD, p, quote_add_liquidity),
+            Decoded::Risk(p) => run!(RISK_CHECK, p, risk_check),
+            Decoded::Simulate(p) => run!(SIMULATE, p, simulate_action),
+            Decoded::Pause(p) => run!(PAUSE, p, pause_pool),
+        }
+    }
+}
+
+enum Decoded {
+    Pool(PoolParams),
+    Quote(QuoteAddParams),
+    Risk(RiskCheckParams),
+    Simulate(SimulateParams),
+    Pause(PauseParams),
 }
