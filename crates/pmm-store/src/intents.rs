@@ -507,3 +507,57 @@ async fn insert_attempt(
         other => other.map(|_| ()).map_err(Into::into),
     }
 }
+
+/// Exclusive right to send for one signer, across every replica: a Postgres advisory lock on
+/// a dedicated connection. Held from the first approval through the deposit's receipt, so one
+/// write's exact approvals can never be spent or overwritten by another's.
+pub struct SignerLock {
+    conn: Option<deadpool_postgres::Object>,
+    key: String,
+}
+
+impl std::fmt::Debug for SignerLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignerLock").field("key", &self.key).finish()
+    }
+}
+
+impl PgStore {
+    /// Waits for the signer's lock.
+    pub async fn lock_signer(&self, chain_id: u64, signer: &str) -> Result<SignerLock> {
+        let key = format!("pmm-signer:{chain_id}:{signer}");
+        let conn = self.conn().await?;
+        conn.execute("SELECT pg_advisory_lock(hashtext($1))", &[&key])
+            .await?;
+        Ok(SignerLock {
+            conn: Some(conn),
+            key,
+        })
+    }
+}
+
+impl SignerLock {
+    /// Releases the lock and returns the connection to the pool.
+    pub async fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            if conn
+                .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&self.key])
+                .await
+                .is_err()
+            {
+                // Closing the session is what releases the lock when the unlock failed.
+                drop(deadpool_postgres::Object::take(conn));
+            }
+        }
+    }
+}
+
+impl Drop for SignerLock {
+    fn drop(&mut self) {
+        // Dropped without `release` (an error path or a cancelled call): close the session
+        // instead of pooling it, so the server releases the lock.
+        if let Some(conn) = self.conn.take() {
+            drop(deadpool_postgres::Object::take(conn));
+        }
+    }
+}

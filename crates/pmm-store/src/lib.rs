@@ -22,7 +22,7 @@ pub mod transactions;
 
 pub use decisions::Decision;
 pub use error::{Result, StoreError};
-pub use intents::{Attempt, Intent, IntentCall, IntentStart, NewIntent, Outcome};
+pub use intents::{Attempt, Intent, IntentCall, IntentStart, NewIntent, Outcome, SignerLock};
 pub use leases::Lease;
 pub use ledger::{NotionalReservation, ReserveOutcome, WindowUsage};
 pub use migrate::{MigrateError, MigrateReport, MigrationSet, Migrator, SchemaStatus};

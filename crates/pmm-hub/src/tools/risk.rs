@@ -153,7 +153,7 @@ impl Hub {
         ))
     }
 
-    async fn evaluate_policy(
+    pub(crate) async fn evaluate_policy(
         &self,
         read: &PoolRead,
         state: &PoolState,
