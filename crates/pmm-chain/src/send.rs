@@ -245,6 +245,7 @@ impl ChainClient {
     /// node's message when the replay does not revert (the state the block saw differs).
     pub async fn revert_reason(
         &self,
+        hash: B256,
         from: Address,
         call: &Call,
         gas_limit: u64,
@@ -255,14 +256,40 @@ impl ChainClient {
             .to(call.to)
             .gas_limit(gas_limit)
             .input(call.input.clone().into());
-        match self
-            .call_tx(&tx, Some(mined_in.saturating_sub(1)), None)
-            .await
-        {
-            Err(ChainError::Reverted { reason, .. }) => reason,
-            Err(e) => format!("reverted; replay failed: {e}"),
-            Ok(_) => "reverted (out of gas or state changed inside the block)".to_owned(),
+        // A call trace gives the exact reason where the node offers one.
+        let trace: Result<serde_json::Value, _> = self
+            .provider
+            .raw_request(
+                "debug_traceTransaction".into(),
+                (hash, serde_json::json!({"tracer": "callTracer"})),
+            )
+            .await;
+        if let Ok(t) = trace {
+            if let Some(r) = t.get("revertReason").and_then(|v| v.as_str()) {
+                return r.to_owned();
+            }
+            let decoded = t
+                .get("output")
+                .and_then(|v| v.as_str())
+                .and_then(|h| alloy::hex::decode(h.trim_start_matches("0x")).ok())
+                .and_then(|b| alloy::sol_types::decode_revert_reason(&b));
+            if let Some(r) = decoded {
+                return r;
+            }
+            if let Some(e) = t.get("error").and_then(|v| v.as_str()) {
+                return e.to_owned();
+            }
         }
+        // Otherwise a replay: at the inclusion block (its timestamp, and the state after the
+        // transactions before it that stayed), then at its parent.
+        for at in [mined_in, mined_in.saturating_sub(1)] {
+            match self.call_tx(&tx, Some(at), None).await {
+                Err(ChainError::Reverted { reason, .. }) => return reason,
+                Err(e) => return format!("reverted; replay failed: {e}"),
+                Ok(_) => {}
+            }
+        }
+        "reverted (out of gas, or state changed inside the block)".to_owned()
     }
 
     /// ERC20 allowance of `owner` to `spender`.

@@ -34,7 +34,9 @@ pub enum ToolError {
     #[error("would revert: {0}")]
     Math(#[from] pmm_core::math::MathError),
     /// A write tool was called with a write gate closed; nothing was built.
-    #[error("writes are disabled: allow_write={allow_write}, execution_armed={execution_armed} (both must be true)")]
+    #[error(
+        "writes are disabled: allow_write={allow_write}, execution_armed={execution_armed} (both must be true)"
+    )]
     GateClosed {
         /// `ALLOW_WRITE`.
         allow_write: bool,

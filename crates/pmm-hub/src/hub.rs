@@ -183,7 +183,9 @@ impl Hub {
         };
         if cfg.writes_enabled() {
             if signer.is_none() {
-                return Err(StartError::Writes("no signer (keystore_path or dev_signer_from_env)"));
+                return Err(StartError::Writes(
+                    "no signer (keystore_path or dev_signer_from_env)",
+                ));
             }
             if redis.is_none() || pg.is_none() {
                 return Err(StartError::Writes("writes need redis_url and database_url"));
@@ -192,7 +194,9 @@ impl Hub {
         if let (Some(s), Some(e)) = (&signer, cfg.executor)
             && s.address() != e
         {
-            return Err(StartError::Writes("executor differs from the signer's address"));
+            return Err(StartError::Writes(
+                "executor differs from the signer's address",
+            ));
         }
         let executor = signer
             .as_ref()
@@ -326,7 +330,9 @@ impl Hub {
         let (verdict, matched_rule) = match &outcome {
             ToolOutcome::Ok(v) => audit_fields(v),
             // A closed gate is a verdict an operator looks for, not just an error.
-            ToolOutcome::Err(e) if e.starts_with("gate_closed:") => (Some("gate_closed".to_owned()), None),
+            ToolOutcome::Err(e) if e.starts_with("gate_closed:") => {
+                (Some("gate_closed".to_owned()), None)
+            }
             ToolOutcome::Err(_) => (None, None),
         };
         self.inner.log.record(ToolCall {

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod http;
 pub mod hub;

@@ -518,7 +518,9 @@ pub struct SignerLock {
 
 impl std::fmt::Debug for SignerLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignerLock").field("key", &self.key).finish()
+        f.debug_struct("SignerLock")
+            .field("key", &self.key)
+            .finish()
     }
 }
 

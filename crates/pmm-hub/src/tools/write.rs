@@ -248,7 +248,13 @@ fn step(steps: &mut Vec<Step>, name: &str, ok: bool, detail: impl Into<String>) 
     });
 }
 
-fn denied(key: &str, by: &str, steps: Vec<Step>, risk: Option<RiskReport>, predicted: Option<WritePrediction>) -> WriteResult {
+fn denied(
+    key: &str,
+    by: &str,
+    steps: Vec<Step>,
+    risk: Option<RiskReport>,
+    predicted: Option<WritePrediction>,
+) -> WriteResult {
     metrics::counter!("pmm_hub_writes_total", "status" => "denied").increment(1);
     WriteResult {
         verdict: Verdict::Deny,
@@ -286,7 +292,11 @@ fn store_err(e: pmm_store::StoreError) -> ToolError {
 }
 
 fn check_key(key: &str) -> Result<(), ToolError> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || key.contains('#') || key.chars().any(char::is_control) {
+    if key.is_empty()
+        || key.len() > MAX_KEY_LEN
+        || key.contains('#')
+        || key.chars().any(char::is_control)
+    {
         return Err(ToolError::InvalidParams(format!(
             "idempotency_key: 1 to {MAX_KEY_LEN} printable characters without '#'"
         )));
@@ -347,8 +357,12 @@ impl Hub {
         let signer = self.gate()?.0.address();
         let (kind, liq) = liquidity_of(&read)?;
         let (base_reserve, quote_reserve) = read.vault_reserve.unwrap_or_default();
-        let (base_in, quote_in) =
-            tx::balanced_amounts(p.base_amount.0, p.quote_amount.0, base_reserve, quote_reserve);
+        let (base_in, quote_in) = tx::balanced_amounts(
+            p.base_amount.0,
+            p.quote_amount.0,
+            base_reserve,
+            quote_reserve,
+        );
         let bs = math::buy_shares(
             kind,
             &liq,
@@ -384,9 +398,9 @@ impl Hub {
             deadline,
         )
         .map_err(|e| ToolError::Unsupported(e.to_string()))?;
-        let spender = routers
-            .approve
-            .ok_or_else(|| ToolError::Unsupported("no DODOApprove address for this chain".into()))?;
+        let spender = routers.approve.ok_or_else(|| {
+            ToolError::Unsupported("no DODOApprove address for this chain".into())
+        })?;
         let mut approvals = Vec::new();
         for (label, token, amount) in [
             ("approve_base", read.base_token.address, base_in),
@@ -401,7 +415,11 @@ impl Hub {
                 .allowance(token, signer, spender, Some(read.block.number))
                 .await?;
             if have != amount {
-                approvals.push((tx::approve_exact(label, token, spender, amount), token, amount));
+                approvals.push((
+                    tx::approve_exact(label, token, spender, amount),
+                    token,
+                    amount,
+                ));
             }
         }
         let action = ActionProposal::AddLiquidity {
@@ -464,7 +482,9 @@ impl Hub {
         }
         let pool = parse_address("pool", &p.pool)?;
         if p.shares.is_zero() {
-            return Err(ToolError::InvalidParams("shares: must be greater than 0".into()));
+            return Err(ToolError::InvalidParams(
+                "shares: must be greater than 0".into(),
+            ));
         }
         let (read, state, _) = self.read_state(pool).await?;
         let signer = self.gate()?.0.address();
@@ -562,13 +582,17 @@ impl Hub {
         let pool = parse_address("pool", &p.pool)?;
         let one = U256::from(math::ONE);
         if p.new_i.is_zero() || p.new_i.0 > one * one {
-            return Err(ToolError::InvalidParams("new_i: must be in (0, 1e36]".into()));
+            return Err(ToolError::InvalidParams(
+                "new_i: must be in (0, 1e36]".into(),
+            ));
         }
         if p.new_k.0 > one {
             return Err(ToolError::InvalidParams("new_k: must be <= 1e18".into()));
         }
         if p.new_lp_fee_rate.0 > one {
-            return Err(ToolError::InvalidParams("new_lp_fee_rate: must be <= 1e18".into()));
+            return Err(ToolError::InvalidParams(
+                "new_lp_fee_rate: must be <= 1e18".into(),
+            ));
         }
         let (read, state, _) = self.read_state(pool).await?;
         let signer = self.gate()?.0.address();
@@ -586,7 +610,12 @@ impl Hub {
                 min_quote_reserve: p.min_quote_reserve.0,
             },
         )
-        .map_err(|_| ToolError::Unsupported(format!("dodo.reset_pool needs a DPP or DPP Oracle pool, not {}", read.kind)))?;
+        .map_err(|_| {
+            ToolError::Unsupported(format!(
+                "dodo.reset_pool needs a DPP or DPP Oracle pool, not {}",
+                read.kind
+            ))
+        })?;
         let intent = json!({
             "tool": super::RESET_POOL,
             "pool": format!("{pool:#x}"),
@@ -640,9 +669,12 @@ impl Hub {
 
     async fn lock_signer(&self) -> Result<pmm_store::SignerLock, ToolError> {
         let (signer, pg) = self.gate()?;
-        pg.lock_signer(self.inner.chain.chain_id(), &format!("{:#x}", signer.address()))
-            .await
-            .map_err(store_err)
+        pg.lock_signer(
+            self.inner.chain.chain_id(),
+            &format!("{:#x}", signer.address()),
+        )
+        .await
+        .map_err(store_err)
     }
 
     /// The named steps after `build` (see the module docs).
@@ -665,7 +697,11 @@ impl Hub {
                 } else {
                     format!(
                         " after {}",
-                        plan.approvals.iter().map(|a| a.0.label).collect::<Vec<_>>().join(", ")
+                        plan.approvals
+                            .iter()
+                            .map(|a| a.0.label)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 }
             ),
@@ -677,7 +713,13 @@ impl Hub {
         if let Some(spender) = self.writes().routers.approve {
             for (_, token, amount) in &plan.approvals {
                 chain
-                    .add_allowance_override(&mut overrides, *token, signer.address(), spender, *amount)
+                    .add_allowance_override(
+                        &mut overrides,
+                        *token,
+                        signer.address(),
+                        spender,
+                        *amount,
+                    )
                     .await?;
             }
         }
@@ -686,7 +728,11 @@ impl Hub {
             .to(plan.main.to)
             .input(plan.main.input.clone().into());
         let sim = chain
-            .simulate(&req, Some(block), (!overrides.is_empty()).then_some(overrides))
+            .simulate(
+                &req,
+                Some(block),
+                (!overrides.is_empty()).then_some(overrides),
+            )
             .await;
         let sim = match sim {
             Ok(s) => s,
@@ -699,7 +745,12 @@ impl Hub {
             step(&mut steps, "dry_run", false, why);
             return Ok(denied(&plan.key, "simulation", steps, None, plan.predicted));
         }
-        step(&mut steps, "dry_run", true, format!("block {block}, gas {}", sim.gas));
+        step(
+            &mut steps,
+            "dry_run",
+            true,
+            format!("block {block}, gas {}", sim.gas),
+        );
         // policy
         let report = match &plan.action {
             Some(action) => {
@@ -710,7 +761,9 @@ impl Hub {
                 let hold = ActionProposal::Hold {
                     reason: "dodo.reset_pool".into(),
                 };
-                let mut r = self.evaluate_policy(&plan.read, &plan.state, &hold, None).await?;
+                let mut r = self
+                    .evaluate_policy(&plan.read, &plan.state, &hold, None)
+                    .await?;
                 // A reset moves no notional, but every state rule must pass for it.
                 if let Some(c) = r.rules.iter().find(|c| c.outcome == RuleOutcome::Warn) {
                     r.verdict = Verdict::Deny;
@@ -720,7 +773,10 @@ impl Hub {
             }
         };
         if report.verdict == Verdict::Deny {
-            let by = report.decided_by.map_or("policy", |r| r.as_str()).to_owned();
+            let by = report
+                .decided_by
+                .map_or("policy", |r| r.as_str())
+                .to_owned();
             step(&mut steps, "policy", false, format!("denied by {by}"));
             return Ok(denied(&plan.key, &by, steps, Some(report), plan.predicted));
         }
@@ -735,7 +791,13 @@ impl Hub {
             Ok(f) => f,
             Err(e) => {
                 step(&mut steps, "policy", false, e.to_string());
-                return Ok(denied(&plan.key, "gas_cap", steps, Some(report), plan.predicted));
+                return Ok(denied(
+                    &plan.key,
+                    "gas_cap",
+                    steps,
+                    Some(report),
+                    plan.predicted,
+                ));
             }
         };
         // reserve
@@ -764,22 +826,53 @@ impl Hub {
                 &mut steps,
                 "reserve",
                 true,
-                format!("{notional} reserved, {used} used today; cooldown {} s", limits.cooldown_s),
+                format!(
+                    "{notional} reserved, {used} used today; cooldown {} s",
+                    limits.cooldown_s
+                ),
             ),
             ReserveResult::OverCap { used } => {
-                step(&mut steps, "reserve", false, format!("{notional} over the daily cap ({used} used)"));
-                return Ok(denied(&plan.key, "max_notional_per_day", steps, Some(report), plan.predicted));
+                step(
+                    &mut steps,
+                    "reserve",
+                    false,
+                    format!("{notional} over the daily cap ({used} used)"),
+                );
+                return Ok(denied(
+                    &plan.key,
+                    "max_notional_per_day",
+                    steps,
+                    Some(report),
+                    plan.predicted,
+                ));
             }
             ReserveResult::CoolingDown { until } => {
-                step(&mut steps, "reserve", false, format!("cooling down until {until}"));
-                return Ok(denied(&plan.key, "cooldown", steps, Some(report), plan.predicted));
+                step(
+                    &mut steps,
+                    "reserve",
+                    false,
+                    format!("cooling down until {until}"),
+                );
+                return Ok(denied(
+                    &plan.key,
+                    "cooldown",
+                    steps,
+                    Some(report),
+                    plan.predicted,
+                ));
             }
             ReserveResult::Exists(v) => {
                 return Err(ToolError::Store(format!("reservation id reused ({v})")));
             }
         }
         if let Err(e) = pg
-            .mirror_reservation(reservation, &scope, chrono::Utc::now(), notional, limits.max_notional_per_day.0)
+            .mirror_reservation(
+                reservation,
+                &scope,
+                chrono::Utc::now(),
+                notional,
+                limits.max_notional_per_day.0,
+            )
             .await
         {
             let _ = redis.refund_write(reservation, &scope, day).await;
@@ -864,7 +957,19 @@ impl Hub {
             if let Err(e) = self.sign_intent(&it, fees).await {
                 lock.release().await;
                 self.settle(&main, false).await;
-                pg.finish_intent(main.id, &Outcome { status: TxStatus::Dropped, tx_hash: None, receipt: None, revert_reason: None, gas_used: None, error: Some(e.to_string()) }).await.ok();
+                pg.finish_intent(
+                    main.id,
+                    &Outcome {
+                        status: TxStatus::Dropped,
+                        tx_hash: None,
+                        receipt: None,
+                        revert_reason: None,
+                        gas_used: None,
+                        error: Some(e.to_string()),
+                    },
+                )
+                .await
+                .ok();
                 return Err(e);
             }
         }
@@ -873,11 +978,28 @@ impl Hub {
             Err(e) => {
                 lock.release().await;
                 self.settle(&main, false).await;
-                pg.finish_intent(main.id, &Outcome { status: TxStatus::Dropped, tx_hash: None, receipt: None, revert_reason: None, gas_used: None, error: Some(e.to_string()) }).await.ok();
+                pg.finish_intent(
+                    main.id,
+                    &Outcome {
+                        status: TxStatus::Dropped,
+                        tx_hash: None,
+                        receipt: None,
+                        revert_reason: None,
+                        gas_used: None,
+                        error: Some(e.to_string()),
+                    },
+                )
+                .await
+                .ok();
                 return Err(e);
             }
         };
-        step(&mut steps, "intent", true, format!("nonce {}, tx {}", attempt.nonce, attempt.tx_hash));
+        step(
+            &mut steps,
+            "intent",
+            true,
+            format!("nonce {}, tx {}", attempt.nonce, attempt.tx_hash),
+        );
         pg.set_steps(main.id, &json!({"steps": steps, "reservation": {"id": reservation, "scope": scope.as_str(), "day": day}, "predicted": plan.predicted, "risk": report}))
             .await
             .map_err(store_err)?;
@@ -901,14 +1023,25 @@ impl Hub {
         let pending = chain.pending_nonce(signer.address()).await?;
         let chain_id = chain.chain_id();
         let signed = pg
-            .sign_with_next_nonce(it.id, chain_id, &format!("{:#x}", signer.address()), pending, |nonce| {
-                pmm_chain::send::sign(
-                    signer.tx_signer(),
-                    &call,
-                    &TxParams { chain_id, nonce, gas_limit, fees },
-                )
-                .map(|s| attempt_of(&s, 0))
-            })
+            .sign_with_next_nonce(
+                it.id,
+                chain_id,
+                &format!("{:#x}", signer.address()),
+                pending,
+                |nonce| {
+                    pmm_chain::send::sign(
+                        signer.tx_signer(),
+                        &call,
+                        &TxParams {
+                            chain_id,
+                            nonce,
+                            gas_limit,
+                            fees,
+                        },
+                    )
+                    .map(|s| attempt_of(&s, 0))
+                },
+            )
             .await
             .map_err(store_err)?;
         signed.map_err(ToolError::Chain)
@@ -952,7 +1085,10 @@ impl Hub {
         let mut attempts = pg.attempts(it.id).await.map_err(store_err)?;
         if attempts.is_empty() {
             if it.status != TxStatus::Pending {
-                return Err(ToolError::Store(format!("intent {} lost its attempts", it.key)));
+                return Err(ToolError::Store(format!(
+                    "intent {} lost its attempts",
+                    it.key
+                )));
             }
             let entry_cap = self.gas_cap_of(it);
             let fees = chain
@@ -970,7 +1106,9 @@ impl Hub {
             }
             SendOutcome::Rejected(reason) => {
                 tracing::warn!(key = %it.key, %reason, "transaction rejected by the node");
-                return Err(ToolError::Unsupported(format!("node rejected the transaction: {reason}")));
+                return Err(ToolError::Unsupported(format!(
+                    "node rejected the transaction: {reason}"
+                )));
             }
         }
         Ok(Some(latest))
@@ -1028,7 +1166,9 @@ impl Hub {
                 },
             )?;
             let next = attempt_of(&signed, latest.attempt + 1);
-            pg.record_replacement(it.id, &next).await.map_err(store_err)?;
+            pg.record_replacement(it.id, &next)
+                .await
+                .map_err(store_err)?;
             match chain.send_raw(&signed).await? {
                 SendOutcome::Accepted | SendOutcome::NonceUsed(_) => {}
                 SendOutcome::Rejected(reason) => {
@@ -1051,14 +1191,18 @@ impl Hub {
             Some(
                 self.inner
                     .chain
-                    .revert_reason(signer.address(), &call, gas, m.block_number)
+                    .revert_reason(m.hash, signer.address(), &call, gas, m.block_number)
                     .await,
             )
         };
         pg.finish_intent(
             it.id,
             &Outcome {
-                status: if m.success { TxStatus::Confirmed } else { TxStatus::Failed },
+                status: if m.success {
+                    TxStatus::Confirmed
+                } else {
+                    TxStatus::Failed
+                },
                 tx_hash: Some(format!("{:#x}", m.hash)),
                 receipt: serde_json::to_value(m).ok(),
                 revert_reason,
@@ -1085,7 +1229,11 @@ impl Hub {
             return;
         };
         let r = if success {
-            redis.commit_write(id, &scope, day).await.map(drop).and(Ok(()))
+            redis
+                .commit_write(id, &scope, day)
+                .await
+                .map(drop)
+                .and(Ok(()))
         } else {
             redis.refund_write(id, &scope, day).await.map(drop)
         };
@@ -1123,7 +1271,10 @@ impl Hub {
             .map_err(store_err)?;
         let _local = self.writes().local.clone().lock_owned().await;
         let lock = self.lock_signer().await?;
-        let open = pg.unfinished_intents(chain_id, &from).await.map_err(store_err)?;
+        let open = pg
+            .unfinished_intents(chain_id, &from)
+            .await
+            .map_err(store_err)?;
         let mut done = 0;
         let mut result = Ok(());
         for it in open.iter().filter(|i| !i.key.contains('#')) {
@@ -1131,7 +1282,17 @@ impl Hub {
                 // Never signed: nothing left the hub. Void it and give the notional back.
                 self.settle(it, false).await;
                 let _ = pg
-                    .finish_intent(it.id, &Outcome { status: TxStatus::Dropped, tx_hash: None, receipt: None, revert_reason: None, gas_used: None, error: Some("never signed before a restart".into()) })
+                    .finish_intent(
+                        it.id,
+                        &Outcome {
+                            status: TxStatus::Dropped,
+                            tx_hash: None,
+                            receipt: None,
+                            revert_reason: None,
+                            gas_used: None,
+                            error: Some("never signed before a restart".into()),
+                        },
+                    )
                     .await;
                 done += 1;
                 continue;
@@ -1197,7 +1358,11 @@ fn signed_of(a: &Attempt) -> Result<SignedTx, ToolError> {
 }
 
 /// Whether the node's dry-run return equals the exact prediction.
-fn check_dry_run(decode: Decode, out: &Bytes, predicted: Option<&WritePrediction>) -> Result<(), String> {
+fn check_dry_run(
+    decode: Decode,
+    out: &Bytes,
+    predicted: Option<&WritePrediction>,
+) -> Result<(), String> {
     let Some(p) = predicted else {
         return match decode {
             Decode::Reset => Ok(()),
@@ -1211,9 +1376,11 @@ fn check_dry_run(decode: Decode, out: &Bytes, predicted: Option<&WritePrediction
         Decode::DspDeposit => IDODODspProxy::addDSPLiquidityCall::abi_decode_returns(out)
             .map(|r| (r.shares, r.baseAdjustedInAmount, r.quoteAdjustedInAmount))
             .map_err(|e| format!("undecodable addDSPLiquidity return: {e}"))?,
-        Decode::SellShares => pmm_chain::abi::IDODOV2Shares::sellSharesCall::abi_decode_returns(out)
-            .map(|r| (p.shares.0, r.baseAmount, r.quoteAmount))
-            .map_err(|e| format!("undecodable sellShares return: {e}"))?,
+        Decode::SellShares => {
+            pmm_chain::abi::IDODOV2Shares::sellSharesCall::abi_decode_returns(out)
+                .map(|r| (p.shares.0, r.baseAmount, r.quoteAmount))
+                .map_err(|e| format!("undecodable sellShares return: {e}"))?
+        }
         Decode::Reset => return Ok(()),
     };
     if (shares, base, quote) != (p.shares.0, p.base.0, p.quote.0) {
@@ -1239,7 +1406,12 @@ fn stored_result(it: &Intent) -> WriteResult {
         _ => WriteStatus::Pending,
     };
     let hash = it.tx_hash.clone().unwrap_or_default();
-    step(&mut steps, "send", it.status >= TxStatus::Sent, format!("tx {hash}"));
+    step(
+        &mut steps,
+        "send",
+        it.status >= TxStatus::Sent,
+        format!("tx {hash}"),
+    );
     match status {
         WriteStatus::Pending => step(&mut steps, "receipt", false, "not mined yet"),
         _ => step(
@@ -1248,7 +1420,12 @@ fn stored_result(it: &Intent) -> WriteResult {
             it.status == TxStatus::Confirmed || it.status == TxStatus::Failed,
             it.receipt.as_ref().map_or_else(
                 || it.error.clone().unwrap_or_default(),
-                |r| format!("block {}", r.get("block_number").cloned().unwrap_or(Value::Null)),
+                |r| {
+                    format!(
+                        "block {}",
+                        r.get("block_number").cloned().unwrap_or(Value::Null)
+                    )
+                },
             ),
         ),
     }
@@ -1257,9 +1434,18 @@ fn stored_result(it: &Intent) -> WriteResult {
             &mut steps,
             "settle",
             true,
-            if status == WriteStatus::Confirmed { "committed" } else { "refunded" },
+            if status == WriteStatus::Confirmed {
+                "committed"
+            } else {
+                "refunded"
+            },
         );
-        step(&mut steps, "outcome", status == WriteStatus::Confirmed, format!("{status:?}").to_lowercase());
+        step(
+            &mut steps,
+            "outcome",
+            status == WriteStatus::Confirmed,
+            format!("{status:?}").to_lowercase(),
+        );
     }
     WriteResult {
         verdict: Verdict::Allow,
@@ -1270,7 +1456,9 @@ fn stored_result(it: &Intent) -> WriteResult {
         nonce: it.nonce,
         replayed: false,
         steps,
-        risk: saved.get("risk").and_then(|r| serde_json::from_value(r.clone()).ok()),
+        risk: saved
+            .get("risk")
+            .and_then(|r| serde_json::from_value(r.clone()).ok()),
         predicted: saved
             .get("predicted")
             .and_then(|r| serde_json::from_value(r.clone()).ok()),
