@@ -541,15 +541,14 @@ impl PgStore {
 impl SignerLock {
     /// Releases the lock and returns the connection to the pool.
     pub async fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
-            if conn
+        if let Some(conn) = self.conn.take()
+            && conn
                 .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&self.key])
                 .await
                 .is_err()
-            {
-                // Closing the session is what releases the lock when the unlock failed.
-                drop(deadpool_postgres::Object::take(conn));
-            }
+        {
+            // Closing the session is what releases the lock when the unlock failed.
+            drop(deadpool_postgres::Object::take(conn));
         }
     }
 }
