@@ -415,8 +415,34 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
         mode: "observe".into(),
         trace_id: Some("tr".into()),
         error: None,
+        block_number: Some(7),
+        prompt_hash: Some("0xprompt".into()),
+        model_digest: None,
+        seed: Some(3),
+        temperature: Some(0.5),
+        raw_output: Some("{\"action\":\"hold\"}".into()),
+        parse_error: None,
+        risk: Some(json!({"verdict": "allow"})),
+        latencies_ms: Some(json!({"total": 12})),
+        worker: Some("w1".into()),
+        lease_fence: Some(2),
     };
-    store.insert_decision(&decision).await.expect("decision");
+    assert!(store.insert_decision(&decision).await.expect("decision"));
+    let again = Decision {
+        id: Uuid::new_v4(),
+        ..decision.clone()
+    };
+    assert!(
+        !store.insert_decision(&again).await.expect("duplicate tick"),
+        "a second decision for the same pool and tick must be refused"
+    );
+    assert_eq!(
+        store
+            .decisions_in_ticks(31337, 42, 42)
+            .await
+            .expect("ticks"),
+        vec![decision.clone()]
+    );
     assert_eq!(
         store
             .recent_decisions(31337, "0xpool", 10)
