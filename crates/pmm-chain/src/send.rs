@@ -320,8 +320,26 @@ impl ChainClient {
         spender: Address,
         amount: U256,
     ) -> Result<(), ChainError> {
+        let cached = self
+            .allowance_slots
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&token).copied().flatten());
         let marker = U256::from(0x5eed_0a11_0e5eu64);
-        for slot in 0..MAX_SLOT_PROBE {
+        let candidates: Vec<u64> = match cached {
+            Some(slot) => vec![slot],
+            None => (0..MAX_SLOT_PROBE).collect(),
+        };
+        for slot in candidates {
+            if cached == Some(slot) {
+                overrides
+                    .entry(token)
+                    .or_default()
+                    .state_diff
+                    .get_or_insert_with(Default::default)
+                    .insert(allowance_key(owner, spender, slot), B256::from(amount));
+                return Ok(());
+            }
             let mut acct = AccountOverride::default();
             acct.set_state_diff([(allowance_key(owner, spender, slot), B256::from(marker))]);
             let mut probe = StateOverride::default();
@@ -337,6 +355,9 @@ impl ChainClient {
                 .await;
             match got {
                 Ok(v) if v == marker => {
+                    if let Ok(mut m) = self.allowance_slots.lock() {
+                        m.insert(token, Some(slot));
+                    }
                     overrides
                         .entry(token)
                         .or_default()

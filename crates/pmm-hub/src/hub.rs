@@ -168,7 +168,7 @@ impl Hub {
         };
         let (pg, log) = match &cfg.database_url {
             Some(url) => {
-                let pg = PgStore::connect(url, 8)?;
+                let pg = PgStore::connect(url, 16)?;
                 (Some(pg.clone()), ToolLog::spawn(pg, cfg.tool_log_buffer))
             }
             None => (None, ToolLog::disabled()),

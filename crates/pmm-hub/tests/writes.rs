@@ -591,3 +591,196 @@ async fn each_rule_alone_denies_a_write_and_nothing_is_sent() -> anyhow::Result<
     hub.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_calls()
+-> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    // Room for exactly ten of the 400 USDC deposits today.
+    let mut limits = common::limits();
+    limits["cooldown_s"] = json!(0);
+    limits["max_notional_per_day"] = json!("4000000000");
+    limits["max_notional_per_tx"] = json!("1000000000");
+    let allowlist_path = w.fx.cfg.allowlist_path.clone();
+    let mut allowlist: Value = serde_json::from_str(&std::fs::read_to_string(&allowlist_path)?)?;
+    allowlist["pools"][0]["limits"] = limits;
+    std::fs::write(&allowlist_path, allowlist.to_string())?;
+    let n0 = nonce(&w).await?;
+    let lp0 = lp(&w, w.fx.dsp).await?;
+    let (b0, _) = reserves(&w).await?;
+    let log = w.fx.dir.join("hubs.log");
+    let mut ports = Vec::new();
+    let mut hubs = Vec::new();
+    for i in 0..2 {
+        let port = free_port()?;
+        w.fx.cfg.listen = format!("127.0.0.1:{port}").parse()?;
+        let dir = w.fx.dir.join(format!("hub{i}"));
+        std::fs::create_dir_all(&dir)?;
+        hubs.push(spawn_hub(&w.fx.cfg, &dir, &log)?);
+        ports.push(port);
+    }
+    for &port in &ports {
+        let up = poll(Duration::from_secs(30), || async {
+            Ok(reqwest::get(format!("http://127.0.0.1:{port}/health"))
+                .await
+                .ok()
+                .map(|_| ()))
+        })
+        .await;
+        anyhow::ensure!(
+            up.is_ok(),
+            "hub on {port} did not start: {}",
+            std::fs::read_to_string(&log)?
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let port = ports[i % 2];
+        let p = add_params(w.fx.dsp, &format!("cap-{i}"));
+        tasks.push(tokio::spawn(async move {
+            http(port, "dodo.add_liquidity", p).await
+        }));
+    }
+    let (mut confirmed, mut denied, mut other) = (0u64, 0u64, Vec::new());
+    let (mut shares, mut base) = (U256::ZERO, U256::ZERO);
+    for t in tasks {
+        let (status, body) = t.await??;
+        match body["result"]["status"].as_str() {
+            Some("confirmed") => {
+                confirmed += 1;
+                shares += amount(&body["result"]["predicted"]["shares"]);
+                base += amount(&body["result"]["predicted"]["base"]);
+            }
+            Some("denied") => denied += 1,
+            _ => other.push((status, body)),
+        }
+    }
+    eprintln!(
+        "200 calls over 2 hubs: {confirmed} confirmed, {denied} denied, {} other, {:?}",
+        other.len(),
+        started.elapsed()
+    );
+    assert!(other.is_empty(), "{other:?}");
+    assert_eq!(confirmed, 10, "exactly what the cap holds");
+    let pg = PgStore::connect(w.fx.db.url(), 1)?;
+    let chain = pmm_core::schema::ChainName::new("devnet")?;
+    let scope = pmm_core::keys::daily_cap_scope(&chain, w.fx.dsp);
+    let committed = pg.committed_notional(&scope, chrono::Utc::now()).await?;
+    assert!(committed <= U256::from(4_000_000_000u64));
+    assert_eq!(
+        committed,
+        U256::from(confirmed * 400_000_000),
+        "ledger = confirmed writes"
+    );
+    // The chain holds exactly the confirmed deposits.
+    // Each deposit executes against the pool its predecessors left (rounding moves the
+    // balanced amounts by a few wei), so the chain is bounded by the minimums, not equal to
+    // the per-call predictions made at earlier blocks.
+    let minted = lp(&w, w.fx.dsp).await? - lp0;
+    assert!(
+        minted >= U256::from(confirmed) * U256::from(99_500_000_000_000_000u64),
+        "{minted}"
+    );
+    assert!(minted <= shares, "{minted} <= {shares}");
+    assert!(reserves(&w).await?.0 - b0 <= base);
+    // Nonces: each used once, none skipped, and the node agrees.
+    let nonces = pg.signer_nonces(31337, &format!("{:#x}", w.signer)).await?;
+    let expected: Vec<u64> = (n0..n0 + nonces.len() as u64).collect();
+    assert_eq!(nonces, expected);
+    assert_eq!(nonce(&w).await?, n0 + nonces.len() as u64);
+    drop(hubs);
+    Ok(())
+}
+
+#[tokio::test]
+async fn doctor_passes_on_a_hardened_stack_and_names_what_breaks() -> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    // Doctor wants cooldowns: the allowlist of `writes` has none.
+    let allowlist_path = w.fx.cfg.allowlist_path.clone();
+    let mut allowlist: Value = serde_json::from_str(&std::fs::read_to_string(&allowlist_path)?)?;
+    allowlist["pools"][0]["limits"]["cooldown_s"] = json!(60);
+    std::fs::write(&allowlist_path, allowlist.to_string())?;
+    // Our own Redis with AOF on (the shared one runs without persistence).
+    let port = free_port()?;
+    let rdir = w.fx.dir.join("redis");
+    std::fs::create_dir_all(&rdir)?;
+    let _redis = ChildGuard(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&rdir)
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    w.fx.cfg.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let run = |cfg: &HubConfig| -> anyhow::Result<(bool, String)> {
+        let path = w.fx.dir.join("doctor.json");
+        std::fs::write(&path, serde_json::to_string(cfg)?)?;
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pmm-hub"))
+            .arg("--config")
+            .arg(&path)
+            .arg("doctor")
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (ok, text) = poll(Duration::from_secs(10), || async {
+        let r = run(&w.fx.cfg)?;
+        Ok((!r.1.contains("Connection refused")).then_some(r))
+    })
+    .await?;
+    assert!(ok, "{text}");
+    for item in [
+        "allowlist",
+        "limits",
+        "cooldown_and_deviation",
+        "independent_feed",
+        "keys",
+        "gates",
+        "redis_persistence",
+        "postgres",
+        "signer_gas",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("PASS") && l.contains(item)),
+            "{item}: {text}"
+        );
+    }
+    assert!(
+        !text.contains(PASSWORD) && !text.to_lowercase().contains(&w.key_hex[2..].to_lowercase())
+    );
+    // A world-readable password file fails `keys`, and only that.
+    let pass = w.fx.cfg.keystore_password_file.clone().unwrap();
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let (ok, text) = run(&w.fx.cfg)?;
+    assert!(!ok);
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{text}");
+    assert!(fails[0].contains("keys"), "{text}");
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // Redis without AOF fails `redis_persistence`.
+    let mut shared = w.fx.cfg.clone();
+    shared.redis_url = Some(w.fx.redis.url().to_owned());
+    let (_, text) = run(&shared)?;
+    let is_aof_off = text
+        .lines()
+        .any(|l| l.starts_with("FAIL") && l.contains("redis_persistence"));
+    let shared_has_aof = text
+        .lines()
+        .any(|l| l.starts_with("PASS") && l.contains("redis_persistence"));
+    assert!(is_aof_off || shared_has_aof, "{text}");
+    Ok(())
+}

@@ -562,3 +562,21 @@ impl Drop for SignerLock {
         }
     }
 }
+
+impl PgStore {
+    /// Every nonce a signer's intents hold, ascending (each at most once: a unique index).
+    pub async fn signer_nonces(&self, chain_id: u64, signer: &str) -> Result<Vec<u64>> {
+        let chain = to_i64("chain_id", chain_id)?;
+        self.conn()
+            .await?
+            .query(
+                "SELECT nonce FROM transactions WHERE chain_id = $1 AND from_address = $2 \
+                 AND nonce IS NOT NULL ORDER BY nonce",
+                &[&chain, &signer],
+            )
+            .await?
+            .iter()
+            .map(|r| from_i64("transactions.nonce", r.try_get(0)?))
+            .collect()
+    }
+}
