@@ -18,6 +18,7 @@ pub mod send;
 pub mod simulate;
 pub mod tx;
 pub mod types;
+pub mod watch;
 
 pub use client::ChainClient;
 pub use endpoint::Endpoint;
@@ -27,3 +28,4 @@ pub use types::{
     BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState,
     RawV1State, ReadSpec, TokenInfo,
 };
+pub use watch::{AccountHoldings, Head};

@@ -73,18 +73,32 @@ pub enum StartError {
     /// Writes are enabled without what they need.
     #[error("writes enabled but {0}")]
     Writes(&'static str),
+    /// An allowlisted pool is not what its entry claims (`version()` or the probed interface
+    /// of another family), or cannot be probed.
+    #[error("allowlist {entry} ({pool}): {why}")]
+    AllowlistEntry {
+        /// `pools[<index>]`.
+        entry: String,
+        /// The pool.
+        pool: Address,
+        /// What does not match.
+        why: String,
+    },
 }
 
 pub(crate) struct Inner {
     pub(crate) chain: ChainClient,
     pub(crate) chain_name: ChainName,
     pub(crate) allowlist: Allowlist,
+    pub(crate) profiles: PoolProfiles,
     pub(crate) redis: Option<RedisStore>,
     pub(crate) pg: Option<PgStore>,
     pub(crate) log: ToolLog,
-    pub(crate) executor: Address,
+    /// The account writes would be signed by; `None` denies every write under `balance`.
+    pub(crate) executor: Option<Address>,
     pub(crate) detected: Mutex<HashMap<Address, PoolType>>,
     pub(crate) writes: crate::tools::WriteSetup,
+    pub(crate) monitor: crate::monitor::MonitorState,
 }
 
 /// The hub; cheap to clone.
@@ -162,6 +176,7 @@ impl Hub {
                 allowlist: allowlist.chain.to_string(),
             });
         }
+        check_allowlisted_pools(&chain, &allowlist, &profiles).await?;
         let redis = match &cfg.redis_url {
             Some(url) => Some(RedisStore::connect(url, cfg.redis_namespace.clone())?),
             None => None,
@@ -198,11 +213,7 @@ impl Hub {
                 "executor differs from the signer's address",
             ));
         }
-        let executor = signer
-            .as_ref()
-            .map(|s| s.address())
-            .or(cfg.executor)
-            .unwrap_or(Address::ZERO);
+        let executor = signer.as_ref().map(|s| s.address()).or(cfg.executor);
         let writes = crate::tools::WriteSetup {
             allow_write: cfg.allow_write,
             execution_armed: cfg.execution_armed,
@@ -222,19 +233,29 @@ impl Hub {
             signer = ?writes.signer.as_ref().map(|s| s.address()),
             "hub connected"
         );
-        Ok(Self {
+        let hub = Self {
             inner: Arc::new(Inner {
                 chain,
                 chain_name,
                 allowlist,
+                profiles,
                 redis,
                 pg,
                 log,
                 executor,
                 detected: Mutex::default(),
                 writes,
+                monitor: crate::monitor::MonitorState::default(),
             }),
-        })
+        };
+        crate::monitor::spawn(&hub, cfg.monitor());
+        Ok(hub)
+    }
+
+    /// The account fees are quoted for and dry runs sent from: the executor, else the zero
+    /// address (reads need some account; writes without an executor are denied).
+    pub(crate) fn fee_trader(&self) -> Address {
+        self.inner.executor.unwrap_or(Address::ZERO)
     }
 
     /// Waits, at most `within`, for queued `tool_calls` rows to reach Postgres; returns how
@@ -390,6 +411,7 @@ impl Hub {
                 execution_armed: self.inner.writes.execution_armed,
                 signer: self.inner.writes.signer.as_ref().map(|s| s.address()),
             },
+            monitor_block: self.inner.monitor.last_block(),
         }
     }
 }
@@ -403,6 +425,38 @@ pub struct WriteGates {
     pub execution_armed: bool,
     /// Signer address, when one is loaded.
     pub signer: Option<Address>,
+}
+
+/// Refuses to start when an allowlisted pool is not what its entry claims: its `version()`
+/// must select a profile of the entry's `pool_type`, and probing its interface must detect
+/// that family too (a DVM listed as a DSP would otherwise be read with DSP math).
+async fn check_allowlisted_pools(
+    chain: &ChainClient,
+    allowlist: &Allowlist,
+    profiles: &PoolProfiles,
+) -> Result<(), StartError> {
+    for (idx, entry) in allowlist.pools.iter().enumerate() {
+        let fail = |why: String| StartError::AllowlistEntry {
+            entry: format!("pools[{idx}]"),
+            pool: entry.address,
+            why,
+        };
+        let report = chain
+            .identify_pool_interface(entry.address)
+            .await
+            .map_err(|e| fail(format!("cannot probe the pool: {e}")))?;
+        let version = report.version.clone().unwrap_or_default();
+        profiles
+            .check_version(&version, entry.pool_type)
+            .map_err(|why| fail(format!("pool_type {}: the pool's {why}", entry.pool_type)))?;
+        if report.detected_profile.kind() != Some(entry.pool_type) {
+            return Err(fail(format!(
+                "pool_type {}: probing the pool detects {:?}",
+                entry.pool_type, report.detected_profile
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One dependency in `/health`.
@@ -456,4 +510,6 @@ pub struct HealthReport {
     pub postgres: ComponentStatus,
     /// The tool-call log buffer.
     pub tool_log: ToolLogStatus,
+    /// Block of the pool monitor's last completed sweep of the allowlist.
+    pub monitor_block: Option<u64>,
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod mcp;
+pub mod monitor;
 pub mod signer;
 pub mod toollog;
 pub mod tools;

@@ -193,7 +193,10 @@ fn attempt_of(row: &Row) -> Result<Attempt> {
     let attempt: i32 = row.try_get("attempt")?;
     let fee = |col: &str| -> Result<u128> {
         let s: String = row.try_get(col)?;
-        crate::error::parse_amount(col, &s)
+        s.parse().map_err(|e| StoreError::Corrupt {
+            location: col.to_owned(),
+            reason: format!("{s:?}: {e}"),
+        })
     };
     Ok(Attempt {
         attempt: u32::try_from(attempt).map_err(|_| StoreError::Corrupt {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256};
 use chrono::{TimeZone, Utc};
 use pmm_core::keys::{DailyCapScope, daily_cap_scope};
 use pmm_core::schema::ChainName;
@@ -497,6 +497,8 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
     let trip = PolicyEvent {
         occurred_at: at,
         chain_id: 31337,
+        chain: Some("devnet".into()),
+        block: Some(12),
         pool: Some("0xpool".into()),
         kind: PolicyEventKind::BreakerTrip,
         reason: Some("price moved 9%".into()),
@@ -530,7 +532,7 @@ fn scope(pool: u8) -> DailyCapScope {
     )
 }
 
-fn reservation(scope: &DailyCapScope, amount: u128, cap: u128) -> NotionalReservation {
+fn reservation(scope: &DailyCapScope, amount: U256, cap: U256) -> NotionalReservation {
     NotionalReservation {
         id: Uuid::new_v4(),
         scope: scope.clone(),
@@ -540,33 +542,38 @@ fn reservation(scope: &DailyCapScope, amount: u128, cap: u128) -> NotionalReserv
     }
 }
 
+fn u(n: u64) -> U256 {
+    U256::from(n)
+}
+
 #[tokio::test]
 async fn ledger_reserves_within_the_cap_and_settles_once() {
     let (_db, store) = migrated().await;
     let day = Utc.timestamp_opt(1_800_000_000, 0).unwrap().date_naive();
-    let big: u128 = 10u128.pow(30);
-    let a = reservation(&scope(1), 60 * big, 100 * big);
+    // Far beyond u128: the notional is a U256 from the policy to the NUMERIC column.
+    let big = U256::from(10u8).pow(U256::from(60u8));
+    let a = reservation(&scope(1), u(60) * big, u(100) * big);
     let ReserveOutcome::Reserved(usage) = store.reserve_notional(&a).await.expect("a") else {
         panic!("a should fit");
     };
-    assert_eq!((usage.reserved, usage.committed), (60 * big, 0));
+    assert_eq!((usage.reserved, usage.committed), (u(60) * big, U256::ZERO));
     assert_eq!(
         usage.scope,
         format!("devnet:{:#x}", Address::with_last_byte(1))
     );
 
-    let b = reservation(&scope(1), 50 * big, 100 * big);
+    let b = reservation(&scope(1), u(50) * big, u(100) * big);
     let ReserveOutcome::Denied(usage) = store.reserve_notional(&b).await.expect("b") else {
         panic!("b should be denied");
     };
-    assert_eq!(usage.used(), 60 * big);
+    assert_eq!(usage.used(), u(60) * big);
     assert!(matches!(
         store.reserve_notional(&a).await,
         Err(StoreError::DuplicateReservation(id)) if id == a.id
     ));
 
     let usage = store.refund_notional(a.id).await.expect("refund");
-    assert_eq!(usage.used(), 0);
+    assert_eq!(usage.used(), U256::ZERO);
     assert!(matches!(
         store.commit_notional(a.id).await,
         Err(StoreError::ReservationSettled { settlement, .. }) if settlement == "refund"
@@ -576,13 +583,13 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
         Err(StoreError::UnknownReservation(_))
     ));
 
-    let c = reservation(&scope(1), 40 * big, 100 * big);
+    let c = reservation(&scope(1), u(40) * big, u(100) * big);
     assert!(matches!(
         store.reserve_notional(&c).await,
         Ok(ReserveOutcome::Reserved(_))
     ));
     let usage = store.commit_notional(c.id).await.expect("commit");
-    assert_eq!((usage.reserved, usage.committed), (0, 40 * big));
+    assert_eq!((usage.reserved, usage.committed), (U256::ZERO, u(40) * big));
     assert_eq!(
         store.notional_usage(&scope(1), day).await.expect("usage"),
         usage
@@ -593,7 +600,7 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
             .await
             .expect("empty")
             .used(),
-        0
+        U256::ZERO
     );
 }
 
@@ -605,7 +612,7 @@ async fn concurrent_reservations_never_exceed_the_cap() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .reserve_notional(&reservation(&scope(2), 10, 100))
+                    .reserve_notional(&reservation(&scope(2), u(10), u(100)))
                     .await
             })
         })
@@ -624,7 +631,7 @@ async fn concurrent_reservations_never_exceed_the_cap() {
             .await
             .expect("usage")
             .reserved,
-        100
+        u(100)
     );
 }
 

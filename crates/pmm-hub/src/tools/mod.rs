@@ -71,6 +71,22 @@ pub(crate) fn address_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+fn breaker_target_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": "^(0x[0-9a-fA-F]{40}|\\*)$",
+        "description": "Pool address (0x-prefixed hex), or \"*\" for every pool (the global pause)."
+    })
+}
+
+/// Parses a pause/resume target: a pool address, or `*` (every pool: `None`).
+pub fn parse_breaker_target(s: &str) -> Result<Option<Address>, ToolError> {
+    if s == pmm_core::keys::GLOBAL_POOL {
+        return Ok(None);
+    }
+    parse_address("pool", s).map(Some)
+}
+
 /// Parses an address parameter with an error naming the field.
 pub fn parse_address(field: &str, s: &str) -> Result<Address, ToolError> {
     let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"));
@@ -127,12 +143,21 @@ pub struct SimulateParams {
     pub action: ActionProposal,
 }
 
-/// `{pool, reason}` for pause.
+/// `{pool}` for resume: a pool, or `"*"` to end the global pause.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeParams {
+    /// Pool contract, or `"*"`.
+    #[schemars(schema_with = "breaker_target_schema")]
+    pub pool: String,
+}
+
+/// `{pool, reason}` for pause: a pool, or `"*"` to pause every pool.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseParams {
-    /// Pool contract.
-    #[schemars(schema_with = "address_schema")]
+    /// Pool contract, or `"*"`.
+    #[schemars(schema_with = "breaker_target_schema")]
     pub pool: String,
     /// Why writes are paused (stored with the breaker).
     #[schemars(length(min = 1, max = 500))]
@@ -163,6 +188,11 @@ pub struct AddLiquidityQuote {
     pub base_input: Amount,
     /// Quote the pool sees as input.
     pub quote_input: Amount,
+    /// Base of the balanced deposit: what DODO's proxy would transfer for these amounts (the
+    /// over-contributing side scaled to the pool's ratio), so nothing is donated.
+    pub balanced_base_amount: Amount,
+    /// Quote of the balanced deposit.
+    pub balanced_quote_amount: Amount,
     /// Total supply afterwards.
     pub new_total_supply: Amount,
     /// Share of the pool's value held in base afterwards, at the new mid price; `null` when
@@ -234,13 +264,15 @@ pub struct SimulationResult {
 /// Result of `dodo.pause_pool` / `dodo.resume_pool`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BreakerResult {
-    /// Pool.
-    #[schemars(schema_with = "address_schema")]
-    pub pool: Address,
+    /// Pool, or `"*"` for the global pause.
+    #[schemars(schema_with = "breaker_target_schema")]
+    pub pool: String,
     /// Whether writes are now blocked.
     pub tripped: bool,
-    /// Stored reason.
+    /// Stored reason (an earlier trip's, when the breaker was already tripped).
     pub reason: String,
+    /// Whether this call changed the breaker (false: it was already in that state).
+    pub changed: bool,
 }
 
 /// Verdict and rule of a result, for the `tool_calls` row.
@@ -294,7 +326,8 @@ impl Hub {
             serde_json::to_value(o).unwrap_or(Value::Null)
         }
         let decoded = match tool {
-            GET_POOL_STATE | IDENTIFY | RESUME => decode::<PoolParams>(&params).map(Decoded::Pool),
+            GET_POOL_STATE | IDENTIFY => decode::<PoolParams>(&params).map(Decoded::Pool),
+            RESUME => decode::<ResumeParams>(&params).map(Decoded::Resume),
             QUOTE_ADD => decode::<QuoteAddParams>(&params).map(Decoded::Quote),
             RISK_CHECK => decode::<RiskCheckParams>(&params).map(Decoded::Risk),
             SIMULATE => decode::<SimulateParams>(&params).map(Decoded::Simulate),
@@ -322,13 +355,20 @@ impl Hub {
         match decoded {
             Decoded::Pool(p) => match tool {
                 GET_POOL_STATE => run!(GET_POOL_STATE, p, get_pool_state),
-                IDENTIFY => run!(IDENTIFY, p, identify),
-                _ => run!(RESUME, p, resume_pool),
+                _ => run!(IDENTIFY, p, identify),
             },
+            // Operator tools record who acted.
+            Decoded::Resume(p) => self
+                .invoke(caller, RESUME, &p, self.resume_pool(caller, &p))
+                .await
+                .map(out),
+            Decoded::Pause(p) => self
+                .invoke(caller, PAUSE, &p, self.pause_pool(caller, &p))
+                .await
+                .map(out),
             Decoded::Quote(p) => run!(QUOTE_ADD, p, quote_add_liquidity),
             Decoded::Risk(p) => run!(RISK_CHECK, p, risk_check),
             Decoded::Simulate(p) => run!(SIMULATE, p, simulate_action),
-            Decoded::Pause(p) => run!(PAUSE, p, pause_pool),
             Decoded::Add(p) => run!(ADD_LIQUIDITY, p, add_liquidity),
             Decoded::Remove(p) => run!(REMOVE_LIQUIDITY, p, remove_liquidity),
             Decoded::Reset(p) => run!(RESET_POOL, p, reset_pool),
@@ -338,6 +378,7 @@ impl Hub {
 
 enum Decoded {
     Pool(PoolParams),
+    Resume(ResumeParams),
     Quote(QuoteAddParams),
     Risk(RiskCheckParams),
     Simulate(SimulateParams),

@@ -7,6 +7,7 @@ use alloy::primitives::{Address, U256};
 use pmm_chain::{InterfaceReport, PoolRead, PoolType, ReadSpec};
 use pmm_core::config::PoolEntry;
 use pmm_core::math::{self, LiquidityState, ONE, PmmState};
+use pmm_core::policy::balanced_deposit;
 use pmm_core::schema::{Amount, OracleKind, PoolState, normalize};
 
 use super::{AddLiquidityQuote, PoolParams, QuoteAddParams, parse_address};
@@ -49,8 +50,16 @@ impl Hub {
             quote_balance,
             bs.targets.map(|t| (t.base, t.quote)),
         );
+        let (balanced_base, balanced_quote) = balanced_deposit(
+            liq.base_reserve,
+            liq.quote_reserve,
+            p.base_amount.0,
+            p.quote_amount.0,
+        );
         Ok(AddLiquidityQuote {
             pool,
+            balanced_base_amount: Amount(balanced_base),
+            balanced_quote_amount: Amount(balanced_quote),
             block_number: read.block.number,
             shares: Amount(bs.received),
             minted: Amount(bs.minted),
@@ -97,10 +106,21 @@ impl Hub {
         Ok((kind, None))
     }
 
-    /// One batched read, checked against the allowlist and normalized.
+    /// One batched read at the latest block, checked against the allowlist and normalized.
     pub async fn read_state(
         &self,
         pool: Address,
+    ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
+        let number = self.inner.chain.block_number().await?;
+        self.read_state_at(pool, number).await
+    }
+
+    /// [`Hub::read_state`] at block `number`: the pool monitor's sweep of that block has
+    /// cached it, so a tool call in the same block reads no pool state over RPC.
+    pub async fn read_state_at(
+        &self,
+        pool: Address,
+        number: u64,
     ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
         let (kind, entry) = self.pool_type(pool).await?;
         let feed = entry.and_then(|e| match e.oracle.kind {
@@ -111,9 +131,9 @@ impl Hub {
             pool,
             kind,
             feed,
-            fee_trader: self.inner.executor,
+            fee_trader: self.fee_trader(),
         };
-        let read = self.inner.chain.read_pool(&spec).await?;
+        let read = self.inner.chain.read_pool_at(&spec, number).await?;
         if let Some(e) = entry {
             read.check_entry(e)?;
         }

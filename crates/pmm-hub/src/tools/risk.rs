@@ -1,17 +1,20 @@
-//! Policy tools: `dodo.risk_check` and `dodo.simulate_action`. Neither signs nor sends.
+//! Policy tools: `dodo.risk_check` and `dodo.simulate_action`. Neither signs, sends, nor
+//! changes any state: breakers are tripped by the pool monitor ([`crate::monitor`]), and these
+//! tools report what is stored.
 
 use alloy::primitives::{Address, Bytes, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
-use pmm_chain::PoolRead;
 use pmm_chain::abi::IDODOV2Shares;
+use pmm_chain::types::has_shares;
+use pmm_chain::{Head, PoolRead};
 use pmm_core::keys::{BreakerState, daily_cap_scope, utc_day};
 use pmm_core::math;
 use pmm_core::policy::{
-    ActionProposal, ExpectedOutcome, PolicyInput, RiskReport, Verdict, evaluate,
+    ActionProposal, Donation, ExpectedOutcome, Holdings, PolicyInput, RiskReport, Verdict, evaluate,
 };
 use pmm_core::schema::{Amount, PoolState};
+use pmm_store::policy_state;
 
 use super::read::{add, inventory_ratio, liquidity_of, mid_after_deposit, pmm_of};
 use super::{
@@ -35,9 +38,11 @@ impl Hub {
                 "action.pool {target} differs from pool {pool}"
             )));
         }
-        let (read, state, _) = self.read_state(pool).await?;
+        let head = self.inner.chain.head().await?;
+        let (read, state, _) = self.read_state_at(pool, head.number).await?;
         let expected = self.expected_outcome(&read, &action).ok();
-        self.evaluate_policy(&read, &state, &action, expected).await
+        self.evaluate_policy(&read, &state, &action, expected, head)
+            .await
     }
 
     /// `dodo.simulate_action`: exact math, a dry run on the node, and the policy. Never signs.
@@ -49,7 +54,8 @@ impl Hub {
                     .into(),
             ));
         };
-        let (read, state, _) = self.read_state(pool).await?;
+        let head = self.inner.chain.head().await?;
+        let (read, state, _) = self.read_state_at(pool, head.number).await?;
         let expected = self.expected_outcome(&read, action);
         let (predicted, dry_run) = match &expected {
             Ok(_) => self.dry_run(&read, action).await?,
@@ -62,7 +68,7 @@ impl Hub {
             ),
         };
         let report = self
-            .evaluate_policy(&read, &state, action, expected.ok())
+            .evaluate_policy(&read, &state, action, expected.ok(), head)
             .await?;
         let (verdict, denied_by) = if report.verdict == Verdict::Deny {
             (Verdict::Deny, rule_name(report.decided_by))
@@ -80,11 +86,12 @@ impl Hub {
         })
     }
 
-    fn expected_outcome(
+    /// The exact outputs of the action, and for an add what it donates to the other LPs.
+    pub(crate) fn expected_outcome(
         &self,
         read: &PoolRead,
         action: &ActionProposal,
-    ) -> Result<ExpectedOutcome, ToolError> {
+    ) -> Result<(ExpectedOutcome, Option<Donation>), ToolError> {
         match action {
             ActionProposal::Hold { .. } => {
                 Err(ToolError::Unsupported("hold has no outputs".into()))
@@ -101,9 +108,15 @@ impl Hub {
                     add(read.base_balance, base_amount.0, "base_amount")?,
                     add(read.quote_balance, quote_amount.0, "quote_amount")?,
                 )?;
-                Ok(ExpectedOutcome::Add {
-                    shares: Amount(bs.received),
-                })
+                Ok((
+                    ExpectedOutcome::Add {
+                        shares: Amount(bs.received),
+                    },
+                    Some(Donation {
+                        base: Amount(bs.donated_base),
+                        quote: Amount(bs.donated_quote),
+                    }),
+                ))
             }
             ActionProposal::RemoveLiquidity { shares, .. } => {
                 let (kind, liq) = liquidity_of(read)?;
@@ -116,41 +129,88 @@ impl Hub {
                     shares.0,
                     shares.0,
                 )?;
-                Ok(ExpectedOutcome::Remove {
-                    base: Amount(ss.base_amount),
-                    quote: Amount(ss.quote_amount),
-                })
+                Ok((
+                    ExpectedOutcome::Remove {
+                        base: Amount(ss.base_amount),
+                        quote: Amount(ss.quote_amount),
+                    },
+                    None,
+                ))
             }
         }
     }
 
-    /// Breaker, cooldown and the daily usage of `now`'s UTC day from Redis (`None` = unknown,
-    /// which denies writes). Keys name the chain as the allowlist does; usage is read under
-    /// `daily_cap_scope`, the scope a write reserves under.
-    async fn store_inputs(
-        &self,
-        pool: Address,
-        write: bool,
-        now: u64,
-    ) -> Result<(Option<BreakerState>, Option<u64>, Option<Amount>), ToolError> {
+    /// Breaker (the global pause wins), cooldown and the daily usage of `now`'s UTC day from
+    /// Redis (`None` = unknown, which denies writes), and why the store's state cannot be
+    /// trusted, if it cannot: without the bootstrap marker a missing key may be a lost trip
+    /// or cap, so nothing read from it counts. Usage is read under `daily_cap_scope`, the
+    /// scope a write reserves under.
+    async fn store_inputs(&self, pool: Address, write: bool, now: u64) -> StoreInputs {
         let Some(redis) = &self.inner.redis else {
-            return Ok((None, None, None));
+            return StoreInputs::default();
         };
         let chain = &self.inner.chain_name;
+        let available = policy_state::availability(redis).await;
+        let global = redis.global_breaker(chain).await;
         let breaker = redis.breaker(chain, pool).await;
         let cooldown = redis.cooldown(chain, pool).await;
         let used = redis
             .daily_cap_used(&daily_cap_scope(chain, pool), utc_day(now))
             .await;
-        if write && (breaker.is_err() || cooldown.is_err() || used.is_err()) {
+        let failed = available.is_err()
+            || global.is_err()
+            || breaker.is_err()
+            || cooldown.is_err()
+            || used.is_err();
+        if write && failed {
             metrics::counter!("pmm_hub_store_failures_total").increment(1);
         }
-        let breaker = breaker.ok().map(|b| b.unwrap_or_else(BreakerState::clear));
-        Ok((
+        let breaker = match (global, breaker) {
+            (Ok(Some(g)), _) if g.tripped => Some(BreakerState {
+                reason: format!("global pause: {}", g.reason),
+                ..g
+            }),
+            (Ok(_), Ok(b)) => Some(b.unwrap_or_else(BreakerState::clear)),
+            _ => None,
+        };
+        StoreInputs {
+            unavailable: match available {
+                Ok(Ok(())) => None,
+                Ok(Err(why)) => Some(why),
+                // Redis unreachable: the unknown inputs below deny already.
+                Err(_) => None,
+            },
             breaker,
-            cooldown.ok().map(|c| c.unwrap_or(0)),
-            used.ok().map(|u| Amount(U256::from(u))),
-        ))
+            cooldown_until: cooldown.ok().map(|c| c.unwrap_or(0)),
+            daily_used: used.ok().map(Amount),
+        }
+    }
+
+    /// The executor's holdings in the pool's tokens and shares at the read's block; `None`
+    /// without an executor or when they cannot be read.
+    async fn holdings(&self, read: &PoolRead) -> Option<Holdings> {
+        let owner = self.inner.executor?;
+        let h = self
+            .inner
+            .chain
+            .holdings(
+                read.pool,
+                read.base_token.address,
+                read.quote_token.address,
+                has_shares(read.kind),
+                owner,
+                read.block.number,
+            )
+            .await
+            .map_err(
+                |e| tracing::warn!(pool = %read.pool, error = %e, "executor holdings unreadable"),
+            )
+            .ok()?;
+        Some(Holdings {
+            base: Amount(h.base),
+            quote: Amount(h.quote),
+            shares: h.shares.map(Amount),
+        })
     }
 
     pub(crate) async fn evaluate_policy(
@@ -158,39 +218,32 @@ impl Hub {
         read: &PoolRead,
         state: &PoolState,
         action: &ActionProposal,
-        expected: Option<ExpectedOutcome>,
+        expected: Option<(ExpectedOutcome, Option<Donation>)>,
+        head: Head,
     ) -> Result<RiskReport, ToolError> {
-        let pool = read.pool;
         let now = now_s();
-        let (breaker, cooldown_until, daily_used) =
-            self.store_inputs(pool, action.is_write(), now).await?;
-        let gas_price_wei = self.inner.chain.provider().get_gas_price().await.ok();
-        let report = evaluate(&PolicyInput {
+        let store = self.store_inputs(read.pool, action.is_write(), now).await;
+        let holdings = if action.is_write() {
+            self.holdings(read).await
+        } else {
+            None
+        };
+        Ok(evaluate(&PolicyInput {
             proposal: action,
             state,
             allowlist: &self.inner.allowlist,
-            expected,
+            profiles: &self.inner.profiles,
+            expected: expected.map(|(e, _)| e),
+            donation: expected.and_then(|(_, d)| d),
+            holdings,
+            state_unavailable: store.unavailable.as_deref(),
             oracle: state.oracle_price.as_ref(),
-            breaker: breaker.as_ref(),
-            cooldown_until,
-            daily_used,
-            gas_price_wei,
+            breaker: store.breaker.as_ref(),
+            cooldown_until: store.cooldown_until,
+            daily_used: store.daily_used,
+            gas_price_wei: Some(head.gas_price_wei),
             now,
-        });
-        // The policy alone decides a trip (deviation, stale or missing feed); the hub stores it.
-        if let (Some(reason), Some(redis)) = (&report.trip_breaker, &self.inner.redis) {
-            match redis
-                .trip_breaker(&self.inner.chain_name, pool, reason, now)
-                .await
-            {
-                Ok(_) => {
-                    metrics::counter!("pmm_hub_breaker_trips_total").increment(1);
-                    tracing::warn!(%pool, reason, "circuit breaker tripped");
-                }
-                Err(e) => tracing::error!(%pool, error = %e, "could not trip the circuit breaker"),
-            }
-        }
-        Ok(report)
+        }))
     }
 
     async fn dry_run(
@@ -199,7 +252,7 @@ impl Hub {
         action: &ActionProposal,
     ) -> Result<(Option<PredictedState>, ChainDryRun), ToolError> {
         let chain = &self.inner.chain;
-        let from = self.inner.executor;
+        let from = self.fee_trader();
         let pool = read.pool;
         let (kind, liq) = liquidity_of(read)?;
         let mut run = ChainDryRun::empty(read.block.number);
@@ -308,6 +361,15 @@ impl Hub {
             ActionProposal::Hold { .. } => Ok((None, run)),
         }
     }
+}
+
+/// What the store says about a pool, as policy inputs.
+#[derive(Default)]
+struct StoreInputs {
+    unavailable: Option<String>,
+    breaker: Option<BreakerState>,
+    cooldown_until: Option<u64>,
+    daily_used: Option<Amount>,
 }
 
 fn tx_of(from: Address, to: Address, input: Vec<u8>) -> TransactionRequest {

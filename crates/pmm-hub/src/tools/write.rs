@@ -752,9 +752,15 @@ impl Hub {
             format!("block {block}, gas {}", sim.gas),
         );
         // policy
+        let head = chain.head().await?;
         let report = match &plan.action {
             Some(action) => {
-                self.evaluate_policy(&plan.read, &plan.state, action, plan.expected)
+                // The policy's own view of the outputs (and any donation) at the pinned read.
+                let expected = self
+                    .expected_outcome(&plan.read, action)
+                    .ok()
+                    .filter(|(e, _)| Some(*e) == plan.expected);
+                self.evaluate_policy(&plan.read, &plan.state, action, expected, head)
                     .await?
             }
             None => {
@@ -762,7 +768,7 @@ impl Hub {
                     reason: "dodo.reset_pool".into(),
                 };
                 let mut r = self
-                    .evaluate_policy(&plan.read, &plan.state, &hold, None)
+                    .evaluate_policy(&plan.read, &plan.state, &hold, None, head)
                     .await?;
                 // A reset moves no notional, but every state rule must pass for it.
                 if let Some(c) = r.rules.iter().find(|c| c.outcome == RuleOutcome::Warn) {
