@@ -44,10 +44,12 @@ devnet *ARGS:
 demo *ARGS:
     scripts/demo.sh {{ARGS}}
 
-# No tokens (agent role); uses Redis and Postgres when reachable.
-# The MCP hub on 127.0.0.1:3000, read-only, against `just devnet`.
+# No tokens (agent role); uses Redis and Postgres when reachable. Signs with the keystore
+# `just devnet` wrote; writes stay refused unless ALLOW_WRITE=true EXECUTION_ARMED=true.
+# The MCP hub on 127.0.0.1:3000 against `just devnet` (read-only unless both gates are open).
 hub:
     PMM_CHAIN=devnet PMM_DEVNET_FILE=var/devnet.json PMM_ALLOWLIST_PATH=var/allowlist.json \
+    PMM_KEYSTORE_PATH=var/keystore.json PMM_KEYSTORE_PASSWORD_FILE=var/keystore.pass \
     PMM_AUTH=none PMM_LISTEN=127.0.0.1:3000 \
     PMM_REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
     PMM_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pmm}" \

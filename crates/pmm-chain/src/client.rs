@@ -44,6 +44,8 @@ pub struct ChainClient {
     pub(crate) reads: Arc<Mutex<HashMap<ReadKey, Arc<PoolRead>>>>,
     pub(crate) statics: StaticsCache,
     pub(crate) slots: crate::overrides::SlotCache,
+    /// Allowance-mapping slot per token, found by probing like `slots`.
+    pub(crate) allowance_slots: crate::overrides::SlotCache,
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -74,6 +76,7 @@ impl ChainClient {
             reads: Arc::default(),
             statics: Arc::default(),
             slots: Arc::default(),
+            allowance_slots: Arc::default(),
         })
     }
 

@@ -68,4 +68,7 @@ pub enum ChainError {
     /// The node returned no block for a number it just reported.
     #[error("block {0} not found")]
     BlockNotFound(u64),
+    /// The signer refused to sign (the message never carries key material).
+    #[error("signing failed: {0}")]
+    Sign(String),
 }

@@ -1,18 +1,22 @@
-//! EVM I/O with alloy: pool reads, interface identification and dry-run simulation.
+//! EVM I/O with alloy: pool reads, interface identification, dry-run simulation and sending.
 //!
 //! Every pool read is one batched JSON-RPC round trip pinned to one block number and cached
-//! by (pool, block); see [`read`] for the pinning choice. Nothing in this crate signs.
+//! by (pool, block); see [`read`] for the pinning choice. Transactions are built in [`tx`],
+//! priced in [`gas`] and signed (with a signer the caller holds), sent and awaited in [`send`].
 
 pub mod abi;
 mod batch;
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod gas;
 pub mod identify;
 pub mod overrides;
 pub mod raw;
 pub mod read;
+pub mod send;
 pub mod simulate;
+pub mod tx;
 pub mod types;
 pub mod watch;
 

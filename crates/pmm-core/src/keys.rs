@@ -11,6 +11,7 @@
 //! | `cb:<chain>:*` | JSON [`BreakerState`] of the global pause (blocks every pool) |
 //! | `cooldown:<chain>:<pool>` | Unix seconds before which no write is allowed |
 //! | `notional:<chain>:<pool>:<utc_day>` | decimal quote raw units committed that day |
+//! | `resv:<id>` | `<state>:<amount>` of one write's daily-cap reservation |
 //! | `pmm:schema_version` | version of this layout: the bootstrap marker |
 //!
 //! Redis holds the current values; Postgres (`policy_events`, `notional_windows`) is the
@@ -93,6 +94,13 @@ pub fn daily_cap_scope(chain: &ChainName, pool: Address) -> DailyCapScope {
 /// key, so the window resets without a cleanup job (give the key a TTL of a couple of days).
 pub fn daily_notional_key(scope: &DailyCapScope, day: u64) -> String {
     format!("notional:{scope}:{day}")
+}
+
+/// Key of one daily-cap reservation of a write: `resv:<id>`; its value is
+/// `<state>:<amount>` with state `reserved`, `committed` or `refunded`, so a commit or refund
+/// applies once however often it is retried.
+pub fn reservation_key(id: &str) -> String {
+    format!("resv:{id}")
 }
 
 /// The value stored under [`breaker_key`]. A missing key means "not tripped"; a key the reader

@@ -56,6 +56,8 @@ pub struct DodoAddresses {
     pub gsp_factory: Address,
     /// DODOV2Proxy02 router.
     pub v2_proxy: Address,
+    /// DODODspProxy (DSP deposits); `None` where no address is verified.
+    pub dsp_proxy: Option<Address>,
     /// DODOApprove (token pulls of the proxies).
     pub approve: Address,
     /// V1 DODOZoo.
@@ -92,6 +94,8 @@ impl ChainPreset {
                 dpp_factory: address!("5336edE8F971339F6c0e304c66ba16F1296A2Fbe"),
                 gsp_factory: address!("710409D2121B7C8EA4aCAdd6803FDE2D85DF6473"),
                 v2_proxy: address!("a356867fDCEa8e71AEaF87805808803806231FdC"),
+                // DODO's contract-request package (DODODspProxyWithoutGSP, chain 1).
+                dsp_proxy: Some(address!("4599ed18F34cFE06820E3684bF0aACB8D75c644d")),
                 approve: address!("CB859eA579b28e02B87A1FDE08d087ab9dbE5149"),
                 v1_zoo: address!("3a97247df274a17c59a3bd12735ea3fcdfb49950"),
             }),
@@ -101,6 +105,7 @@ impl ChainPreset {
                 dpp_factory: address!("d9CAc3D964327e47399aebd8e1e6dCC4c251DaAE"),
                 gsp_factory: address!("78d43a889F42a344Fe98C3fb9455791Dc8178d55"),
                 v2_proxy: address!("8F8Dd7DB1bDA5eD3da8C9daf3bfa471c12d58486"),
+                dsp_proxy: Some(address!("2442A8B5cdf1E659F3F949A7E454Caa554D4E65a")),
                 approve: address!("a128Ba44B2738A558A1fdC06d6303d52D3Cef8c1"),
                 v1_zoo: address!("CA459456a45e300AA7EF447DBB60F87CCcb42828"),
             }),
@@ -110,6 +115,7 @@ impl ChainPreset {
                 dpp_factory: address!("a6Cf3d163358aF376ec5e8B7Cc5e102a05FdE63D"),
                 gsp_factory: address!("46E55A974c5995675b025f7F607C3278B36f0c29"),
                 v2_proxy: address!("88CBf433471A0CD8240D2a12354362988b4593E5"),
+                dsp_proxy: Some(address!("36E5238B4479d1ba0bFE47550B0B8e4f4f500EAA")),
                 approve: address!("A867241cDC8d3b0C07C85cC06F25a0cD3b5474d8"),
                 v1_zoo: address!("BcC3401E16C25EaF4d3FeD632ce3288503883B1f"),
             }),
@@ -195,6 +201,49 @@ pub struct HubConfig {
     /// Tool-call log rows kept in memory while Postgres is unreachable.
     #[serde(default = "default_log_buffer")]
     pub tool_log_buffer: usize,
+    /// First write gate (`ALLOW_WRITE`): writes are refused unless this and
+    /// `execution_armed` are both true. Read at start only.
+    #[serde(default)]
+    pub allow_write: bool,
+    /// Second write gate (`EXECUTION_ARMED`).
+    #[serde(default)]
+    pub execution_armed: bool,
+    /// Encrypted JSON keystore of the signer.
+    #[serde(default)]
+    pub keystore_path: Option<PathBuf>,
+    /// File holding the keystore password; default: the systemd credential
+    /// `keystore-password` under `$CREDENTIALS_DIRECTORY`.
+    #[serde(default)]
+    pub keystore_password_file: Option<PathBuf>,
+    /// Take a raw signer key from `PMM_DEV_SIGNER_KEY` (chain `devnet` only).
+    #[serde(default)]
+    pub dev_signer_from_env: bool,
+    /// Blocks on top of the inclusion block before a write counts as done (1 = included).
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// Seconds a write waits for its receipt before the call returns `pending` (the intent
+    /// is finished later, by a retry or the next start).
+    #[serde(default = "default_receipt_timeout")]
+    pub receipt_timeout_s: u64,
+    /// Seconds without a receipt before the transaction is replaced with higher fees.
+    #[serde(default = "default_replace_after")]
+    pub replace_after_s: u64,
+    /// Seconds from now a write's on-chain deadline lies when the caller gives none.
+    #[serde(default = "default_tx_deadline")]
+    pub tx_deadline_s: u64,
+}
+
+fn default_confirmations() -> u64 {
+    1
+}
+fn default_receipt_timeout() -> u64 {
+    60
+}
+fn default_replace_after() -> u64 {
+    20
+}
+fn default_tx_deadline() -> u64 {
+    300
 }
 
 fn default_listen() -> SocketAddr {
@@ -268,12 +317,21 @@ impl std::fmt::Debug for HubConfig {
             .field("monitor_poll_ms", &self.monitor_poll_ms)
             .field("monitor_interval_s", &self.monitor_interval_s)
             .field("tool_log_buffer", &self.tool_log_buffer)
+            .field("allow_write", &self.allow_write)
+            .field("execution_armed", &self.execution_armed)
+            .field("keystore_path", &self.keystore_path)
+            .field("keystore_password_file", &self.keystore_password_file)
+            .field("dev_signer_from_env", &self.dev_signer_from_env)
+            .field("confirmations", &self.confirmations)
+            .field("receipt_timeout_s", &self.receipt_timeout_s)
+            .field("replace_after_s", &self.replace_after_s)
+            .field("tx_deadline_s", &self.tx_deadline_s)
             .finish()
     }
 }
 
 /// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 28] = [
     "listen",
     "chain",
     "rpc_url",
@@ -293,11 +351,27 @@ const KEYS: [&str; 19] = [
     "monitor_poll_ms",
     "monitor_interval_s",
     "tool_log_buffer",
+    "allow_write",
+    "execution_armed",
+    "keystore_path",
+    "keystore_password_file",
+    "dev_signer_from_env",
+    "confirmations",
+    "receipt_timeout_s",
+    "replace_after_s",
+    "tx_deadline_s",
 ];
 
 /// The deployment-wide variables every daemon of the stack reads without a prefix; a
 /// `PMM_<KEY>` variable still wins over them.
-const UNPREFIXED: [&str; 4] = ["CHAIN", "RPC_URL", "REDIS_URL", "DATABASE_URL"];
+const UNPREFIXED: [&str; 6] = [
+    "CHAIN",
+    "RPC_URL",
+    "REDIS_URL",
+    "DATABASE_URL",
+    "ALLOW_WRITE",
+    "EXECUTION_ARMED",
+];
 
 /// Shortest token accepted: a short token is guessable whatever the compare.
 const MIN_TOKEN_LEN: usize = 16;
@@ -383,7 +457,76 @@ impl HubConfig {
         if self.redis_namespace.contains(char::is_whitespace) {
             return Err(invalid("redis_namespace", "must not contain white space"));
         }
+        if self.dev_signer_from_env && self.chain != ChainPreset::Devnet {
+            return Err(invalid(
+                "dev_signer_from_env",
+                "a raw key from the environment is accepted only on chain \"devnet\"",
+            ));
+        }
+        if self.dev_signer_from_env && self.keystore_path.is_some() {
+            return Err(invalid(
+                "dev_signer_from_env",
+                "set either keystore_path or dev_signer_from_env, not both",
+            ));
+        }
+        if self.confirmations == 0 {
+            return Err(invalid("confirmations", "must be at least 1"));
+        }
+        for (key, v) in [
+            ("receipt_timeout_s", self.receipt_timeout_s),
+            ("replace_after_s", self.replace_after_s),
+            ("tx_deadline_s", self.tx_deadline_s),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether both write gates are open.
+    pub fn writes_enabled(&self) -> bool {
+        self.allow_write && self.execution_armed
+    }
+
+    /// The deposit routers: the preset's DODO deployments, or on a devnet the fixtures named
+    /// in `devnet_file`. Missing ones stay `None`, which refuses deposits with that reason.
+    pub fn resolve_routers(&self) -> Result<pmm_chain::tx::Routers, ConfigError> {
+        if let Some(d) = self.chain.dodo() {
+            return Ok(pmm_chain::tx::Routers {
+                v2_proxy: Some(d.v2_proxy),
+                dsp_proxy: d.dsp_proxy,
+                approve: Some(d.approve),
+            });
+        }
+        let Some(path) = &self.devnet_file else {
+            return Ok(pmm_chain::tx::Routers::default());
+        };
+        #[derive(Deserialize)]
+        struct DevnetRouters {
+            dodo_approve: Address,
+            v2_proxy: Address,
+            dsp_proxy: Address,
+        }
+        #[derive(Deserialize)]
+        struct DevnetFile {
+            #[serde(default)]
+            routers: Option<DevnetRouters>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "devnet_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let f: DevnetFile = serde_json::from_str(&text)
+            .map_err(|e| invalid("devnet_file", format!("{}: {e}", path.display())))?;
+        Ok(f.routers
+            .map_or_else(Default::default, |r| pmm_chain::tx::Routers {
+                v2_proxy: Some(r.v2_proxy),
+                dsp_proxy: Some(r.dsp_proxy),
+                approve: Some(r.dodo_approve),
+            }))
     }
 
     /// When the pool monitor sweeps the allowlist.

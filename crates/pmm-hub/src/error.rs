@@ -33,6 +33,19 @@ pub enum ToolError {
     /// The exact math says the contract would revert.
     #[error("would revert: {0}")]
     Math(#[from] pmm_core::math::MathError),
+    /// A write tool was called with a write gate closed; nothing was built.
+    #[error(
+        "writes are disabled: allow_write={allow_write}, execution_armed={execution_armed} (both must be true)"
+    )]
+    GateClosed {
+        /// `ALLOW_WRITE`.
+        allow_write: bool,
+        /// `EXECUTION_ARMED`.
+        execution_armed: bool,
+    },
+    /// The idempotency key belongs to another write.
+    #[error("{0}")]
+    Conflict(String),
     /// Redis is configured but does not answer (state-changing paths fail closed).
     #[error("state store unavailable: {0}")]
     Store(String),
@@ -59,6 +72,8 @@ impl ToolError {
             Self::Schema(_) => "invalid_pool_state",
             Self::Math(_) => "would_revert",
             Self::Store(_) => "store_unavailable",
+            Self::GateClosed { .. } => "gate_closed",
+            Self::Conflict(_) => "idempotency_conflict",
         }
     }
 
@@ -69,7 +84,8 @@ impl ToolError {
                 StatusCode::BAD_REQUEST
             }
             Self::UnknownTool(_) => StatusCode::NOT_FOUND,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::GateClosed { .. } => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Chain(_) | Self::Schema(_) => StatusCode::BAD_GATEWAY,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -67,6 +67,12 @@ pub enum StartError {
     /// A store URL is invalid.
     #[error("store: {0}")]
     Store(#[from] pmm_store::StoreError),
+    /// The signer could not be loaded.
+    #[error("signer: {0}")]
+    Signer(#[from] crate::signer::SignerError),
+    /// Writes are enabled without what they need.
+    #[error("writes enabled but {0}")]
+    Writes(&'static str),
     /// An allowlisted pool is not what its entry claims (`version()` or the probed interface
     /// of another family), or cannot be probed.
     #[error("allowlist {entry} ({pool}): {why}")]
@@ -91,6 +97,7 @@ pub(crate) struct Inner {
     /// The account writes would be signed by; `None` denies every write under `balance`.
     pub(crate) executor: Option<Address>,
     pub(crate) detected: Mutex<HashMap<Address, PoolType>>,
+    pub(crate) writes: crate::tools::WriteSetup,
     pub(crate) monitor: crate::monitor::MonitorState,
 }
 
@@ -176,14 +183,54 @@ impl Hub {
         };
         let (pg, log) = match &cfg.database_url {
             Some(url) => {
-                let pg = PgStore::connect(url, 4)?;
+                let pg = PgStore::connect(url, 16)?;
                 (Some(pg.clone()), ToolLog::spawn(pg, cfg.tool_log_buffer))
             }
             None => (None, ToolLog::disabled()),
         };
+        let signer = match (&cfg.keystore_path, cfg.dev_signer_from_env) {
+            (Some(path), _) => {
+                let password = crate::signer::read_password(cfg.keystore_password_file.as_deref())?;
+                Some(crate::signer::HubSigner::from_keystore(path, password).await?)
+            }
+            (None, true) => Some(crate::signer::HubSigner::from_dev_env(cfg.chain)?),
+            (None, false) => None,
+        };
+        if cfg.writes_enabled() {
+            if signer.is_none() {
+                return Err(StartError::Writes(
+                    "no signer (keystore_path or dev_signer_from_env)",
+                ));
+            }
+            if redis.is_none() || pg.is_none() {
+                return Err(StartError::Writes("writes need redis_url and database_url"));
+            }
+        }
+        if let (Some(s), Some(e)) = (&signer, cfg.executor)
+            && s.address() != e
+        {
+            return Err(StartError::Writes(
+                "executor differs from the signer's address",
+            ));
+        }
+        let executor = signer.as_ref().map(|s| s.address()).or(cfg.executor);
+        let writes = crate::tools::WriteSetup {
+            allow_write: cfg.allow_write,
+            execution_armed: cfg.execution_armed,
+            signer,
+            routers: cfg.resolve_routers()?,
+            confirmations: cfg.confirmations,
+            receipt_timeout: std::time::Duration::from_secs(cfg.receipt_timeout_s),
+            replace_after: std::time::Duration::from_secs(cfg.replace_after_s),
+            tx_deadline_s: cfg.tx_deadline_s,
+            local: Arc::default(),
+        };
         tracing::info!(
             chain = cfg.chain.name(),
             rpc = chain.endpoint(),
+            allow_write = cfg.allow_write,
+            execution_armed = cfg.execution_armed,
+            signer = ?writes.signer.as_ref().map(|s| s.address()),
             "hub connected"
         );
         let hub = Self {
@@ -195,8 +242,9 @@ impl Hub {
                 redis,
                 pg,
                 log,
-                executor: cfg.executor,
+                executor,
                 detected: Mutex::default(),
+                writes,
                 monitor: crate::monitor::MonitorState::default(),
             }),
         };
@@ -302,6 +350,10 @@ impl Hub {
             .record(elapsed.as_secs_f64());
         let (verdict, matched_rule) = match &outcome {
             ToolOutcome::Ok(v) => audit_fields(v),
+            // A closed gate is a verdict an operator looks for, not just an error.
+            ToolOutcome::Err(e) if e.starts_with("gate_closed:") => {
+                (Some("gate_closed".to_owned()), None)
+            }
             ToolOutcome::Err(_) => (None, None),
         };
         self.inner.log.record(ToolCall {
@@ -354,9 +406,25 @@ impl Hub {
             redis,
             postgres,
             tool_log: self.inner.log.status(),
+            writes: WriteGates {
+                allow_write: self.inner.writes.allow_write,
+                execution_armed: self.inner.writes.execution_armed,
+                signer: self.inner.writes.signer.as_ref().map(|s| s.address()),
+            },
             monitor_block: self.inner.monitor.last_block(),
         }
     }
+}
+
+/// The write gates in `/health` (the signer's address is public; its key never appears).
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteGates {
+    /// `ALLOW_WRITE`.
+    pub allow_write: bool,
+    /// `EXECUTION_ARMED`.
+    pub execution_armed: bool,
+    /// Signer address, when one is loaded.
+    pub signer: Option<Address>,
 }
 
 /// Refuses to start when an allowlisted pool is not what its entry claims: its `version()`
@@ -426,6 +494,8 @@ impl ComponentStatus {
 pub struct HealthReport {
     /// `ok` or `degraded`.
     pub status: &'static str,
+    /// Write gates and signer.
+    pub writes: WriteGates,
     /// Chain short name.
     pub chain_name: String,
     /// Chain id.

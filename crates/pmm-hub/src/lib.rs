@@ -11,11 +11,13 @@
 
 pub mod auth;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod http;
 pub mod hub;
 pub mod mcp;
 pub mod monitor;
+pub mod signer;
 pub mod toollog;
 pub mod tools;
 
@@ -67,6 +69,17 @@ pub async fn serve(
     metrics: Option<Arc<PrometheusHandle>>,
 ) -> anyhow::Result<RunningHub> {
     let hub = Hub::start(cfg).await?;
+    if cfg.writes_enabled() {
+        // Finish what a previous process sent but never saw mined; new writes queue behind it
+        // on the signer lock.
+        let h = hub.clone();
+        tokio::spawn(async move {
+            match h.recover_intents().await {
+                Ok(n) => tracing::info!(intents = n, "recovered open write intents"),
+                Err(e) => tracing::error!(error = %e, "recovering open write intents failed"),
+            }
+        });
+    }
     let auth = match cfg.auth {
         config::AuthMode::None => auth::Authenticator::open(),
         config::AuthMode::Tokens => auth::Authenticator::with_tokens(&cfg.resolve_tokens()?),

@@ -1,13 +1,16 @@
 //! `pmm-hub`: the MCP hub daemon (see the library docs for endpoints).
 //!
-//! Run: `pmm-hub --config config/hub.toml` (every key also as `PMM_<KEY>`).
+//! Run: `pmm-hub --config config/hub.toml` (every key also as `PMM_<KEY>`);
+//! `pmm-hub doctor` checks the hardening list; `pmm-hub keystore new|import|address` manages
+//! the signer's encrypted keystore.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
+use zeroize::Zeroizing;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -33,13 +36,100 @@ struct Args {
     /// Log JSON lines (for production log collectors) instead of text.
     #[arg(long, env = "PMM_LOG_JSON")]
     log_json: bool,
+    /// Without a command the hub serves.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The hardening checklist as pass/fail lines; exits 1 when any item fails.
+    Doctor,
+    /// The signer's encrypted JSON keystore.
+    Keystore {
+        #[command(subcommand)]
+        action: KeystoreCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeystoreCmd {
+    /// Create a keystore holding a fresh random key.
+    New {
+        /// Keystore file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// File holding the password.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+    /// Encrypt an existing key read from standard input (hex, one line).
+    Import {
+        /// Keystore file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// File holding the password.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+    /// Print the address of a keystore (decrypts it; prints nothing secret).
+    Address {
+        /// Keystore file.
+        #[arg(long)]
+        keystore: PathBuf,
+        /// File holding the password.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+}
+
+async fn keystore(action: KeystoreCmd) -> anyhow::Result<()> {
+    use pmm_hub::signer::{HubSigner, read_password, write_keystore};
+    let address = match action {
+        KeystoreCmd::New { out, password_file } => {
+            write_keystore(&out, None, &read_password(Some(&password_file))?)?
+        }
+        KeystoreCmd::Import { out, password_file } => {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the key from stdin")?;
+            write_keystore(&out, Some(line), &read_password(Some(&password_file))?)?
+        }
+        KeystoreCmd::Address {
+            keystore,
+            password_file,
+        } => HubSigner::from_keystore(&keystore, read_password(Some(&password_file))?)
+            .await?
+            .address(),
+    };
+    println!("{address:#x}");
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     pmm_daemon::init_logging(args.log_json);
+    if let Some(Command::Keystore { action }) = args.command {
+        return keystore(action).await;
+    }
     let cfg = pmm_hub::HubConfig::load(args.config.as_deref()).context("loading the hub config")?;
+    if let Some(Command::Doctor) = args.command {
+        let checks = pmm_hub::doctor::run(&cfg).await;
+        for c in &checks {
+            println!(
+                "{} {:<24} {}",
+                if c.pass { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        if checks.iter().any(|c| !c.pass) {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;

@@ -220,6 +220,75 @@ impl McpServer {
             .map(Json)
             .map_err(failure)
     }
+
+    #[tool(
+        name = "dodo.add_liquidity",
+        description = "Deposit base and quote into a DVM or DSP through DODO's proxy in one transaction (balanced amounts, minimums, deadline). Runs build, dry_run, policy, reserve, intent, send, receipt, settle, outcome; refused unless ALLOW_WRITE and EXECUTION_ARMED. Same idempotency_key = same result, never sent twice.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn add_liquidity(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(p): Parameters<AddLiquidityParams>,
+    ) -> Result<Json<WriteResult>, CallToolResult> {
+        let c = caller_of(&parts, ADD_LIQUIDITY)?;
+        self.hub
+            .invoke(&c, ADD_LIQUIDITY, &p, self.hub.add_liquidity(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
+    }
+
+    #[tool(
+        name = "dodo.remove_liquidity",
+        description = "Burn LP shares with sellShares (minimums and a deadline), through the same named steps and gates as dodo.add_liquidity.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn remove_liquidity(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(p): Parameters<RemoveLiquidityParams>,
+    ) -> Result<Json<WriteResult>, CallToolResult> {
+        let c = caller_of(&parts, REMOVE_LIQUIDITY)?;
+        self.hub
+            .invoke(&c, REMOVE_LIQUIDITY, &p, self.hub.remove_liquidity(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
+    }
+
+    #[tool(
+        name = "dodo.reset_pool",
+        description = "Operator only: reset a DPP / DPP Oracle the signer owns (new i, k, LP fee rate; withdrawals bounded by minimum reserves), through the same named steps and gates as the other writes.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn reset_pool(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(p): Parameters<ResetPoolParams>,
+    ) -> Result<Json<WriteResult>, CallToolResult> {
+        let c = caller_of(&parts, RESET_POOL)?;
+        self.hub
+            .invoke(&c, RESET_POOL, &p, self.hub.reset_pool(&p))
+            .await
+            .map(Json)
+            .map_err(failure)
+    }
 }
 
 #[tool_handler(router = self.tool_router)]

@@ -2,6 +2,7 @@
 //! Redis state, breakers and the global pause, the pool monitor, pool identity, independent
 //! prices, broken feeds, balances and donations.
 
+#[allow(dead_code)]
 mod common;
 
 use std::net::TcpListener;

@@ -8,6 +8,7 @@
 
 pub mod decisions;
 pub mod error;
+pub mod intents;
 pub mod leases;
 pub mod ledger;
 pub mod migrate;
@@ -15,18 +16,21 @@ pub mod pg;
 pub mod policy_events;
 pub mod policy_state;
 pub mod redis;
+pub mod reservations;
 pub mod snapshots;
 pub mod tool_calls;
 pub mod transactions;
 
 pub use decisions::Decision;
 pub use error::{Result, StoreError};
+pub use intents::{Attempt, Intent, IntentCall, IntentStart, NewIntent, Outcome, SignerLock};
 pub use leases::Lease;
 pub use ledger::{NotionalReservation, ReserveOutcome, WindowUsage};
 pub use migrate::{MigrateError, MigrateReport, MigrationSet, Migrator, SchemaStatus};
 pub use pg::PgStore;
 pub use policy_events::{ActiveCooldown, ActiveTrip, PolicyEvent, PolicyEventKind, pool_text};
 pub use redis::{BootstrapOutcome, CapReservation, RedisInfo, RedisStore};
+pub use reservations::{ReserveResult, Settled, WriteReservation};
 pub use snapshots::PoolSnapshot;
 pub use tool_calls::{ToolCall, ToolOutcome};
 pub use transactions::{StoredTx, TxRecord, TxStatus, TxUpsert};

@@ -31,7 +31,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Decimal-string arithmetic for the cap scripts: amounts are raw token units (18 decimals make
 /// them exceed 2^53 at once), and Lua numbers are doubles, so they never become numbers.
-const DECIMAL_LUA: &str = r"
+pub(crate) const DECIMAL_LUA: &str = r"
 local function valid(s) return type(s) == 'string' and string.match(s, '^%d+$') ~= nil end
 local function norm(s)
   s = string.gsub(s, '^0+', '')
@@ -238,7 +238,7 @@ impl RedisStore {
     }
 
     /// `name` (from `pmm_core::keys`) inside this store's namespace.
-    fn key(&self, name: &str) -> String {
+    pub(crate) fn key(&self, name: &str) -> String {
         format!("{}{name}", self.namespace)
     }
 
@@ -260,7 +260,7 @@ impl RedisStore {
         .transpose()
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection> {
+    pub(crate) async fn conn(&self) -> Result<deadpool_redis::Connection> {
         self.pool
             .get()
             .await

@@ -93,7 +93,35 @@ pub mod pmm_probe {
     );
 }
 
+/// The spender deposits are approved to (DODOApprove's interface).
+pub mod dodo_approve {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DODOApprove,
+        "../../tests/fixtures/artifacts/DODOApprove.json"
+    );
+}
+/// DVM deposits through DODOApprove (`DODOV2Proxy02.addDVMLiquidity`'s interface).
+pub mod dodo_v2_proxy02 {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DODOV2Proxy02,
+        "../../tests/fixtures/artifacts/DODOV2Proxy02.json"
+    );
+}
+/// DSP deposits through DODOApprove (`DODODspProxy.addDSPLiquidity`'s interface).
+pub mod dodo_dsp_proxy {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DODODspProxy,
+        "../../tests/fixtures/artifacts/DODODspProxy.json"
+    );
+}
+
 pub use chainlink_feed::ChainlinkFeed;
+pub use dodo_approve::DODOApprove;
+pub use dodo_dsp_proxy::DODODspProxy;
+pub use dodo_v2_proxy02::DODOV2Proxy02;
 pub use dpp::DPP;
 pub use dpp_oracle::DPPOracle;
 pub use dsp::DSP;

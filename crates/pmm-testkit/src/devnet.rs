@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::anvil::{AnvilProcess, CHAIN_ID, DEV_ACCOUNTS, locate_anvil};
 use crate::contracts::{
-    ChainlinkFeed, DPP, DPPOracle, DSP, DVM, FeeRateModel, GSP, PMMProbe, PriceOracle, TestERC20,
-    V1Pool,
+    ChainlinkFeed, DODOApprove, DODODspProxy, DODOV2Proxy02, DPP, DPPOracle, DSP, DVM,
+    FeeRateModel, GSP, PMMProbe, PriceOracle, TestERC20, V1Pool,
 };
 use crate::error::{Result, TestkitError};
 
@@ -131,6 +131,18 @@ pub struct WethUsdcPools {
     pub dpp: Address,
 }
 
+/// The deposit routers of a devnet: the project's fixtures with the external interfaces of
+/// DODOApprove, DODOV2Proxy02 and DODODspProxy. Deployed by [`Devnet::deploy_routers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Routers {
+    /// The spender both proxies pull through.
+    pub dodo_approve: Address,
+    /// `addDVMLiquidity`.
+    pub v2_proxy: Address,
+    /// `addDSPLiquidity`.
+    pub dsp_proxy: Address,
+}
+
 /// A private anvil chain. Dropping it kills and reaps anvil.
 #[derive(Debug)]
 pub struct Devnet {
@@ -236,6 +248,30 @@ impl Devnet {
     }
 
     // ---- deployment -------------------------------------------------------------------------
+
+    /// Deploys the deposit routers and registers both proxies with the approve contract.
+    pub async fn deploy_routers(&self) -> Result<Routers> {
+        let approve = deployed("DODOApprove", DODOApprove::deploy_builder(&self.provider)).await?;
+        let v2_proxy = deployed(
+            "DODOV2Proxy02",
+            DODOV2Proxy02::deploy_builder(&self.provider, approve),
+        )
+        .await?;
+        let dsp_proxy = deployed(
+            "DODODspProxy",
+            DODODspProxy::deploy_builder(&self.provider, approve),
+        )
+        .await?;
+        let a = DODOApprove::new(approve, &self.provider);
+        for proxy in [v2_proxy, dsp_proxy] {
+            confirm("DODOApprove.addProxy", a.addProxy(proxy)).await?;
+        }
+        Ok(Routers {
+            dodo_approve: approve,
+            v2_proxy,
+            dsp_proxy,
+        })
+    }
 
     /// Deploys a [`TestERC20`] named after its symbol.
     pub async fn deploy_token(&self, symbol: &str, decimals: u8) -> Result<Address> {

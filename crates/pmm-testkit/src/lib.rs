@@ -13,7 +13,7 @@ pub mod devnet;
 pub mod error;
 
 pub use devnet::{
-    DevAccount, Devnet, DevnetOptions, DppParams, DvmParams, PoolParams, WethUsdcPools,
+    DevAccount, Devnet, DevnetOptions, DppParams, DvmParams, PoolParams, Routers, WethUsdcPools,
 };
 pub use error::{Result, TestkitError};
 pub use pmm_core::schema::PoolType;

@@ -16,6 +16,12 @@ use crate::hub::Hub;
 mod operator;
 mod read;
 mod risk;
+mod write;
+
+pub use write::{
+    AddLiquidityParams, RemoveLiquidityParams, ResetPoolParams, Step, WritePrediction, WriteResult,
+    WriteSetup, WriteStatus,
+};
 
 /// `dodo.get_pool_state`.
 pub const GET_POOL_STATE: &str = "dodo.get_pool_state";
@@ -31,13 +37,22 @@ pub const SIMULATE: &str = "dodo.simulate_action";
 pub const PAUSE: &str = "dodo.pause_pool";
 /// `dodo.resume_pool`.
 pub const RESUME: &str = "dodo.resume_pool";
+/// `dodo.add_liquidity`.
+pub const ADD_LIQUIDITY: &str = "dodo.add_liquidity";
+/// `dodo.remove_liquidity`.
+pub const REMOVE_LIQUIDITY: &str = "dodo.remove_liquidity";
+/// `dodo.reset_pool`.
+pub const RESET_POOL: &str = "dodo.reset_pool";
 
 /// Every tool with the least role that may call it, in `tools/list` order.
-pub const TOOLS: [(&str, Role); 7] = [
+pub const TOOLS: [(&str, Role); 10] = [
+    (ADD_LIQUIDITY, Role::Agent),
     (GET_POOL_STATE, Role::Agent),
     (IDENTIFY, Role::Agent),
     (PAUSE, Role::Operator),
     (QUOTE_ADD, Role::Agent),
+    (REMOVE_LIQUIDITY, Role::Agent),
+    (RESET_POOL, Role::Operator),
     (RESUME, Role::Operator),
     (RISK_CHECK, Role::Agent),
     (SIMULATE, Role::Agent),
@@ -48,7 +63,7 @@ pub fn required_role(tool: &str) -> Option<Role> {
     TOOLS.iter().find(|(n, _)| *n == tool).map(|(_, r)| *r)
 }
 
-fn address_schema(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn address_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "pattern": "^0x[0-9a-fA-F]{40}$",
@@ -317,6 +332,9 @@ impl Hub {
             RISK_CHECK => decode::<RiskCheckParams>(&params).map(Decoded::Risk),
             SIMULATE => decode::<SimulateParams>(&params).map(Decoded::Simulate),
             PAUSE => decode::<PauseParams>(&params).map(Decoded::Pause),
+            ADD_LIQUIDITY => decode::<AddLiquidityParams>(&params).map(Decoded::Add),
+            REMOVE_LIQUIDITY => decode::<RemoveLiquidityParams>(&params).map(Decoded::Remove),
+            RESET_POOL => decode::<ResetPoolParams>(&params).map(Decoded::Reset),
             other => Err(ToolError::UnknownTool(other.chars().take(128).collect())),
         };
         let decoded = match decoded {
@@ -351,6 +369,9 @@ impl Hub {
             Decoded::Quote(p) => run!(QUOTE_ADD, p, quote_add_liquidity),
             Decoded::Risk(p) => run!(RISK_CHECK, p, risk_check),
             Decoded::Simulate(p) => run!(SIMULATE, p, simulate_action),
+            Decoded::Add(p) => run!(ADD_LIQUIDITY, p, add_liquidity),
+            Decoded::Remove(p) => run!(REMOVE_LIQUIDITY, p, remove_liquidity),
+            Decoded::Reset(p) => run!(RESET_POOL, p, reset_pool),
         }
     }
 }
@@ -362,4 +383,7 @@ enum Decoded {
     Risk(RiskCheckParams),
     Simulate(SimulateParams),
     Pause(PauseParams),
+    Add(AddLiquidityParams),
+    Remove(RemoveLiquidityParams),
+    Reset(ResetPoolParams),
 }

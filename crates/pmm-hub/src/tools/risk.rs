@@ -87,7 +87,7 @@ impl Hub {
     }
 
     /// The exact outputs of the action, and for an add what it donates to the other LPs.
-    fn expected_outcome(
+    pub(crate) fn expected_outcome(
         &self,
         read: &PoolRead,
         action: &ActionProposal,
@@ -213,7 +213,7 @@ impl Hub {
         })
     }
 
-    async fn evaluate_policy(
+    pub(crate) async fn evaluate_policy(
         &self,
         read: &PoolRead,
         state: &PoolState,

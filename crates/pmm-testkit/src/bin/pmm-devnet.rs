@@ -9,7 +9,7 @@ use clap::Parser;
 use pmm_core::config::{Allowlist, PoolProfiles};
 use pmm_testkit::contracts::{TestERC20, V1Pool};
 use pmm_testkit::devnet::{ONE, PoolParams, confirm};
-use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolType};
+use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolType, Routers};
 use serde::Serialize;
 
 /// Start a local anvil devnet with DODO-like fixture pools and keep it running.
@@ -38,7 +38,15 @@ struct Args {
     /// anvil binary to run (default: $PMM_ANVIL, then PATH, then the repo's npm install).
     #[arg(long)]
     anvil: Option<PathBuf>,
+    /// Where to write the hub signer's encrypted JSON keystore (a funded dev account holding
+    /// both tokens of every pool); its random password goes to the same path with `.pass`.
+    #[arg(long, default_value = "var/keystore.json")]
+    keystore_out: PathBuf,
 }
+
+/// Dev account whose key `--keystore-out` encrypts: funded, holds every pool's tokens, and
+/// trades nowhere else in the devnet.
+const SIGNER_INDEX: usize = 5;
 
 /// One pool in the JSON file.
 #[derive(Debug, Serialize)]
@@ -79,6 +87,10 @@ struct DevnetFile<'a> {
     tokens: Vec<TokenEntry>,
     feeds: Vec<FeedEntry>,
     pools: Vec<PoolEntry>,
+    /// Deposit routers (DODOApprove, DODOV2Proxy02, DODODspProxy look-alikes).
+    routers: Routers,
+    /// Address of the account in the keystore.
+    signer: Address,
 }
 
 fn units(amount: u64, decimals: u8) -> U256 {
@@ -110,12 +122,19 @@ async fn main() -> anyhow::Result<()> {
     let file = deploy_all(&devnet).await.context("deploying fixtures")?;
     write_file(&args.out, &serde_json::to_string_pretty(&file)?)?;
     write_file(&args.allowlist_out, &allowlist_json(&file, &args.profiles)?)?;
+    let pass_out = args.keystore_out.with_extension("pass");
+    write_keystore(&devnet, &args.keystore_out, &pass_out)?;
     summarize(&file, &args.out);
 
     pmm_daemon::shutdown_signal().await;
     tracing::info!("stopping anvil");
     drop(devnet);
-    for path in [&args.out, &args.allowlist_out] {
+    for path in [
+        &args.out,
+        &args.allowlist_out,
+        &args.keystore_out,
+        &pass_out,
+    ] {
         if let Err(e) = std::fs::remove_file(path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove devnet file");
         }
@@ -244,7 +263,10 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         feed(stable_feed, "STB / USD", "100000000"),
         feed(usdc_feed, "USDC / USD", "100000000"),
     ];
+    let routers = d.deploy_routers().await?;
     Ok(DevnetFile {
+        routers,
+        signer: d.account(SIGNER_INDEX)?,
         rpc_url: d.rpc_url(),
         chain_id: d.chain_id(),
         accounts: d.accounts(),
@@ -252,6 +274,45 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         feeds,
         pools,
     })
+}
+
+/// Encrypts the signer account's key into `out` with a fresh random password written to
+/// `pass_out` (both readable by the owner only).
+fn write_keystore(d: &Devnet, out: &Path, pass_out: &Path) -> anyhow::Result<()> {
+    use alloy::signers::local::PrivateKeySigner;
+    use rand08::Rng;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("--keystore-out needs a file name")?;
+    let mut rng = rand08::thread_rng();
+    let password: String = (0..32)
+        .map(|_| char::from(rng.sample(rand08::distributions::Alphanumeric)))
+        .collect();
+    let account = &d.accounts()[SIGNER_INDEX];
+    let key = alloy::hex::decode(account.private_key.trim_start_matches("0x"))
+        .context("dev key is not hex")?;
+    let _ = std::fs::remove_file(out);
+    PrivateKeySigner::encrypt_keystore(dir, &mut rng, &key, password.as_bytes(), Some(name))
+        .context("encrypting the keystore")?;
+    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let _ = std::fs::remove_file(pass_out);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(pass_out)
+        .with_context(|| format!("writing {}", pass_out.display()))?;
+    std::io::Write::write_all(&mut f, password.as_bytes())?;
+    tracing::info!(address = %account.address, keystore = %out.display(), "signer keystore written");
+    Ok(())
 }
 
 fn write_file(out: &Path, json: &str) -> anyhow::Result<()> {

@@ -1,0 +1,867 @@
+//! Write tools on anvil + Postgres + Redis: gates, exact outcomes, reverts, replacement,
+//! restarts after SIGKILL, and secrets that never leave the signer.
+
+#[allow(dead_code)]
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use common::{AGENT, call, call_ok, poll, start};
+use pmm_hub::HubConfig;
+use pmm_store::PgStore;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+const PASSWORD: &str = "test-keystore-password-7f3a91";
+
+struct Writes {
+    fx: common::Fixture,
+    signer: Address,
+    key_hex: String,
+}
+
+/// The common fixture plus routers, a keystore of the deployer's key, no cooldown, and both
+/// gates as given.
+async fn writes(allow: bool, armed: bool) -> anyhow::Result<Writes> {
+    let mut fx = common::fixture().await?;
+    let routers = fx.devnet.deploy_routers().await?;
+    let mut limits = common::limits();
+    limits["cooldown_s"] = json!(0);
+    let mut cfg = common::write_config(
+        &fx.dir,
+        &fx.devnet,
+        fx.dsp,
+        fx.base,
+        fx.quote,
+        fx.feed,
+        limits,
+        fx.db.url(),
+        &fx.redis,
+    )?;
+    let devnet_file = fx.dir.join("devnet.json");
+    std::fs::write(
+        &devnet_file,
+        json!({"rpc_url": fx.devnet.rpc_url(), "routers": routers}).to_string(),
+    )?;
+    let key_hex = fx.devnet.accounts()[0].private_key.clone();
+    let keystore = fx.dir.join("keystore.json");
+    let pass = fx.dir.join("keystore.pass");
+    std::fs::write(&pass, PASSWORD)?;
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let signer = pmm_hub::signer::write_keystore(
+        &keystore,
+        Some(Zeroizing::new(key_hex.clone())),
+        &Zeroizing::new(PASSWORD.to_owned()),
+    )?;
+    assert_eq!(signer, fx.devnet.deployer());
+    cfg.executor = None;
+    cfg.devnet_file = Some(devnet_file);
+    cfg.keystore_path = Some(keystore);
+    cfg.keystore_password_file = Some(pass);
+    cfg.allow_write = allow;
+    cfg.execution_armed = armed;
+    cfg.receipt_timeout_s = 30;
+    cfg.validate()?;
+    fx.cfg = cfg;
+    Ok(Writes {
+        fx,
+        signer,
+        key_hex,
+    })
+}
+
+async fn nonce(w: &Writes) -> anyhow::Result<u64> {
+    Ok(w.fx
+        .devnet
+        .provider()
+        .get_transaction_count(w.signer)
+        .pending()
+        .await?)
+}
+
+async fn lp(w: &Writes, pool: Address) -> anyhow::Result<U256> {
+    w.fx.devnet
+        .balance_of(pool, w.signer)
+        .await
+        .map_err(Into::into)
+}
+
+async fn reserves(w: &Writes) -> anyhow::Result<(U256, U256)> {
+    let c = pmm_testkit::contracts::DSP::new(w.fx.dsp, w.fx.devnet.provider());
+    let r = c.getVaultReserve().call().await?;
+    Ok((r.baseReserve, r.quoteReserve))
+}
+
+fn amount(v: &Value) -> U256 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_default()
+}
+
+/// A deposit in the DSP's ratio (10 WETH : 20 000 USDC), scaled down.
+fn add_params(pool: Address, key: &str) -> Value {
+    json!({
+        "pool": pool.to_string(),
+        "base_amount": "100000000000000000",
+        "quote_amount": "200000000",
+        "min_shares": "99500000000000000",
+        "idempotency_key": key,
+    })
+}
+
+async fn anvil(w: &Writes, method: &'static str, params: Value) -> anyhow::Result<Value> {
+    Ok(w.fx
+        .devnet
+        .provider()
+        .raw_request::<_, Value>(method.into(), params)
+        .await?)
+}
+
+async fn tool_calls(w: &Writes) -> anyhow::Result<Vec<pmm_store::ToolCall>> {
+    let pg = PgStore::connect(w.fx.db.url(), 1)?;
+    Ok(pg.recent_tool_calls(None, 1000).await?)
+}
+
+#[tokio::test]
+async fn closed_gates_refuse_without_building_anything() -> anyhow::Result<()> {
+    for (allow, armed) in [(false, false), (true, false), (false, true)] {
+        let w = writes(allow, armed).await?;
+        let before = nonce(&w).await?;
+        let hub = start(&w.fx.cfg).await?;
+        let (status, body) = call(
+            &hub,
+            Some(AGENT),
+            "dodo.add_liquidity",
+            add_params(w.fx.dsp, "k1"),
+        )
+        .await?;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"]["code"], "gate_closed", "{body}");
+        let (status, _) = call(
+            &hub,
+            Some(AGENT),
+            "dodo.remove_liquidity",
+            json!({"pool": w.fx.dsp.to_string(), "shares": "1000", "min_base": "0", "min_quote": "0"}),
+        )
+        .await?;
+        assert_eq!(status, 403);
+        let health: Value = reqwest::get(format!("http://{}/health", hub.addr))
+            .await?
+            .json()
+            .await?;
+        assert_eq!(health["writes"]["allow_write"], allow);
+        assert_eq!(health["writes"]["execution_armed"], armed);
+        hub.shutdown().await;
+        assert_eq!(nonce(&w).await?, before, "no transaction left");
+        let rows = tool_calls(&w).await?;
+        let gated: Vec<_> = rows
+            .iter()
+            .filter(|r| r.verdict.as_deref() == Some("gate_closed"))
+            .collect();
+        assert_eq!(gated.len(), 2, "{rows:?}");
+        let pg = PgStore::connect(w.fx.db.url(), 1)?;
+        assert!(
+            pg.intent_by_key("k1").await?.is_none(),
+            "no intent recorded"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn add_moves_reserves_and_shares_as_quoted_and_remove_meets_its_minimums()
+-> anyhow::Result<()> {
+    let w = writes(true, true).await?;
+    let hub = start(&w.fx.cfg).await?;
+    let p = add_params(w.fx.dsp, "add-1");
+    let quote = call_ok(
+        &hub,
+        AGENT,
+        "dodo.quote_add_liquidity",
+        json!({"pool": p["pool"], "base_amount": p["base_amount"], "quote_amount": p["quote_amount"]}),
+    )
+    .await?;
+    let (b0, q0) = reserves(&w).await?;
+    let lp0 = lp(&w, w.fx.dsp).await?;
+    let n0 = nonce(&w).await?;
+    let r = call_ok(&hub, AGENT, "dodo.add_liquidity", p.clone()).await?["result"].clone();
+    assert_eq!(r["status"], "confirmed", "{r}");
+    let names: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "build", "dry_run", "policy", "reserve", "intent", "send", "receipt", "settle", "outcome",
+    ] {
+        assert!(names.contains(&n), "step {n} missing: {names:?}");
+    }
+    let (b1, q1) = reserves(&w).await?;
+    let lp1 = lp(&w, w.fx.dsp).await?;
+    assert_eq!(
+        b1 - b0,
+        amount(&quote["result"]["base_input"]),
+        "base reserve moved as quoted"
+    );
+    assert_eq!(
+        q1 - q0,
+        amount(&quote["result"]["quote_input"]),
+        "quote reserve moved as quoted"
+    );
+    assert_eq!(
+        lp1 - lp0,
+        amount(&quote["result"]["shares"]),
+        "LP shares moved as quoted"
+    );
+    // Two exact approvals and the deposit: three nonces, none skipped.
+    assert_eq!(nonce(&w).await?, n0 + 3);
+    // The same key returns the first result and sends nothing.
+    let again = call_ok(&hub, AGENT, "dodo.add_liquidity", p).await?["result"].clone();
+    assert_eq!(again["tx_hash"], r["tx_hash"]);
+    assert_eq!(again["replayed"], true);
+    assert_eq!(nonce(&w).await?, n0 + 3);
+
+    // Remove the shares just minted with minimums 1% under the exact outputs.
+    let shares = lp1 - lp0;
+    let sim = call_ok(
+        &hub,
+        AGENT,
+        "dodo.simulate_action",
+        json!({"action": {"action": "remove_liquidity", "pool": w.fx.dsp.to_string(), "shares": shares.to_string(), "min_base": "0", "min_quote": "0", "reason": "t"}}),
+    )
+    .await?;
+    let exp_b = amount(&sim["result"]["dry_run"]["primary_output"]);
+    let exp_q = amount(&sim["result"]["dry_run"]["secondary_output"]);
+    let (min_b, min_q) = (
+        exp_b * U256::from(99) / U256::from(100),
+        exp_q * U256::from(99) / U256::from(100),
+    );
+    let wb0 = w.fx.devnet.balance_of(w.fx.base, w.signer).await?;
+    let wq0 = w.fx.devnet.balance_of(w.fx.quote, w.signer).await?;
+    let r = call_ok(
+        &hub,
+        AGENT,
+        "dodo.remove_liquidity",
+        json!({"pool": w.fx.dsp.to_string(), "shares": shares.to_string(), "min_base": min_b.to_string(), "min_quote": min_q.to_string(), "idempotency_key": "rm-1"}),
+    )
+    .await?["result"]
+        .clone();
+    assert_eq!(r["status"], "confirmed", "{r}");
+    let got_b = w.fx.devnet.balance_of(w.fx.base, w.signer).await? - wb0;
+    let got_q = w.fx.devnet.balance_of(w.fx.quote, w.signer).await? - wq0;
+    assert!(
+        got_b >= min_b && got_q >= min_q,
+        "{got_b} >= {min_b}, {got_q} >= {min_q}"
+    );
+    assert_eq!(
+        (got_b, got_q),
+        (exp_b, exp_q),
+        "exactly the dry run's outputs"
+    );
+    // More shares than held: refused before anything is built.
+    let (status, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.remove_liquidity",
+        json!({"pool": w.fx.dsp.to_string(), "shares": (lp(&w, w.fx.dsp).await? + U256::from(1)).to_string(), "min_base": "0", "min_quote": "0"}),
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    hub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revert_at_inclusion_refunds_and_records_its_reason() -> anyhow::Result<()> {
+    let w = writes(true, true).await?;
+    let hub = start(&w.fx.cfg).await?;
+    let redis = pmm_store::RedisStore::connect(w.fx.redis.url(), w.fx.redis.namespace())?;
+    let chain = pmm_core::schema::ChainName::new("devnet")?;
+    let scope = pmm_core::keys::daily_cap_scope(&chain, w.fx.dsp);
+    let day = pmm_core::keys::utc_day(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+    );
+    let used0 = redis.daily_cap_used(&scope, day).await?;
+    let ts = w.fx.devnet.block_timestamp().await?;
+    anvil(&w, "evm_setAutomine", json!([false])).await?;
+    let mut p = add_params(w.fx.dsp, "revert-1");
+    p["deadline"] = json!(ts + 30);
+    let n0 = nonce(&w).await?;
+    let url = format!("http://{}/mcp/call", hub.addr);
+    let task = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(AGENT)
+            .json(&json!({"tool": "dodo.add_liquidity", "params": p}))
+            .send()
+            .await?
+            .json::<Value>()
+            .await
+    });
+    poll(Duration::from_secs(15), || async {
+        Ok((nonce(&w).await? == n0 + 3).then_some(()))
+    })
+    .await?;
+    assert!(
+        redis.daily_cap_used(&scope, day).await? > used0,
+        "reserved while in flight"
+    );
+    anvil(&w, "evm_setNextBlockTimestamp", json!([ts + 100])).await?;
+    anvil(&w, "evm_mine", json!([])).await?;
+    let body = task.await??;
+    let r = &body["result"];
+    assert_eq!(r["status"], "reverted", "{body}");
+    assert!(
+        r["revert_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("EXPIRED"),
+        "{body}"
+    );
+    assert_eq!(
+        redis.daily_cap_used(&scope, day).await?,
+        used0,
+        "reservation refunded"
+    );
+    let pg = PgStore::connect(w.fx.db.url(), 1)?;
+    let it = pg.intent_by_key("revert-1").await?.expect("intent");
+    assert_eq!(it.status, pmm_store::TxStatus::Failed);
+    let ledger_refund = pg.refund_notional(it.reservation_id.unwrap()).await;
+    assert!(
+        matches!(ledger_refund, Err(pmm_store::StoreError::ReservationSettled { ref settlement, .. }) if settlement == "refund"),
+        "{ledger_refund:?}"
+    );
+    anvil(&w, "evm_setAutomine", json!([true])).await?;
+    hub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once() -> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    w.fx.cfg.replace_after_s = 1;
+    let hub = start(&w.fx.cfg).await?;
+    anvil(&w, "evm_setAutomine", json!([false])).await?;
+    let n0 = nonce(&w).await?;
+    let url = format!("http://{}/mcp/call", hub.addr);
+    let p = add_params(w.fx.dsp, "stuck-1");
+    let task = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(AGENT)
+            .json(&json!({"tool": "dodo.add_liquidity", "params": p}))
+            .send()
+            .await?
+            .json::<Value>()
+            .await
+    });
+    let pg = PgStore::connect(w.fx.db.url(), 1)?;
+    let attempts = poll(Duration::from_secs(20), || async {
+        let Some(it) = pg.intent_by_key("stuck-1").await? else {
+            return Ok(None);
+        };
+        let a = pg.attempts(it.id).await?;
+        Ok((a.len() >= 2).then_some(a))
+    })
+    .await?;
+    let (first, second) = (&attempts[0], &attempts[1]);
+    assert_eq!(first.nonce, second.nonce, "a replacement keeps the nonce");
+    assert!(second.max_fee_per_gas * 8 >= first.max_fee_per_gas * 9);
+    assert!(second.max_priority_fee_per_gas * 8 >= first.max_priority_fee_per_gas * 9);
+    anvil(&w, "evm_setAutomine", json!([true])).await?;
+    anvil(&w, "evm_mine", json!([])).await?;
+    let body = task.await??;
+    assert_eq!(body["result"]["status"], "confirmed", "{body}");
+    let all = pg
+        .attempts(pg.intent_by_key("stuck-1").await?.unwrap().id)
+        .await?;
+    let mined: Vec<_> = {
+        let mut m = Vec::new();
+        for a in &all {
+            if w.fx
+                .devnet
+                .provider()
+                .get_transaction_receipt(a.tx_hash.parse()?)
+                .await?
+                .is_some()
+            {
+                m.push(a.tx_hash.clone());
+            }
+        }
+        m
+    };
+    assert_eq!(
+        mined.len(),
+        1,
+        "exactly one attempt of the intent is mined: {mined:?}"
+    );
+    assert_eq!(body["result"]["tx_hash"].as_str(), Some(mined[0].as_str()));
+    assert_eq!(nonce(&w).await?, n0 + 3);
+    hub.shutdown().await;
+    Ok(())
+}
+
+/// The hub binary with `cfg` as its config file; stdout and stderr to `log`.
+fn spawn_hub(
+    cfg: &HubConfig,
+    dir: &std::path::Path,
+    log: &std::path::Path,
+) -> anyhow::Result<ChildGuard> {
+    let path = dir.join("hub.json");
+    std::fs::write(&path, serde_json::to_string(cfg)?)?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pmm-hub"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::from(out.try_clone()?))
+        .stderr(Stdio::from(out))
+        .spawn()?;
+    Ok(ChildGuard(child))
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn http(port: u16, tool: &str, params: Value) -> anyhow::Result<(u16, Value)> {
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/mcp/call"))
+        .bearer_auth(AGENT)
+        .json(&json!({"tool": tool, "params": params}))
+        .send()
+        .await?;
+    Ok((
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    ))
+}
+
+#[tokio::test]
+async fn sigkill_between_send_and_receipt_then_restart_completes_the_intent() -> anyhow::Result<()>
+{
+    let mut w = writes(true, true).await?;
+    let port = free_port()?;
+    w.fx.cfg.listen = format!("127.0.0.1:{port}").parse()?;
+    let log = w.fx.dir.join("hub.log");
+    let n0 = nonce(&w).await?;
+    anvil(&w, "evm_setAutomine", json!([false])).await?;
+    let hub = spawn_hub(&w.fx.cfg, &w.fx.dir, &log)?;
+    poll(Duration::from_secs(30), || async {
+        Ok(reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await?;
+    let p = add_params(w.fx.dsp, "kill-1");
+    let first = tokio::spawn({
+        let p = p.clone();
+        async move { http(port, "dodo.add_liquidity", p).await }
+    });
+    // All three transactions are in the node's pool: the hub sent them and waits for receipts.
+    poll(Duration::from_secs(20), || async {
+        Ok((nonce(&w).await? == n0 + 3).then_some(()))
+    })
+    .await?;
+    let pg = PgStore::connect(w.fx.db.url(), 1)?;
+    let sent = poll(Duration::from_secs(10), || async {
+        Ok(pg
+            .intent_by_key("kill-1")
+            .await?
+            .filter(|i| i.status == pmm_store::TxStatus::Sent))
+    })
+    .await?;
+    drop(hub); // SIGKILL, no shutdown
+    let _ = first.await;
+    anvil(&w, "evm_setAutomine", json!([true])).await?;
+    anvil(&w, "evm_mine", json!([])).await?;
+    let _hub = spawn_hub(&w.fx.cfg, &w.fx.dir, &log)?;
+    let (status, body) = poll(Duration::from_secs(30), || async {
+        Ok(http(port, "dodo.add_liquidity", p.clone()).await.ok())
+    })
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["status"], "confirmed", "{body}");
+    assert_eq!(
+        body["result"]["tx_hash"].as_str(),
+        sent.tx_hash.as_deref(),
+        "the same hash"
+    );
+    assert_eq!(
+        nonce(&w).await?,
+        n0 + 3,
+        "one deposit (and its two approvals) on chain"
+    );
+    let done = pg.intent_by_key("kill-1").await?.unwrap();
+    assert_eq!(done.status, pmm_store::TxStatus::Confirmed);
+
+    // Secrets: the key's hex and the password are nowhere a caller or an operator can look.
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await?
+        .text()
+        .await?;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    drop(_hub);
+    let logs = std::fs::read_to_string(&log)?;
+    let rows = serde_json::to_string(&format!("{:?}", tool_calls(&w).await?))?;
+    let key = w.key_hex.trim_start_matches("0x").to_lowercase();
+    for (what, text) in [
+        ("logs", &logs),
+        ("health", &health),
+        ("metrics", &metrics),
+        ("response", &body.to_string()),
+        ("tool_calls", &rows),
+    ] {
+        let t = text.to_lowercase();
+        assert!(!t.contains(&key), "key hex in {what}");
+        assert!(!text.contains(PASSWORD), "password in {what}");
+    }
+    assert!(
+        health.contains(&format!("{:#x}", w.signer).to_lowercase())
+            || health.to_lowercase().contains(&format!("{:#x}", w.signer))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_rule_alone_denies_a_write_and_nothing_is_sent() -> anyhow::Result<()> {
+    let w = writes(true, true).await?;
+    let hub = start(&w.fx.cfg).await?;
+    let n0 = nonce(&w).await?;
+    // Not allowlisted (the DVM), and the DSP's address in upper case is the same pool.
+    let r = call_ok(
+        &hub,
+        AGENT,
+        "dodo.add_liquidity",
+        add_params(w.fx.dvm, "deny-allowlist"),
+    )
+    .await?;
+    assert_eq!(r["result"]["denied_by"], "allowlist", "{r}");
+    // Over the per-transaction cap.
+    let mut big = add_params(w.fx.dsp, "deny-pertx");
+    big["base_amount"] = json!("100000000000000000000");
+    big["quote_amount"] = json!("200000000000");
+    big["min_shares"] = json!("99500000000000000000");
+    let r = call_ok(&hub, AGENT, "dodo.add_liquidity", big).await?;
+    assert_eq!(r["result"]["denied_by"], "max_notional_per_tx", "{r}");
+    // Amounts of 2^256 and above do not parse.
+    let mut huge = add_params(w.fx.dsp, "deny-huge");
+    huge["base_amount"] = json!(U256::MAX.to_string() + "0");
+    let (status, _) = call(&hub, Some(AGENT), "dodo.add_liquidity", huge).await?;
+    assert_eq!(status, 400);
+    // A paused pool.
+    call_ok(
+        &hub,
+        common::OPERATOR,
+        "dodo.pause_pool",
+        json!({"pool": w.fx.dsp.to_string(), "reason": "test"}),
+    )
+    .await?;
+    let r = call_ok(
+        &hub,
+        AGENT,
+        "dodo.add_liquidity",
+        add_params(w.fx.dsp, "deny-breaker"),
+    )
+    .await?;
+    assert_eq!(r["result"]["denied_by"], "circuit_breaker", "{r}");
+    assert_eq!(nonce(&w).await?, n0, "no transaction left");
+    hub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_calls()
+-> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    // Room for exactly ten of the 400 USDC deposits today.
+    let mut limits = common::limits();
+    limits["cooldown_s"] = json!(0);
+    limits["max_notional_per_day"] = json!("4000000000");
+    limits["max_notional_per_tx"] = json!("1000000000");
+    let allowlist_path = w.fx.cfg.allowlist_path.clone();
+    let mut allowlist: Value = serde_json::from_str(&std::fs::read_to_string(&allowlist_path)?)?;
+    allowlist["pools"][0]["limits"] = limits;
+    std::fs::write(&allowlist_path, allowlist.to_string())?;
+    let n0 = nonce(&w).await?;
+    let lp0 = lp(&w, w.fx.dsp).await?;
+    let (b0, _) = reserves(&w).await?;
+    let log = w.fx.dir.join("hubs.log");
+    let mut ports = Vec::new();
+    let mut hubs = Vec::new();
+    for i in 0..2 {
+        let port = free_port()?;
+        w.fx.cfg.listen = format!("127.0.0.1:{port}").parse()?;
+        let dir = w.fx.dir.join(format!("hub{i}"));
+        std::fs::create_dir_all(&dir)?;
+        hubs.push(spawn_hub(&w.fx.cfg, &dir, &log)?);
+        ports.push(port);
+    }
+    for &port in &ports {
+        let up = poll(Duration::from_secs(30), || async {
+            Ok(reqwest::get(format!("http://127.0.0.1:{port}/health"))
+                .await
+                .ok()
+                .map(|_| ()))
+        })
+        .await;
+        anyhow::ensure!(
+            up.is_ok(),
+            "hub on {port} did not start: {}",
+            std::fs::read_to_string(&log)?
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let port = ports[i % 2];
+        let p = add_params(w.fx.dsp, &format!("cap-{i}"));
+        tasks.push(tokio::spawn(async move {
+            http(port, "dodo.add_liquidity", p).await
+        }));
+    }
+    let (mut confirmed, mut denied, mut unavailable, mut other) = (0u64, 0u64, 0u64, Vec::new());
+    let (mut shares, mut base) = (U256::ZERO, U256::ZERO);
+    for t in tasks {
+        let (status, body) = t.await??;
+        match body["result"]["status"].as_str() {
+            Some("confirmed") => {
+                confirmed += 1;
+                shares += amount(&body["result"]["predicted"]["shares"]);
+                base += amount(&body["result"]["predicted"]["base"]);
+            }
+            Some("denied") => denied += 1,
+            // Fail closed: a call that got no Postgres slot in time is refused whole.
+            _ if body["error"]["code"] == "store_unavailable" => unavailable += 1,
+            _ => other.push((status, body)),
+        }
+    }
+    eprintln!(
+        "200 calls over 2 hubs: {confirmed} confirmed, {denied} denied, {} other, {:?}",
+        other.len(),
+        started.elapsed()
+    );
+    assert!(other.is_empty(), "{other:?}");
+    eprintln!("{unavailable} refused with store_unavailable");
+    assert!(confirmed <= 10, "never more than the cap holds");
+    assert!(
+        confirmed == 10 || unavailable > 0,
+        "the cap fills unless calls were refused"
+    );
+    let pg = PgStore::connect(w.fx.db.url(), 1)?;
+    let chain = pmm_core::schema::ChainName::new("devnet")?;
+    let scope = pmm_core::keys::daily_cap_scope(&chain, w.fx.dsp);
+    let committed = pg.committed_notional(&scope, chrono::Utc::now()).await?;
+    assert!(committed <= U256::from(4_000_000_000u64));
+    assert_eq!(
+        committed,
+        U256::from(confirmed * 400_000_000),
+        "ledger = confirmed writes"
+    );
+    // The chain holds exactly the confirmed deposits.
+    // Each deposit executes against the pool its predecessors left (rounding moves the
+    // balanced amounts by a few wei), so the chain is bounded by the minimums, not equal to
+    // the per-call predictions made at earlier blocks.
+    let minted = lp(&w, w.fx.dsp).await? - lp0;
+    assert!(
+        minted >= U256::from(confirmed) * U256::from(99_500_000_000_000_000u64),
+        "{minted}"
+    );
+    assert!(minted <= shares, "{minted} <= {shares}");
+    assert!(reserves(&w).await?.0 - b0 <= base);
+    // Nonces: each used once, none skipped, and the node agrees.
+    let nonces = pg.signer_nonces(31337, &format!("{:#x}", w.signer)).await?;
+    let expected: Vec<u64> = (n0..n0 + nonces.len() as u64).collect();
+    assert_eq!(nonces, expected);
+    assert_eq!(nonce(&w).await?, n0 + nonces.len() as u64);
+    drop(hubs);
+    Ok(())
+}
+
+#[tokio::test]
+async fn doctor_passes_on_a_hardened_stack_and_names_what_breaks() -> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    // Doctor wants cooldowns: the allowlist of `writes` has none.
+    let allowlist_path = w.fx.cfg.allowlist_path.clone();
+    let mut allowlist: Value = serde_json::from_str(&std::fs::read_to_string(&allowlist_path)?)?;
+    allowlist["pools"][0]["limits"]["cooldown_s"] = json!(60);
+    std::fs::write(&allowlist_path, allowlist.to_string())?;
+    // Our own Redis with AOF on (the shared one runs without persistence).
+    let port = free_port()?;
+    let rdir = w.fx.dir.join("redis");
+    std::fs::create_dir_all(&rdir)?;
+    let _redis = ChildGuard(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&rdir)
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    w.fx.cfg.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let run = |cfg: &HubConfig| -> anyhow::Result<(bool, String)> {
+        let path = w.fx.dir.join("doctor.json");
+        std::fs::write(&path, serde_json::to_string(cfg)?)?;
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pmm-hub"))
+            .arg("--config")
+            .arg(&path)
+            .arg("doctor")
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (ok, text) = poll(Duration::from_secs(10), || async {
+        let r = run(&w.fx.cfg)?;
+        Ok((!r.1.contains("Connection refused")).then_some(r))
+    })
+    .await?;
+    assert!(ok, "{text}");
+    for item in [
+        "allowlist",
+        "limits",
+        "cooldown_and_deviation",
+        "independent_feed",
+        "keys",
+        "gates",
+        "redis_persistence",
+        "postgres",
+        "signer_gas",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("PASS") && l.contains(item)),
+            "{item}: {text}"
+        );
+    }
+    assert!(
+        !text.contains(PASSWORD) && !text.to_lowercase().contains(&w.key_hex[2..].to_lowercase())
+    );
+    // A world-readable password file fails `keys`, and only that.
+    let pass = w.fx.cfg.keystore_password_file.clone().unwrap();
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let (ok, text) = run(&w.fx.cfg)?;
+    assert!(!ok);
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{text}");
+    assert!(fails[0].contains("keys"), "{text}");
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // Redis without AOF fails `redis_persistence`.
+    let mut shared = w.fx.cfg.clone();
+    shared.redis_url = Some(w.fx.redis.url().to_owned());
+    let (_, text) = run(&shared)?;
+    let is_aof_off = text
+        .lines()
+        .any(|l| l.starts_with("FAIL") && l.contains("redis_persistence"));
+    let shared_has_aof = text
+        .lines()
+        .any(|l| l.starts_with("PASS") && l.contains("redis_persistence"));
+    assert!(is_aof_off || shared_has_aof, "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_run_refuses_writes_serves_reads_and_health_names_redis()
+-> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    let port = free_port()?;
+    let rdir = w.fx.dir.join("redis");
+    std::fs::create_dir_all(&rdir)?;
+    let mut redis = ChildGuard(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&rdir)
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    w.fx.cfg.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let store = pmm_store::RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "")?;
+    poll(Duration::from_secs(10), || async {
+        Ok(store.ping().await.ok())
+    })
+    .await?;
+    common::bootstrap(
+        w.fx.db.url(),
+        &format!("redis://127.0.0.1:{port}"),
+        w.fx.redis.namespace(),
+    )
+    .await?;
+    let hub = start(&w.fx.cfg).await?;
+    let r = call_ok(
+        &hub,
+        AGENT,
+        "dodo.add_liquidity",
+        add_params(w.fx.dsp, "before-stop"),
+    )
+    .await?;
+    assert_eq!(r["result"]["status"], "confirmed", "{r}");
+    let n0 = nonce(&w).await?;
+    let _ = redis.0.kill();
+    let _ = redis.0.wait();
+    let (status, body) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.add_liquidity",
+        add_params(w.fx.dsp, "after-stop"),
+    )
+    .await?;
+    let refused = status == 503 || body["result"]["status"] == "denied";
+    assert!(refused, "{status} {body}");
+    assert_eq!(nonce(&w).await?, n0, "nothing sent without Redis");
+    let (status, _) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.get_pool_state",
+        json!({"pool": w.fx.dsp.to_string()}),
+    )
+    .await?;
+    assert_eq!(status, 200, "reads go on");
+    let resp = reqwest::get(format!("http://{}/health", hub.addr)).await?;
+    assert_eq!(resp.status().as_u16(), 503);
+    let health: Value = resp.json().await?;
+    assert_eq!(health["redis"]["status"], "down", "{health}");
+    hub.shutdown().await;
+    Ok(())
+}
