@@ -31,7 +31,11 @@ async fn one(client: &reqwest::Client, base: &str, stream: bool) -> Duration {
         .send()
         .await
         .expect("request");
-    assert!(resp.status().is_success(), "{base}: status {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "{base}: status {}",
+        resp.status()
+    );
     let text = resp.bytes().await.expect("body");
     assert!(!text.is_empty());
     start.elapsed()
@@ -68,7 +72,10 @@ async fn latency(client: &reqwest::Client, sides: &[Side], n: usize, stream: boo
         let (p50, p99) = (ms(percentile(&s, 0.5)), ms(percentile(&s, 0.99)));
         if i == 0 {
             direct = (p50, p99);
-            line.push_str(&format!(" | {} p50 {p50:7.2} ms p99 {p99:7.2} ms", side.name));
+            line.push_str(&format!(
+                " | {} p50 {p50:7.2} ms p99 {p99:7.2} ms",
+                side.name
+            ));
         } else {
             line.push_str(&format!(
                 " | {} p50 {p50:7.2} ms p99 {p99:7.2} ms (ratio p50 {:.3} p99 {:.3})",
@@ -190,8 +197,8 @@ fn main() {
         .expect("tokio runtime");
     rt.block_on(async {
         let llama = LlamaServer::start(2).await;
-        let proxy = TestProxy::start(single_upstream("llama", &llama.base, KindSetting::Llamacpp))
-            .await;
+        let proxy =
+            TestProxy::start(single_upstream("llama", &llama.base, KindSetting::Llamacpp)).await;
         let client = reqwest::Client::new();
         let mut sides = vec![
             Side {

@@ -12,10 +12,16 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// `trial` is when the one trial in flight started, if one is.
-    HalfOpen { trial: Option<Instant> },
+    HalfOpen {
+        trial: Option<Instant>,
+    },
 }
 
 #[derive(Debug)]
@@ -64,11 +70,16 @@ impl Breaker {
         let mut inner = self.lock();
         let epoch = inner.epoch;
         let trial = match inner.state {
-            State::Closed { .. } => return Some(Ticket { epoch, trial: false }),
+            State::Closed { .. } => {
+                return Some(Ticket {
+                    epoch,
+                    trial: false,
+                });
+            }
             State::Open { until } if now < until => return None,
-            State::HalfOpen { trial: Some(started) }
-                if now.duration_since(started) < self.open_for =>
-            {
+            State::HalfOpen {
+                trial: Some(started),
+            } if now.duration_since(started) < self.open_for => {
                 return None;
             }
             State::Open { .. } | State::HalfOpen { .. } => Ticket { epoch, trial: true },
@@ -220,7 +231,9 @@ mod tests {
         b.record_failure(b.try_acquire().expect("closed"), false);
         assert!(b.try_acquire().is_none(), "open for a minute");
         b.on_ready();
-        let trial = b.try_acquire().expect("poll said ready: a trial passes now");
+        let trial = b
+            .try_acquire()
+            .expect("poll said ready: a trial passes now");
         assert!(b.try_acquire().is_none(), "one trial at a time");
         b.record_neutral(trial);
         let trial = b.try_acquire().expect("a loading answer freed the trial");

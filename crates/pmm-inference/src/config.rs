@@ -529,9 +529,21 @@ upstreams = ["a", "b"]
         let err = Config::load_with_env(Some(&no_auth), env(&[])).expect_err("no tokens");
         assert!(err.to_string().contains("auth.tokens"), "{err}");
         for (from, to, named) in [
-            ("upstreams = [\"a\", \"b\"]", "upstreams = [\"a\", \"c\"]", "models[0].upstreams[1]"),
-            ("upstreams = [\"a\", \"b\"]", "upstreams = [\"a\"]", "upstreams[1]"),
-            ("aliases = [\"default\"]", "aliases = [\"smollm2\"]", "models[0].aliases[0]"),
+            (
+                "upstreams = [\"a\", \"b\"]",
+                "upstreams = [\"a\", \"c\"]",
+                "models[0].upstreams[1]",
+            ),
+            (
+                "upstreams = [\"a\", \"b\"]",
+                "upstreams = [\"a\"]",
+                "upstreams[1]",
+            ),
+            (
+                "aliases = [\"default\"]",
+                "aliases = [\"smollm2\"]",
+                "models[0].aliases[0]",
+            ),
         ] {
             let bad = write(&dir, &BASE.replace(from, to));
             let err = Config::load_with_env(Some(&bad), env(&[])).expect_err(named);

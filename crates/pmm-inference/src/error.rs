@@ -158,7 +158,11 @@ impl ProxyError {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let err = parsed.as_ref().and_then(|v| v.get("error"));
         let message = err
-            .and_then(|e| e.get("message").and_then(Value::as_str).or_else(|| e.as_str()))
+            .and_then(|e| {
+                e.get("message")
+                    .and_then(Value::as_str)
+                    .or_else(|| e.as_str())
+            })
             .map(str::to_owned)
             .unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(&body[..body.len().min(500)]);
@@ -252,6 +256,11 @@ mod tests {
         assert!(e["error"]["code"].is_null());
         let e = ProxyError::from_upstream_4xx(StatusCode::FORBIDDEN, b"nope").to_json();
         assert_eq!(e["error"]["type"], "permission_error");
-        assert!(e["error"]["message"].as_str().unwrap_or("").contains("nope"));
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("nope")
+        );
     }
 }

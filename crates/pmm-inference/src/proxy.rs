@@ -319,7 +319,9 @@ impl Proxy {
             }
             let budget = self.limits.first_byte_timeout().min(deadline - now);
             let result = self
-                .attempt(upstream, ticket, route, &body, stream, tools, budget, deadline)
+                .attempt(
+                    upstream, ticket, route, &body, stream, tools, budget, deadline,
+                )
                 .await;
             match result {
                 Ok(reply) => {
@@ -405,7 +407,11 @@ impl Proxy {
 
     /// Upstreams to try, in the model's order: ready/unknown ones first, then the rest; with
     /// `tools`, only those that serve tool calls (a 400 when none does).
-    async fn candidates(&self, model: &Model, tools: bool) -> Result<Vec<Arc<Upstream>>, ProxyError> {
+    async fn candidates(
+        &self,
+        model: &Model,
+        tools: bool,
+    ) -> Result<Vec<Arc<Upstream>>, ProxyError> {
         let (good, bad): (Vec<_>, Vec<_>) = model
             .upstreams
             .iter()
@@ -452,16 +458,17 @@ impl Proxy {
                 FailKind::Stall,
             ))
         };
-        let kind = tokio::time::timeout_at(first_byte_deadline, upstream.kind(&self.client, budget))
-            .await
-            .map_err(|_| stalled())?
-            .ok_or_else(|| {
-                AttemptError::Retry(AttemptFailure::new(
-                    "unreachable",
-                    "backend kind could not be detected",
-                    FailKind::Broken,
-                ))
-            })?;
+        let kind =
+            tokio::time::timeout_at(first_byte_deadline, upstream.kind(&self.client, budget))
+                .await
+                .map_err(|_| stalled())?
+                .ok_or_else(|| {
+                    AttemptError::Retry(AttemptFailure::new(
+                        "unreachable",
+                        "backend kind could not be detected",
+                        FailKind::Broken,
+                    ))
+                })?;
         let req = backend::build_request(kind, route, body, stream).map_err(AttemptError::Fatal)?;
         let model = body
             .get("model")
@@ -531,14 +538,15 @@ impl Proxy {
         })?;
         let json = match req.shape {
             ResponseShape::OpenAi => json,
-            ResponseShape::TgiGenerate => backend::tgi_generate_to_openai(&json, &model)
-                .map_err(|e| {
+            ResponseShape::TgiGenerate => {
+                backend::tgi_generate_to_openai(&json, &model).map_err(|e| {
                     AttemptError::Retry(AttemptFailure::new(
                         "invalid_json",
                         e.to_string(),
                         FailKind::Broken,
                     ))
-                })?,
+                })?
+            }
         };
         if let Some((p, c)) = backend::usage_of(&json) {
             self.metrics.tokens(&upstream.name, p, c);

@@ -159,12 +159,15 @@ impl Upstream {
 
     /// Bytes came from this upstream: it is not stalled.
     pub fn mark_progress(&self) {
-        self.last_progress_ms.store(now_ms().max(1), Ordering::Relaxed);
+        self.last_progress_ms
+            .store(now_ms().max(1), Ordering::Relaxed);
     }
 
     fn progressed_within(&self, window: Duration) -> bool {
         let last = self.last_progress_ms.load(Ordering::Relaxed);
-        last != 0 && now_ms().saturating_sub(last) <= u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
+        last != 0
+            && now_ms().saturating_sub(last)
+                <= u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// A request got no first byte in time: the poll probes this upstream until one passes.
@@ -184,8 +187,10 @@ impl Upstream {
     }
 
     /// Finds out whether the upstream serves tool calls: TGI's chat route does; llama-server
-    /// does only with its Jinja chat templates (`--jinja`), which a one-token request with a
-    /// tool shows (it refuses naming the flag otherwise).
+    /// does only with Jinja chat templates on (without them it refuses `tools` naming
+    /// `--jinja`, which a one-token request shows) and a template that renders tools (its
+    /// `/props` `chat_template_caps.supports_tools`: with any other template it would drop the
+    /// tools and answer in plain text).
     pub async fn detect_tools(&self, client: &reqwest::Client, t: Duration) -> Option<bool> {
         if let Some(known) = self.supports_tools() {
             return Some(known);
@@ -208,12 +213,17 @@ impl Upstream {
                     .ok()?;
                 let status = resp.status();
                 let text = resp.text().await.ok()?;
-                if status.is_success() {
-                    true
-                } else if refuses_tools(&text) {
+                if refuses_tools(&text) {
                     false
-                } else {
+                } else if !status.is_success() {
                     return None;
+                } else {
+                    let props = self.get_json(client, "/props", t).await?;
+                    props
+                        .get("chat_template_caps")
+                        .and_then(|c| c.get("supports_tools"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
                 }
             }
         };

@@ -10,7 +10,14 @@ use crate::backend::{self, Route};
 use crate::error::ProxyError;
 
 /// Roles OpenAI's chat route accepts.
-const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// Largest `n` OpenAI accepts.
 const MAX_N: i64 = 128;
@@ -329,18 +336,36 @@ mod tests {
             (chat(json!({"n": 0})), "n", "integer_below_min_value"),
             (chat(json!({"n": 129})), "n", "integer_above_max_value"),
             (chat(json!({"n": "2"})), "n", "invalid_type"),
-            (chat(json!({"max_tokens": 0})), "max_tokens", "integer_below_min_value"),
-            (chat(json!({"temperature": 2.5})), "temperature", "decimal_above_max_value"),
-            (chat(json!({"tool_choice": "auto"})), "tool_choice", "invalid_value"),
+            (
+                chat(json!({"max_tokens": 0})),
+                "max_tokens",
+                "integer_below_min_value",
+            ),
+            (
+                chat(json!({"temperature": 2.5})),
+                "temperature",
+                "decimal_above_max_value",
+            ),
+            (
+                chat(json!({"tool_choice": "auto"})),
+                "tool_choice",
+                "invalid_value",
+            ),
         ];
         for (body, param, code) in cases {
             let (message, p, c) = err(Route::Chat, body.clone());
             assert_eq!(p.as_deref(), Some(param), "{body}: {message}");
             assert_eq!(c, Some(code), "{body}: {message}");
         }
-        let (m, p, _) = err(Route::Chat, json!({"messages": [{"role": "user", "content": "x"}]}));
+        let (m, p, _) = err(
+            Route::Chat,
+            json!({"messages": [{"role": "user", "content": "x"}]}),
+        );
         assert_eq!(p.as_deref(), Some("model"), "{m}");
-        let (_, p, _) = err(Route::Completions, json!({"model": "m", "prompt": "x", "tools": []}));
+        let (_, p, _) = err(
+            Route::Completions,
+            json!({"model": "m", "prompt": "x", "tools": []}),
+        );
         assert_eq!(p.as_deref(), Some("tools"));
     }
 

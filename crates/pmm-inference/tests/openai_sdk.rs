@@ -13,12 +13,13 @@ use pmm_inference::{KindSetting, ModelConfig};
 use tokio::time::Instant;
 
 const TOKEN: &str = "sdk-test-token";
-const FIRST_BYTE_MS: u64 = 3_000;
+/// Long enough for a prompt with tools on a busy 2-core machine; the stall case waits it out.
+const FIRST_BYTE_MS: u64 = 10_000;
 
 #[tokio::test]
 async fn openai_python_sdk_gets_openai_answers_and_errors() {
     let python = venv_python();
-    let (jinja, plain) = tokio::join!(
+    let (tools, plain) = tokio::join!(
         LlamaServer::start_with(1, true),
         LlamaServer::start_with(1, false)
     );
@@ -27,13 +28,13 @@ async fn openai_python_sdk_gets_openai_answers_and_errors() {
         vec![
             ModelConfig {
                 aliases: vec!["gpt-4o-mini".into()],
-                ..model("smollm2", &["jinja"])
+                ..model("smollm2", &["tools"])
             },
             model("plain", &["plain"]),
             model("stalled", &["stall"]),
         ],
         vec![
-            upstream("jinja", &jinja.base, KindSetting::Llamacpp),
+            upstream("tools", &tools.base, KindSetting::Llamacpp),
             upstream("plain", &plain.base, KindSetting::Llamacpp),
             upstream("stall", &stall.base, KindSetting::Llamacpp),
         ],
@@ -70,7 +71,10 @@ async fn openai_python_sdk_gets_openai_answers_and_errors() {
         .arg(script)
         .env("PMM_PROXY_BASE", format!("{}/v1", proxy.base))
         .env("PMM_PROXY_TOKEN", TOKEN)
-        .env("PMM_FIRST_BYTE_S", (FIRST_BYTE_MS as f64 / 1000.0).to_string())
+        .env(
+            "PMM_FIRST_BYTE_S",
+            (FIRST_BYTE_MS as f64 / 1000.0).to_string(),
+        )
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), run)
@@ -82,9 +86,9 @@ async fn openai_python_sdk_gets_openai_answers_and_errors() {
     println!("{stdout}");
     assert!(
         out.status.success(),
-        "SDK script failed ({}):\n{stdout}\n{stderr}\njinja llama-server:\n{}",
+        "SDK script failed ({}):\n{stdout}\n{stderr}\ntools llama-server:\n{}",
         out.status,
-        jinja.log_tail()
+        tools.log_tail()
     );
     assert!(stdout.contains("ok stall 504"), "{stdout}");
 }

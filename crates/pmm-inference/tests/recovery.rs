@@ -68,24 +68,38 @@ async fn first_200_within_a_second_of_upstream_health_after_a_restart() {
     let killed = Instant::now();
     until("breaker open", Duration::from_secs(10), async || {
         let m = proxy.metrics(&client).await;
-        metric(&m, "pmm_inference_upstream_breaker_open", &[("upstream", "llama")]) == 1.0
+        metric(
+            &m,
+            "pmm_inference_upstream_breaker_open",
+            &[("upstream", "llama")],
+        ) == 1.0
     })
     .await;
     llama.spawn();
     let restarted = Instant::now();
     // llama-server's own /health, polled directly: the moment it turns 200.
     let health = format!("{}/health", llama.base);
-    until("llama-server healthy again", Duration::from_secs(60), async || {
-        matches!(
-            client.get(&health).timeout(Duration::from_secs(1)).send().await,
-            Ok(r) if r.status().is_success()
-        )
-    })
+    until(
+        "llama-server healthy again",
+        Duration::from_secs(60),
+        async || {
+            matches!(
+                client.get(&health).timeout(Duration::from_secs(1)).send().await,
+                Ok(r) if r.status().is_success()
+            )
+        },
+    )
     .await;
     let healthy = Instant::now();
-    until("a 200 after the restart", Duration::from_secs(10), async || {
-        entries(&log).iter().any(|(t, s)| *t > restarted && *s == 200)
-    })
+    until(
+        "a 200 after the restart",
+        Duration::from_secs(10),
+        async || {
+            entries(&log)
+                .iter()
+                .any(|(t, s)| *t > restarted && *s == 200)
+        },
+    )
     .await;
     for w in workers {
         w.abort();

@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::post;
 use common::{
-    FakeServer, TestProxy, config, config_models, dead_url, get_json, metric, model, post as
-    post_json, stalled_upstream, upstream,
+    FakeServer, TestProxy, config, config_models, dead_url, get_json, metric, model,
+    post as post_json, stalled_upstream, upstream,
 };
 use pmm_inference::{KindSetting, ModelConfig};
 use serde_json::{Value, json};
@@ -82,8 +82,14 @@ async fn two_models_reach_their_own_upstreams_and_unknown_is_404() {
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
     let url = proxy.chat_url();
-    assert_eq!(content(post_json(&client, url.clone(), &ask("alpha")).await).await, "from a");
-    assert_eq!(content(post_json(&client, url.clone(), &ask("beta")).await).await, "from b");
+    assert_eq!(
+        content(post_json(&client, url.clone(), &ask("alpha")).await).await,
+        "from a"
+    );
+    assert_eq!(
+        content(post_json(&client, url.clone(), &ask("beta")).await).await,
+        "from b"
+    );
     let resp = post_json(&client, url.clone(), &ask("beta-latest")).await;
     assert_eq!(content(resp).await, "from b");
     assert_eq!(a_hits.load(Ordering::SeqCst), 1);
@@ -97,7 +103,10 @@ async fn two_models_reach_their_own_upstreams_and_unknown_is_404() {
     assert_eq!(e["code"], "model_not_found");
     assert_eq!(e["type"], "not_found_error");
     assert_eq!(e["param"], "model");
-    assert_eq!(a_hits.load(Ordering::SeqCst) + b_hits.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        a_hits.load(Ordering::SeqCst) + b_hits.load(Ordering::SeqCst),
+        3
+    );
 
     // Exactly what is routable now: gamma's only upstream is down.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -122,7 +131,10 @@ async fn two_models_reach_their_own_upstreams_and_unknown_is_404() {
         .send()
         .await
         .expect("GET model");
-    assert_eq!(error_of(resp, StatusCode::NOT_FOUND).await["code"], "model_not_found");
+    assert_eq!(
+        error_of(resp, StatusCode::NOT_FOUND).await["code"],
+        "model_not_found"
+    );
 }
 
 #[tokio::test]
@@ -169,15 +181,26 @@ async fn stall_alone_is_a_504_within_the_first_byte_deadline_and_opens_the_break
     }
     statuses.sort_unstable();
     assert_eq!(statuses, [503, 503, 504, 504]);
-    assert_eq!(hits.load(Ordering::SeqCst), 2, "nothing else reached the stalled upstream");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "nothing else reached the stalled upstream"
+    );
     let m = proxy.metrics(&client).await;
     assert_eq!(
-        metric(&m, "pmm_inference_upstream_breaker_opens_total", &[("upstream", "stall")]),
+        metric(
+            &m,
+            "pmm_inference_upstream_breaker_opens_total",
+            &[("upstream", "stall")]
+        ),
         1.0,
         "{m}"
     );
     // The poll probes it and rates it down although its /health says 200.
-    assert_eq!(metric(&m, "pmm_inference_upstream_up", &[("upstream", "stall")]), 0.0);
+    assert_eq!(
+        metric(&m, "pmm_inference_upstream_up", &[("upstream", "stall")]),
+        0.0
+    );
     let h = client
         .get(format!("{}/health", proxy.base))
         .send()
@@ -201,7 +224,11 @@ async fn stall_falls_back_to_the_models_second_upstream() {
     let start = Instant::now();
     let resp = proxy.chat(&client, &ask(common::MODEL)).await;
     assert_eq!(content(resp).await, "fallback");
-    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(ok_hits.load(Ordering::SeqCst), 1);
 }
 
@@ -216,19 +243,39 @@ async fn transport_errors_are_openai_shaped() {
     let client = reqwest::Client::new();
     let authed = |r: reqwest::RequestBuilder| r.bearer_auth("t0ken").send();
     let big = json!({"model": common::MODEL, "messages": [{"role": "user", "content": "x".repeat(4096)}]});
-    let resp = authed(client.post(proxy.chat_url()).json(&big)).await.expect("send");
-    assert_eq!(error_of(resp, StatusCode::PAYLOAD_TOO_LARGE).await["code"], "request_too_large");
-    let resp = authed(client.get(format!("{}/v1/nowhere", proxy.base))).await.expect("send");
-    assert_eq!(error_of(resp, StatusCode::NOT_FOUND).await["type"], "not_found_error");
+    let resp = authed(client.post(proxy.chat_url()).json(&big))
+        .await
+        .expect("send");
+    assert_eq!(
+        error_of(resp, StatusCode::PAYLOAD_TOO_LARGE).await["code"],
+        "request_too_large"
+    );
+    let resp = authed(client.get(format!("{}/v1/nowhere", proxy.base)))
+        .await
+        .expect("send");
+    assert_eq!(
+        error_of(resp, StatusCode::NOT_FOUND).await["type"],
+        "not_found_error"
+    );
     let resp = authed(client.get(proxy.chat_url())).await.expect("send");
     assert_eq!(
         error_of(resp, StatusCode::METHOD_NOT_ALLOWED).await["code"],
         "method_not_allowed"
     );
-    let resp = client.post(proxy.chat_url()).json(&ask(common::MODEL)).send().await.expect("send");
+    let resp = client
+        .post(proxy.chat_url())
+        .json(&ask(common::MODEL))
+        .send()
+        .await
+        .expect("send");
     let e = error_of(resp, StatusCode::UNAUTHORIZED).await;
     assert_eq!(e["type"], "authentication_error");
     assert_eq!(e["code"], "invalid_api_key");
-    let resp = authed(client.post(proxy.chat_url()).body("{not json")).await.expect("send");
-    assert_eq!(error_of(resp, StatusCode::BAD_REQUEST).await["type"], "invalid_request_error");
+    let resp = authed(client.post(proxy.chat_url()).body("{not json"))
+        .await
+        .expect("send");
+    assert_eq!(
+        error_of(resp, StatusCode::BAD_REQUEST).await["type"],
+        "invalid_request_error"
+    );
 }

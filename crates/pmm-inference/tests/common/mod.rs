@@ -56,7 +56,7 @@ pub struct LlamaServer {
     pub base: String,
     port: u16,
     slots: u32,
-    jinja: bool,
+    tools: bool,
     log: PathBuf,
 }
 
@@ -66,15 +66,17 @@ impl LlamaServer {
         Self::start_with(slots, false).await
     }
 
-    /// Like [`LlamaServer::start`]; `jinja` turns on its Jinja chat templates (tool calls).
-    pub async fn start_with(slots: u32, jinja: bool) -> Self {
+    /// Like [`LlamaServer::start`]; `tools` serves tool calls: Jinja templates on, with
+    /// tests/fixtures/chatml-tools.jinja (SmolLM2's own template renders no tools). Without it
+    /// Jinja is off, as llama-server runs with `--no-jinja`.
+    pub async fn start_with(slots: u32, tools: bool) -> Self {
         let port = free_port();
         let mut me = Self {
             child: None,
             base: format!("http://127.0.0.1:{port}"),
             port,
             slots,
-            jinja,
+            tools,
             log: std::env::temp_dir().join(format!("pmm-llama-{port}.log")),
         };
         me.spawn();
@@ -91,10 +93,23 @@ impl LlamaServer {
         cmd.arg("-m")
             .arg(&model)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["-c", &ctx.to_string(), "-t", "1", "-np", &self.slots.to_string()])
+            .args([
+                "-c",
+                &ctx.to_string(),
+                "-t",
+                "1",
+                "-np",
+                &self.slots.to_string(),
+            ])
             .args(["-a", "smollm2", "--metrics", "--no-webui"]);
-        if self.jinja {
-            cmd.arg("--jinja");
+        // Explicit either way: newer builds turn Jinja templates on by default.
+        if self.tools {
+            cmd.arg("--jinja").arg("--chat-template-file").arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/chatml-tools.jinja"
+            ));
+        } else {
+            cmd.arg("--no-jinja");
         }
         let child = cmd
             .stdout(Stdio::null())
