@@ -40,7 +40,7 @@ artifacts:
 devnet *ARGS:
     cargo run -q -p pmm-testkit --bin pmm-devnet -- --out var/devnet.json --allowlist-out var/allowlist.json {{ARGS}}
 
-# The main job: devnet + state + hub, then one tick's read tools (scripts/demo.sh; --once exits).
+# The main job: devnet, state, hub, inference, market and the agent printing its decisions.
 demo *ARGS:
     scripts/demo.sh {{ARGS}}
 
@@ -56,6 +56,18 @@ hub:
 # llama-server (SmolLM2) and the inference proxy on 127.0.0.1:8000, no auth, until Ctrl-C.
 inference:
     scripts/llama/inference-local.sh
+
+# Swaps and feed moves against `just devnet` every few seconds, until Ctrl-C.
+market *ARGS:
+    cargo run -q -p pmm-testkit --bin pmm-market -- --devnet var/devnet.json {{ARGS}}
+
+# Needs `just devnet`, `just hub` and `just inference`; prints one line per decision.
+# The agent worker (5703) in observe mode over the devnet pools, until Ctrl-C.
+agent *ARGS:
+    PMM_ALLOWLIST_PATH=var/allowlist.json PMM_PROFILES_PATH=config/pool_profiles.json \
+    PMM_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pmm}" \
+    PMM_TICK_INTERVAL_S="${PMM_TICK_INTERVAL_S:-10}" PMM_MODE=observe \
+    cargo run -q -p pmm-agent -- --print-decisions {{ARGS}}
 
 # Apply migrations and bootstrap Redis (DATABASE_URL / REDIS_URL, local defaults).
 state:

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The main job, locally: an anvil devnet with one DODO-like fixture pool of each type, the
-# state migrations, and the MCP hub on 127.0.0.1:3000 in front of them; then a walk through the
-# read tools an agent uses on one tick (identify, state, risk, quote, simulate).
+# The main job, locally: an anvil devnet with one DODO-like fixture pool of each type, the state
+# migrations, the MCP hub, llama-server with SmolLM2 behind the inference proxy, a market that
+# swaps and moves the feeds now and then, and the agent in observe mode over every devnet pool,
+# printing one line per decision as it happens: pool, the model's proposal, the baseline, the
+# verdict and its rule, the simulated shares.
 #
 # Usage: scripts/demo.sh [--once]
-#   --once   exit after the walk-through instead of serving until Ctrl-C.
+#   --once   one tick over every pool, then exit 0 (no market).
+# Env: PMM_DEMO_INTERVAL_S (tick interval, default 10), PMM_DEMO_HUB_PORT (3000),
+#      PMM_DEMO_INFERENCE_PORT (8000), PMM_DEMO_AGENT_PORT (3003), DATABASE_URL, REDIS_URL.
 # Needs nothing but the package registries: scripts/bootstrap.sh installs the rest.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,21 +16,42 @@ cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/pmm-target}
 export PATH="$HOME/.cargo/bin:$PATH"
 once=0
-[ "${1:-}" = "--once" ] && once=1
+case "${1:-}" in
+  --once) once=1 ;;
+  "") ;;
+  *) echo "usage: scripts/demo.sh [--once]" >&2; exit 2 ;;
+esac
+interval=${PMM_DEMO_INTERVAL_S:-10}
+hub_port=${PMM_DEMO_HUB_PORT:-3000}
+inference_port=${PMM_DEMO_INFERENCE_PORT:-8000}
+agent_port=${PMM_DEMO_AGENT_PORT:-3003}
 
-PMM_SKIP_LLAMA=1 scripts/bootstrap.sh
+scripts/bootstrap.sh
 say() { printf '\n== %s\n' "$*"; }
 
-say "building the devnet tool, the hub and the migrator"
-cargo build -q -p pmm-testkit --bin pmm-devnet -p pmm-hub -p pmm-state
+say "building the devnet and market tools, the hub, the migrator, the proxy and the agent"
+cargo build -q -p pmm-testkit --bin pmm-devnet --bin pmm-market -p pmm-hub -p pmm-state \
+  -p pmm-inference -p pmm-agent
 bin="$CARGO_TARGET_DIR/debug"
+eval "$(scripts/llama/install.sh | grep -E '^PMM_LLAMA_(SERVER|MODEL)=')"
+export PMM_LLAMA_SERVER PMM_LLAMA_MODEL
 
 pids=()
+agent_pid=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  trap - EXIT INT TERM
+  # The agent first: SIGTERM lets it finish its tick and release its leases.
+  if [ -n "$agent_pid" ]; then
+    kill -TERM "$agent_pid" 2>/dev/null || true
+    wait "$agent_pid" 2>/dev/null || true
+  fi
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 wait_for() { # what, deadline seconds, command...
   local what=$1 limit=$2 deadline=$((SECONDS + $2))
@@ -53,50 +78,47 @@ say "migrating Postgres and bootstrapping Redis"
 "$bin/pmm-state" --database-url "$db" --redis-url "$redis" migrate
 "$bin/pmm-state" --database-url "$db" --redis-url "$redis" bootstrap
 
-say "starting the hub on 127.0.0.1:3000, read-only (log: var/hub.log)"
+say "starting the hub on 127.0.0.1:$hub_port, read-only (log: var/hub.log)"
 PMM_CHAIN=devnet PMM_DEVNET_FILE=var/devnet.json PMM_ALLOWLIST_PATH=var/allowlist.json \
-  PMM_AUTH=none PMM_LISTEN=127.0.0.1:3000 PMM_REDIS_URL="$redis" PMM_DATABASE_URL="$db" \
+  PMM_AUTH=none PMM_LISTEN="127.0.0.1:$hub_port" PMM_REDIS_URL="$redis" PMM_DATABASE_URL="$db" \
   "$bin/pmm-hub" >var/hub.log 2>&1 &
 pids+=($!)
-wait_for "hub" 60 curl -fsS http://127.0.0.1:3000/health
+wait_for "hub" 60 curl -fsS "http://127.0.0.1:$hub_port/health"
 
-call() { # tool, params-json
-  curl -sS http://127.0.0.1:3000/mcp/call -H 'content-type: application/json' \
-    -d "{\"tool\":\"$1\",\"params\":$2}"
-}
-pool() { python3 -c "import json,sys; print([p['address'] for p in json.load(open('var/devnet.json'))['pools'] if p['pool_type']==sys.argv[1]][0])" "$1"; }
-show() { python3 -c "
-import json, sys
-body = json.load(sys.stdin)
-r = body.get('result', body)
-keys = sys.argv[1:]
-print(json.dumps({k: r[k] for k in keys if k in r} if keys else r, indent=2))" "$@"; }
+say "starting llama-server (SmolLM2-135M) and the inference proxy on 127.0.0.1:$inference_port (log: var/inference.log)"
+PMM_INFERENCE__LISTEN="127.0.0.1:$inference_port" scripts/llama/inference-local.sh >var/inference.log 2>&1 &
+pids+=($!)
+wait_for "inference" 120 curl -fsS "http://127.0.0.1:$inference_port/health"
 
-dvm=$(pool dvm)
-dsp=$(pool dsp)
-say "GET /health"
-curl -sS http://127.0.0.1:3000/health | show status chain redis postgres
-say "dodo.identify_pool_interface on every devnet pool"
-for type in dvm dsp gsp dpp dpp_oracle v1; do
-  printf '%-11s ' "$type"
-  call dodo.identify_pool_interface "{\"pool\":\"$(pool "$type")\"}" |
-    python3 -c "import json,sys; r=json.load(sys.stdin)['result']; print(r['detected_profile'], r['version'])"
-done
-say "dodo.get_pool_state (DVM)"
-call dodo.get_pool_state "{\"pool\":\"$dvm\"}" | show pool_type mid_price oracle_price inventory_ratio liquidity_base liquidity_quote pmm
-say "dodo.risk_check (DVM, no action)"
-call dodo.risk_check "{\"pool\":\"$dvm\"}" | show verdict score decided_by
-say "dodo.quote_add_liquidity (DSP, 1000 STB + 1000 USDC)"
-call dodo.quote_add_liquidity "{\"pool\":\"$dsp\",\"base_amount\":\"1000000000000000000000\",\"quote_amount\":\"1000000000\"}" | show
-say "dodo.simulate_action (DSP add_liquidity, min_shares 0: the slippage rule denies it)"
-call dodo.simulate_action "{\"action\":{\"action\":\"add_liquidity\",\"pool\":\"$dsp\",\"base_amount\":\"1000000000000000000000\",\"quote_amount\":\"1000000000\",\"min_shares\":\"0\",\"reason\":\"demo\"}}" | show verdict denied_by predicted
-say "tool calls recorded in Postgres"
-wait_for "tool-call log" 20 bash -c "[ \"\$(psql '$db' -tAc 'select count(*) from tool_calls')\" -gt 0 ]"
-psql "$db" -c "select called_at, caller, tool, verdict, matched_rule, latency_ms from tool_calls order by called_at desc limit 8"
+if [ "$once" = 0 ]; then
+  say "starting the market: a swap or a feed move every few seconds (log: var/market.log)"
+  "$bin/pmm-market" --devnet var/devnet.json >var/market.log 2>&1 &
+  pids+=($!)
+fi
 
+pools=$(python3 -c "import json; print(len(json.load(open('var/allowlist.json'))['pools']))")
+agent_env=(
+  PMM_HUB_URL="http://127.0.0.1:$hub_port"
+  PMM_INFERENCE_URL="http://127.0.0.1:$inference_port"
+  PMM_HEALTH_LISTEN="127.0.0.1:$agent_port"
+  PMM_ALLOWLIST_PATH=var/allowlist.json
+  PMM_PROFILES_PATH=config/pool_profiles.json
+  PMM_DATABASE_URL="$db"
+  PMM_TICK_INTERVAL_S="$interval"
+  PMM_MAX_CONCURRENT_POOLS="$pools"
+  PMM_MODE=observe
+  RUST_LOG="${RUST_LOG:-warn}"
+)
 if [ "$once" = 1 ]; then
-  say "done"
+  say "agent: one tick over the $pools devnet pools (observe mode)"
+  env "${agent_env[@]}" "$bin/pmm-agent" --once --print-decisions
+  say "decisions recorded in Postgres"
+  psql "$db" -c "select tick, pool, verdict, matched_rule, (latencies_ms->>'total')::int as ms \
+    from agent_decisions order by decided_at desc limit $pools"
   exit 0
 fi
-say "stack running: hub http://127.0.0.1:3000 (MCP at /mcp), devnet $(python3 -c "import json; print(json.load(open('var/devnet.json'))['rpc_url'])"); Ctrl-C stops it"
-wait
+
+say "agent in observe mode over $pools pools, a tick every $interval s (http://127.0.0.1:$agent_port/health, /metrics); Ctrl-C stops everything"
+env "${agent_env[@]}" "$bin/pmm-agent" --print-decisions &
+agent_pid=$!
+wait "$agent_pid"

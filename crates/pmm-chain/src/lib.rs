@@ -14,6 +14,7 @@ pub mod raw;
 pub mod read;
 pub mod simulate;
 pub mod types;
+pub mod watch;
 
 pub use client::ChainClient;
 pub use endpoint::Endpoint;
@@ -23,3 +24,4 @@ pub use types::{
     BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState,
     RawV1State, ReadSpec, TokenInfo,
 };
+pub use watch::{AccountHoldings, Head};

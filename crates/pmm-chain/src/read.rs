@@ -246,19 +246,18 @@ impl ChainClient {
             .resolve(ep)
             .await?
             .required(statics.quote.address, "balanceOf")?;
+        // A feed that reverts is a missing feed, not an unreadable pool: the state still
+        // answers and the policy treats the missing observation as a broken feed.
         let feed = match feed_w {
-            Some((feed, w)) => {
-                let r = w.resolve(ep).await?.required(feed, "latestRoundData")?;
-                Some(FeedRead {
-                    feed,
-                    round_id: r.roundId.to::<u128>(),
-                    answer: r.answer,
-                    // An `updatedAt` past u64 is no real time: read it as the epoch so the
-                    // policy sees a stale feed and denies, rather than a fresh one.
-                    updated_at: u64::try_from(r.updatedAt).unwrap_or(0),
-                    decimals: statics.feed_decimals.unwrap_or_default(),
-                })
-            }
+            Some((feed, w)) => w.resolve(ep).await?.ok().map(|r| FeedRead {
+                feed,
+                round_id: r.roundId.to::<u128>(),
+                answer: r.answer,
+                // An `updatedAt` past u64 is no real time: read it as the epoch so the
+                // policy sees a stale feed and denies, rather than a fresh one.
+                updated_at: u64::try_from(r.updatedAt).unwrap_or(0),
+                decimals: statics.feed_decimals.unwrap_or_default(),
+            }),
             None => None,
         };
         let mut read = PoolRead {

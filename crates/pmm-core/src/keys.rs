@@ -8,9 +8,15 @@
 //! | key | value |
 //! |---|---|
 //! | `cb:<chain>:<pool>` | JSON [`BreakerState`] |
+//! | `cb:<chain>:*` | JSON [`BreakerState`] of the global pause (blocks every pool) |
 //! | `cooldown:<chain>:<pool>` | Unix seconds before which no write is allowed |
 //! | `notional:<chain>:<pool>:<utc_day>` | decimal quote raw units committed that day |
-//! | `pmm:schema_version` | version of this layout |
+//! | `pmm:schema_version` | version of this layout: the bootstrap marker |
+//!
+//! Redis holds the current values; Postgres (`policy_events`, `notional_windows`) is the
+//! durable record they are rebuilt from. The bootstrap marker is written last, after that
+//! rebuild, so a Redis without it (flushed, restarted without persistence, never bootstrapped)
+//! is known to have lost state: a missing breaker key then means "unknown", never "clear".
 
 use alloy_primitives::Address;
 use schemars::JsonSchema;
@@ -31,6 +37,15 @@ pub fn breaker_key(chain: &ChainName, pool: Address) -> String {
     format!("cb:{chain}:{}", lower(pool))
 }
 
+/// How operators name every pool at once (`dodo.pause_pool {"pool": "*"}`).
+pub const GLOBAL_POOL: &str = "*";
+
+/// Global pause key: `cb:<chain>:*`; while it holds a tripped [`BreakerState`] every write on
+/// the chain is denied.
+pub fn global_breaker_key(chain: &ChainName) -> String {
+    format!("cb:{chain}:{GLOBAL_POOL}")
+}
+
 /// Cooldown key of a pool: `cooldown:<chain>:<pool>`; its value is the Unix time (seconds) before
 /// which no new write to the pool is allowed.
 pub fn cooldown_key(chain: &ChainName, pool: Address) -> String {
@@ -42,7 +57,8 @@ pub fn utc_day(unix_s: u64) -> u64 {
     unix_s / SECONDS_PER_DAY
 }
 
-/// Key holding the version of this layout, written once by the store's bootstrap.
+/// Key holding the version of this layout: the bootstrap marker, written by the store's
+/// bootstrap only after it rebuilt the policy state from Postgres.
 pub const SCHEMA_VERSION_KEY: &str = "pmm:schema_version";
 
 /// The window a pool's `max_notional_per_day` counts in, without the day: `<chain>:<pool>`.
@@ -141,6 +157,7 @@ mod tests {
         let other_chain = ChainName::new("ethereum").unwrap();
         let other_pool = address!("00000000000000000000000000000000000000bb");
         assert_ne!(breaker_key(&chain(), POOL), breaker_key(&other_chain, POOL));
+        assert_eq!(global_breaker_key(&chain()), "cb:devnet:*");
         assert_ne!(
             breaker_key(&chain(), POOL),
             breaker_key(&chain(), other_pool)

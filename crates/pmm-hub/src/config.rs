@@ -179,9 +179,19 @@ pub struct HubConfig {
     /// Browser `Origin`s accepted on `/mcp`; any other present Origin gets 403.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
-    /// Account fees are quoted for and simulations run from (the executor's address).
+    /// The account writes are signed by: fees are quoted for it, dry runs sent from it, and
+    /// the `balance` rule checks its token balances and shares. Unset, every write-shaped
+    /// check is denied under `balance`.
     #[serde(default)]
     pub executor: Option<Address>,
+    /// How often the pool monitor asks the node for a new block, milliseconds; it reads every
+    /// allowlisted pool once per new block.
+    #[serde(default = "default_monitor_poll_ms")]
+    pub monitor_poll_ms: u64,
+    /// On slow chains: read every allowlisted pool every this many seconds instead of on
+    /// each new block.
+    #[serde(default)]
+    pub monitor_interval_s: Option<u64>,
     /// Tool-call log rows kept in memory while Postgres is unreachable.
     #[serde(default = "default_log_buffer")]
     pub tool_log_buffer: usize,
@@ -204,6 +214,9 @@ fn default_hosts() -> Vec<String> {
 }
 fn default_log_buffer() -> usize {
     10_000
+}
+fn default_monitor_poll_ms() -> u64 {
+    1_000
 }
 
 /// Bearer tokens by role, as loaded. `Debug` shows only how many there are.
@@ -252,13 +265,15 @@ impl std::fmt::Debug for HubConfig {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("allowed_origins", &self.allowed_origins)
             .field("executor", &self.executor)
+            .field("monitor_poll_ms", &self.monitor_poll_ms)
+            .field("monitor_interval_s", &self.monitor_interval_s)
             .field("tool_log_buffer", &self.tool_log_buffer)
             .finish()
     }
 }
 
 /// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
-const KEYS: [&str; 17] = [
+const KEYS: [&str; 19] = [
     "listen",
     "chain",
     "rpc_url",
@@ -275,6 +290,8 @@ const KEYS: [&str; 17] = [
     "allowed_hosts",
     "allowed_origins",
     "executor",
+    "monitor_poll_ms",
+    "monitor_interval_s",
     "tool_log_buffer",
 ];
 
@@ -354,6 +371,12 @@ impl HubConfig {
                 "only usable with chain = \"devnet\"",
             ));
         }
+        if self.monitor_poll_ms == 0 {
+            return Err(invalid("monitor_poll_ms", "must be at least 1"));
+        }
+        if self.monitor_interval_s == Some(0) {
+            return Err(invalid("monitor_interval_s", "must be at least 1 when set"));
+        }
         if self.tool_log_buffer == 0 {
             return Err(invalid("tool_log_buffer", "must be at least 1"));
         }
@@ -361,6 +384,16 @@ impl HubConfig {
             return Err(invalid("redis_namespace", "must not contain white space"));
         }
         Ok(())
+    }
+
+    /// When the pool monitor sweeps the allowlist.
+    pub fn monitor(&self) -> crate::monitor::Schedule {
+        match self.monitor_interval_s {
+            Some(s) => crate::monitor::Schedule::Every(std::time::Duration::from_secs(s)),
+            None => crate::monitor::Schedule::EachBlock {
+                poll: std::time::Duration::from_millis(self.monitor_poll_ms),
+            },
+        }
     }
 
     /// The RPC URL: `rpc_url`, else the devnet file's `rpc_url`.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod mcp;
+pub mod monitor;
 pub mod toollog;
 pub mod tools;
 

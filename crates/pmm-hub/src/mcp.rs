@@ -131,9 +131,9 @@ impl McpServer {
 
     #[tool(
         name = "dodo.risk_check",
-        description = "Policy report for a pool and an optional proposed action (default hold): verdict, deciding rule, score, every rule's outcome. Trips the pool's circuit breaker when the policy asks: an oracle deviation, or a stale, missing or zero feed.",
+        description = "Policy report for a pool and an optional proposed action (default hold): verdict, deciding rule, score, every rule's outcome. Changes nothing: breakers are tripped by the hub's pool monitor, and this reports what it decided.",
         annotations(
-            read_only_hint = false,
+            read_only_hint = true,
             destructive_hint = false,
             idempotent_hint = true,
             open_world_hint = true
@@ -177,7 +177,7 @@ impl McpServer {
 
     #[tool(
         name = "dodo.pause_pool",
-        description = "Operator only: trip the pool's circuit breaker so every write is denied until resumed.",
+        description = "Operator only: trip the pool's circuit breaker (\"pool\": \"*\" pauses every pool) so every write is denied until resumed. An earlier trip's reason is kept.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -192,7 +192,7 @@ impl McpServer {
     ) -> Result<Json<BreakerResult>, CallToolResult> {
         let c = caller_of(&parts, PAUSE)?;
         self.hub
-            .invoke(&c, PAUSE, &p, self.hub.pause_pool(&p))
+            .invoke(&c, PAUSE, &p, self.hub.pause_pool(&c, &p))
             .await
             .map(Json)
             .map_err(failure)
@@ -200,7 +200,7 @@ impl McpServer {
 
     #[tool(
         name = "dodo.resume_pool",
-        description = "Operator only: clear the pool's circuit breaker, allowing writes again.",
+        description = "Operator only: clear the pool's circuit breaker (\"pool\": \"*\" ends the global pause), allowing writes again. Recorded with the operator's name.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -211,11 +211,11 @@ impl McpServer {
     async fn resume_pool(
         &self,
         Extension(parts): Extension<Parts>,
-        Parameters(p): Parameters<PoolParams>,
+        Parameters(p): Parameters<ResumeParams>,
     ) -> Result<Json<BreakerResult>, CallToolResult> {
         let c = caller_of(&parts, RESUME)?;
         self.hub
-            .invoke(&c, RESUME, &p, self.hub.resume_pool(&p))
+            .invoke(&c, RESUME, &p, self.hub.resume_pool(&c, &p))
             .await
             .map(Json)
             .map_err(failure)

@@ -281,16 +281,58 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     .await?;
     assert_eq!(r["decided_by"], "max_notional_per_tx", "{r}");
 
+    // max_donation: ten times the balanced quote gives most of it to the other LPs.
+    let (_, q) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.quote_add_liquidity",
+        json!({"pool": s(f.dsp), "base_amount": "1000000000000000000", "quote_amount": "20000000000"}),
+    )
+    .await?;
+    let r = check(
+        f.dsp,
+        add(
+            f.dsp,
+            "1000000000000000000",
+            "20000000000",
+            amount(&q["result"]["shares"]),
+        ),
+    )
+    .await?;
+    assert_eq!(r["decided_by"], "max_donation", "{r}");
+
+    // balance: burning one share more than the executor holds.
+    let held = f.devnet.balance_of(f.dsp, f.devnet.deployer()).await?;
+    let remove = json!({"action": "remove_liquidity", "pool": s(f.dsp),
+                        "shares": (held + U256::from(1)).to_string(), "min_base": "0",
+                        "min_quote": "0", "reason": "t"});
+    let r = check(f.dsp, remove).await?;
+    assert_eq!(
+        r["decided_by"], "max_slippage",
+        "min 0 is the first problem: {r}"
+    );
+    let balance = r["rules"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["rule"] == "balance"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(balance["outcome"], "deny", "{r}");
+
     // Usage reserved under the shared scope of today's UTC day is what the hub reads.
     let day = utc_day(now());
     let scope = daily_cap_scope(&chain, f.dsp);
     redis
-        .reserve_daily_cap(&scope, day, 499_000_000_000, 1 << 52)
+        .reserve_daily_cap(
+            &scope,
+            day,
+            U256::from(499_000_000_000u64),
+            U256::from(1u64 << 52),
+        )
         .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "max_notional_per_day", "{r}");
     redis
-        .release_daily_cap(&scope, day, 499_000_000_000)
+        .release_daily_cap(&scope, day, U256::from(499_000_000_000u64))
         .await?;
 
     redis.set_cooldown(&chain, f.dsp, now() + 1000).await?;
@@ -333,12 +375,14 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
         .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "oracle_deviation", "{r}");
-    assert!(
-        redis
+    // The pool monitor, not the check, trips the breaker.
+    poll(Duration::from_secs(20), || async {
+        Ok(redis
             .breaker(&chain, f.dsp)
             .await?
-            .is_some_and(|b| b.tripped && b.reason.contains("oracle deviation"))
-    );
+            .filter(|b| b.tripped && b.reason.contains("oracle deviation")))
+    })
+    .await?;
     hub.shutdown().await;
     Ok(())
 }
@@ -355,15 +399,18 @@ async fn stale_feed_trips_the_breaker_and_the_trip_survives_a_restart() -> anyho
         .await?
         .get_receipt()
         .await?;
-    call_ok(&hub, AGENT, "dodo.risk_check", json!({"pool": s(f.dsp)})).await?;
-    let b = redis
-        .breaker(&chain, f.dsp)
-        .await?
-        .expect("breaker tripped");
+    // The pool monitor trips it with no tool call.
+    let b = poll(Duration::from_secs(20), || async {
+        Ok(redis.breaker(&chain, f.dsp).await?)
+    })
+    .await?;
     assert!(b.tripped && b.reason.contains("stale"), "{b:?}");
     assert_eq!(
         f.redis.keys()?,
-        vec![format!("{}cb:devnet:{:#x}", f.redis.namespace(), f.dsp)],
+        vec![
+            format!("{}cb:devnet:{:#x}", f.redis.namespace(), f.dsp),
+            format!("{}pmm:schema_version", f.redis.namespace()),
+        ],
         "the trip is stored under the chain name and the lowercase pool"
     );
     hub.shutdown().await;

@@ -70,8 +70,12 @@ pub enum Command {
     },
     /// List applied and pending migrations and any drift. Needs --database-url.
     Status,
-    /// Prepare Redis: PING, report the server version, warn when AOF persistence is off, and
-    /// record the key-layout version. Safe to run any number of times. Needs --redis-url.
+    /// Prepare Redis: PING, report the server version, warn when AOF persistence is off,
+    /// rebuild breakers, pauses, cooldowns and today's usage from Postgres (policy_events,
+    /// notional_windows), then record the key-layout version (the bootstrap marker the hub
+    /// requires before it allows any write). Safe to run any number of times; run it after
+    /// Redis lost data (restart without persistence, flush). Needs --redis-url and
+    /// --database-url.
     Bootstrap,
     /// Readiness check for health checks: Postgres reachable with every migration applied, Redis
     /// reachable and bootstrapped. Exit 0 when ready, 1 when not.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pmm_store::migrate::{MigrationInfo, MigrationSet, Migrator};
 use pmm_store::redis::REDIS_SCHEMA_VERSION;
-use pmm_store::{BootstrapOutcome, RedisStore};
+use pmm_store::{BootstrapOutcome, PgStore, RedisStore, policy_state};
 
 use crate::cli::{Cli, Command, EXIT_FAILURE, EXIT_OK, MissingSetting};
 
@@ -129,8 +129,20 @@ async fn bootstrap(cli: &Cli) -> Result<u8, CommandError> {
              counters (set appendonly yes)"
         );
     }
-    let outcome = redis.bootstrap().await.context("Redis bootstrap failed")?;
-    let what = match outcome {
+    // Postgres is the durable record: without it a rebuild would claim a state nobody knows.
+    let pg = PgStore::connect(cli.require_database_url()?, 2).map_err(anyhow::Error::from)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let report = policy_state::rebuild(&pg, &redis, now)
+        .await
+        .context("rebuilding the policy state from Postgres failed")?;
+    println!(
+        "policy state rebuilt from Postgres: {} breakers, {} cooldowns, {} daily counters",
+        report.breakers, report.cooldowns, report.counters
+    );
+    let what = match report.marker {
         BootstrapOutcome::Created => "recorded".to_owned(),
         BootstrapOutcome::Unchanged => "already current".to_owned(),
         BootstrapOutcome::Upgraded { from } => format!("upgraded from {from}"),

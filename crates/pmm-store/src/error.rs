@@ -109,8 +109,14 @@ pub(crate) fn from_i64(location: &str, value: i64) -> Result<u64> {
 
 /// Parses a stored decimal amount (a NUMERIC column or a Redis counter), treating anything else
 /// as corruption rather than zero.
-pub(crate) fn parse_amount(location: &str, raw: &str) -> Result<u128> {
-    raw.parse().map_err(|e| StoreError::Corrupt {
+pub(crate) fn parse_amount(location: &str, raw: &str) -> Result<alloy_primitives::U256> {
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    let parsed = if digits {
+        alloy_primitives::U256::from_str_radix(raw, 10).map_err(|e| e.to_string())
+    } else {
+        Err("not a decimal integer".to_owned())
+    };
+    parsed.map_err(|e| StoreError::Corrupt {
         location: location.to_owned(),
         reason: format!("{raw:?}: {e}"),
     })

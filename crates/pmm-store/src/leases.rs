@@ -116,4 +116,21 @@ impl PgStore {
             .await?;
         Ok(n == 1)
     }
+
+    /// Holders of the live leases whose names start with `prefix`, sorted: e.g. the workers
+    /// that currently announce themselves under `agent-worker:<chain>:`.
+    pub async fn live_holders(&self, prefix: &str) -> Result<Vec<String>> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT DISTINCT holder FROM worker_leases \
+                 WHERE starts_with(name, $1) AND expires_at > now() ORDER BY holder",
+                &[&prefix],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("holder").map_err(Into::into))
+            .collect()
+    }
 }

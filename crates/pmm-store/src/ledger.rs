@@ -5,6 +5,7 @@
 //! conditional `UPDATE`, so concurrent reservations from any number of replicas serialize on it
 //! and the cap can never be overrun.
 
+use alloy_primitives::U256;
 use chrono::{DateTime, NaiveDate, Utc};
 use pmm_core::keys::DailyCapScope;
 use tokio_postgres::GenericClient;
@@ -22,14 +23,15 @@ pub struct WindowUsage {
     /// UTC day.
     pub day: NaiveDate,
     /// Reserved but not yet settled.
-    pub reserved: u128,
+    pub reserved: U256,
     /// Committed (the action happened).
-    pub committed: u128,
+    pub committed: U256,
 }
 
 impl WindowUsage {
-    /// What counts against the cap: reserved plus committed.
-    pub fn used(&self) -> u128 {
+    /// What counts against the cap: reserved plus committed (saturating: NUMERIC(78,0) holds
+    /// sums a U256 cannot, and a saturated sum still exceeds every cap).
+    pub fn used(&self) -> U256 {
         self.reserved.saturating_add(self.committed)
     }
 }
@@ -53,9 +55,9 @@ pub struct NotionalReservation {
     /// Time of the request; its UTC date selects the window.
     pub at: DateTime<Utc>,
     /// Notional to reserve, in the cap's smallest unit.
-    pub amount: u128,
+    pub amount: U256,
     /// Cap of the window.
-    pub cap: u128,
+    pub cap: U256,
 }
 
 async fn usage_of<C: GenericClient>(
@@ -75,7 +77,7 @@ async fn usage_of<C: GenericClient>(
             parse_amount("notional_windows.reserved", row.try_get(0)?)?,
             parse_amount("notional_windows.committed", row.try_get(1)?)?,
         ),
-        None => (0, 0),
+        None => (U256::ZERO, U256::ZERO),
     };
     Ok(WindowUsage {
         scope: scope.to_owned(),
@@ -212,6 +214,30 @@ impl PgStore {
         let usage = usage_of(&*tx, &scope, day).await?;
         tx.commit().await?;
         Ok(usage)
+    }
+
+    /// Every window of `day` with its totals: what `pmm-state bootstrap` restores Redis'
+    /// daily counters from.
+    pub async fn windows_of_day(&self, day: NaiveDate) -> Result<Vec<WindowUsage>> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT scope, reserved::text, committed::text FROM notional_windows \
+                 WHERE window_day = $1 ORDER BY scope",
+                &[&day],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WindowUsage {
+                    scope: row.try_get(0)?,
+                    day,
+                    reserved: parse_amount("notional_windows.reserved", row.try_get(1)?)?,
+                    committed: parse_amount("notional_windows.committed", row.try_get(2)?)?,
+                })
+            })
+            .collect()
     }
 
     /// Current totals of a window (zero when nothing was reserved in it).

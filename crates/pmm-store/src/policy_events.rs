@@ -1,8 +1,14 @@
-//! `policy_events`: durable history of breaker trips and resets, cooldowns and pauses.
+//! `policy_events`: durable history of breaker trips and resets, cooldowns and pauses, and the
+//! record Redis' policy state is rebuilt from.
+//!
+//! A row is written before its change takes effect in Redis, so Redis never holds a trip,
+//! resume, pause or cooldown that this table does not. Pools are stored as lowercase hex;
+//! `pool IS NULL` is a chain-wide event (the global pause).
 
 use std::fmt;
 use std::str::FromStr;
 
+use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -71,7 +77,11 @@ pub struct PolicyEvent {
     pub occurred_at: DateTime<Utc>,
     /// Chain id.
     pub chain_id: u64,
-    /// Pool address; `None` for a chain-wide event.
+    /// Chain short name, as the Redis keys spell it; rows without one are not rebuilt.
+    pub chain: Option<String>,
+    /// Block the event was decided at, when a block decided it.
+    pub block: Option<u64>,
+    /// Pool address (lowercase hex, see [`pool_text`]); `None` for a chain-wide event.
     pub pool: Option<String>,
     /// What happened.
     pub kind: PolicyEventKind,
@@ -87,8 +97,49 @@ pub struct PolicyEvent {
     pub trace_id: Option<String>,
 }
 
-const COLUMNS: &str =
-    "occurred_at, chain_id, pool, kind, reason, actor, until_at, details, trace_id";
+const COLUMNS: &str = "occurred_at, chain_id, pool, kind, reason, actor, until_at, details, \
+     trace_id, chain, block_number";
+
+/// How a pool is spelled in `policy_events.pool`: lowercase `0x` hex.
+pub fn pool_text(pool: Address) -> String {
+    format!("{pool:#x}")
+}
+
+/// A breaker (or the global pause, `pool = None`) that the table says is tripped: the first
+/// trip or pause after the last reset or resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTrip {
+    /// Chain short name.
+    pub chain: String,
+    /// Pool; `None` for the global pause.
+    pub pool: Option<Address>,
+    /// The first trip's reason.
+    pub reason: String,
+    /// When it happened, Unix seconds.
+    pub ts: u64,
+}
+
+/// The latest cooldown of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCooldown {
+    /// Chain short name.
+    pub chain: String,
+    /// Pool.
+    pub pool: Address,
+    /// Unix seconds before which no write is allowed.
+    pub until: u64,
+}
+
+fn parse_pool(location: &str, raw: &str) -> Result<Address> {
+    raw.parse().map_err(|e| StoreError::Corrupt {
+        location: location.to_owned(),
+        reason: format!("{raw:?}: {e}"),
+    })
+}
+
+fn unix(at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp()).unwrap_or(0)
+}
 
 impl PolicyEvent {
     fn from_row(row: &Row) -> Result<Self> {
@@ -103,6 +154,11 @@ impl PolicyEvent {
             until: row.try_get("until_at")?,
             details: row.try_get("details")?,
             trace_id: row.try_get("trace_id")?,
+            chain: row.try_get("chain")?,
+            block: row
+                .try_get::<_, Option<i64>>("block_number")?
+                .map(|b| from_i64("policy_events.block_number", b))
+                .transpose()?,
         })
     }
 }
@@ -111,12 +167,13 @@ impl PgStore {
     /// Records a policy event.
     pub async fn insert_policy_event(&self, e: &PolicyEvent) -> Result<()> {
         let chain_id = to_i64("chain_id", e.chain_id)?;
+        let block = e.block.map(|b| to_i64("block", b)).transpose()?;
         self.conn()
             .await?
             .execute(
                 &format!(
                     "INSERT INTO policy_events ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                 ),
                 &[
                     &e.occurred_at,
@@ -128,6 +185,8 @@ impl PgStore {
                     &e.until,
                     &e.details,
                     &e.trace_id,
+                    &e.chain,
+                    &block,
                 ],
             )
             .await?;
@@ -155,5 +214,63 @@ impl PgStore {
             .iter()
             .map(PolicyEvent::from_row)
             .collect()
+    }
+
+    /// Every breaker and global pause the table says is tripped: per (chain, pool), the first
+    /// `breaker_trip` or `pause` after the last `breaker_reset` or `resume`.
+    pub async fn active_trips(&self) -> Result<Vec<ActiveTrip>> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT DISTINCT ON (e.chain, e.pool) e.chain, e.pool, e.reason, e.occurred_at \
+                 FROM policy_events e \
+                 WHERE e.chain IS NOT NULL AND e.kind IN ('breaker_trip', 'pause') \
+                 AND e.id > COALESCE((SELECT max(r.id) FROM policy_events r \
+                     WHERE r.chain = e.chain AND r.pool IS NOT DISTINCT FROM e.pool \
+                     AND r.kind IN ('breaker_reset', 'resume')), 0) \
+                 ORDER BY e.chain, e.pool, e.id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let pool: Option<String> = row.try_get(1)?;
+                Ok(ActiveTrip {
+                    chain: row.try_get(0)?,
+                    pool: pool
+                        .map(|p| parse_pool("policy_events.pool", &p))
+                        .transpose()?,
+                    reason: row.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    ts: unix(row.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+
+    /// The latest cooldown of every pool that still runs at `now` (Unix seconds).
+    pub async fn active_cooldowns(&self, now: u64) -> Result<Vec<ActiveCooldown>> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT DISTINCT ON (chain, pool) chain, pool, until_at FROM policy_events \
+                 WHERE kind = 'cooldown_set' AND chain IS NOT NULL AND pool IS NOT NULL \
+                 AND until_at IS NOT NULL ORDER BY chain, pool, id DESC",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let until = unix(row.try_get(2)?);
+            if until > now {
+                out.push(ActiveCooldown {
+                    chain: row.try_get(0)?,
+                    pool: parse_pool("policy_events.pool", &row.try_get::<_, String>(1)?)?,
+                    until,
+                });
+            }
+        }
+        Ok(out)
     }
 }

@@ -10,7 +10,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256};
 use deadpool_redis::redis::{self, AsyncCommands, IntoConnectionInfo, Script};
 use deadpool_redis::{Config, Pool, Runtime};
 use pmm_core::keys::{self, BreakerState, DailyCapScope};
@@ -19,7 +19,9 @@ use pmm_core::schema::ChainName;
 use crate::error::{Result, StoreError, parse_amount};
 
 /// Version of the Redis key layout this binary reads and writes.
-pub const REDIS_SCHEMA_VERSION: u32 = 1;
+/// Version 2: the marker is written only after the policy state was rebuilt from Postgres,
+/// so a Redis marked 1 was never rebuilt and counts as lost state.
+pub const REDIS_SCHEMA_VERSION: u32 = 2;
 
 /// Daily cap counters outlive their day by one day, then Redis drops them.
 const DAILY_CAP_TTL_SECS: u64 = 2 * 24 * 60 * 60;
@@ -94,6 +96,36 @@ return after
     ))
 });
 
+/// Raises the counter to ARGV[1] when it holds less; returns the counter after.
+static RESTORE_CAP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{DECIMAL_LUA}
+local want = norm(ARGV[1])
+if cmp(want, used) > 0 then
+  redis.call('SET', KEYS[1], want, 'EX', ARGV[2])
+  return want
+end
+return used
+"
+    ))
+});
+
+/// Sets the breaker value ARGV[1] unless a tripped one is there; returns {1, value} when it
+/// was set, {0, existing} when an earlier trip was kept.
+static TRIP_BREAKER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, st = pcall(cjson.decode, cur)
+  if ok and type(st) == 'table' and st['tripped'] == true then return {0, cur} end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return {1, ARGV[1]}
+",
+    )
+});
+
 /// Returns {status, previous}: 0 created, 1 unchanged, 2 upgraded, 3 newer, 4 corrupt.
 static BOOTSTRAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -114,13 +146,21 @@ return {2, cur}
     )
 });
 
+/// The breaker key of a pool, or the global pause's for `None`.
+fn breaker_name(chain: &ChainName, pool: Option<Address>) -> String {
+    match pool {
+        Some(pool) => keys::breaker_key(chain, pool),
+        None => keys::global_breaker_key(chain),
+    }
+}
+
 /// Result of a daily cap reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapReservation {
     /// Whether the amount fit under the cap and was added.
     pub granted: bool,
     /// Amount used in the window after the call (unchanged when not granted).
-    pub used: u128,
+    pub used: U256,
 }
 
 /// What `INFO` says about the server.
@@ -282,14 +322,16 @@ impl RedisStore {
         .await
     }
 
-    /// Trips the breaker of a pool (overwriting an earlier trip's reason).
+    /// Trips the breaker of a pool, or of every pool when `pool` is `None` (the global
+    /// pause), unless it is already tripped: the first trip's reason and time are kept.
+    /// Returns the stored state and whether this call tripped it.
     pub async fn trip_breaker(
         &self,
         chain: &ChainName,
-        pool: Address,
+        pool: Option<Address>,
         reason: &str,
         ts: u64,
-    ) -> Result<BreakerState> {
+    ) -> Result<(BreakerState, bool)> {
         let state = BreakerState {
             tripped: true,
             reason: reason.to_owned(),
@@ -299,14 +341,31 @@ impl RedisStore {
             field: "reason",
             reason: e.to_string(),
         })?;
-        let key = self.key(&keys::breaker_key(chain, pool));
-        let () = self.conn().await?.set(key, value).await?;
-        Ok(state)
+        let key = self.key(&breaker_name(chain, pool));
+        let (set, stored): (i64, String) = TRIP_BREAKER
+            .key(&key)
+            .arg(value)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        let stored = serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt {
+            location: key,
+            reason: e.to_string(),
+        })?;
+        Ok((stored, set == 1))
     }
 
-    /// Resets the breaker of a pool; returns whether it was tripped.
-    pub async fn reset_breaker(&self, chain: &ChainName, pool: Address) -> Result<bool> {
-        let key = self.key(&keys::breaker_key(chain, pool));
+    /// The global pause of a chain (`cb:<chain>:*`); `None` when not paused.
+    pub async fn global_breaker(&self, chain: &ChainName) -> Result<Option<BreakerState>> {
+        self.get_decoded(&keys::global_breaker_key(chain), |raw| {
+            serde_json::from_str(raw)
+        })
+        .await
+    }
+
+    /// Resets the breaker of a pool, or the global pause when `pool` is `None`; returns
+    /// whether it was tripped.
+    pub async fn reset_breaker(&self, chain: &ChainName, pool: Option<Address>) -> Result<bool> {
+        let key = self.key(&breaker_name(chain, pool));
         let removed: u64 = self.conn().await?.del(key).await?;
         Ok(removed > 0)
     }
@@ -343,8 +402,8 @@ impl RedisStore {
         &self,
         scope: &DailyCapScope,
         day: u64,
-        amount: u128,
-        cap: u128,
+        amount: U256,
+        cap: U256,
     ) -> Result<CapReservation> {
         let key = self.key(&keys::daily_notional_key(scope, day));
         let (granted, used): (i64, String) = RESERVE_CAP
@@ -366,8 +425,8 @@ impl RedisStore {
         &self,
         scope: &DailyCapScope,
         day: u64,
-        amount: u128,
-    ) -> Result<u128> {
+        amount: U256,
+    ) -> Result<U256> {
         let key = self.key(&keys::daily_notional_key(scope, day));
         let used: String = RELEASE_CAP
             .key(&key)
@@ -379,10 +438,28 @@ impl RedisStore {
 
     /// Amount used in the `scope` window of `day` (`pmm_core::keys::utc_day`): the same counter
     /// [`RedisStore::reserve_daily_cap`] adds to.
-    pub async fn daily_cap_used(&self, scope: &DailyCapScope, day: u64) -> Result<u128> {
+    pub async fn daily_cap_used(&self, scope: &DailyCapScope, day: u64) -> Result<U256> {
         let key = self.key(&keys::daily_notional_key(scope, day));
         let raw: Option<String> = self.conn().await?.get(&key).await?;
-        raw.map_or(Ok(0), |raw| parse_amount(&key, &raw))
+        raw.map_or(Ok(U256::ZERO), |raw| parse_amount(&key, &raw))
+    }
+
+    /// Raises the `scope` counter of `day` to `used` if it holds less (a rebuild from the
+    /// Postgres ledger never lowers what Redis already counted). Returns the counter after.
+    pub async fn restore_daily_cap(
+        &self,
+        scope: &DailyCapScope,
+        day: u64,
+        used: U256,
+    ) -> Result<U256> {
+        let key = self.key(&keys::daily_notional_key(scope, day));
+        let after: String = RESTORE_CAP
+            .key(&key)
+            .arg(used.to_string())
+            .arg(DAILY_CAP_TTL_SECS)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        parse_amount(&key, &after)
     }
 
     /// The key layout version recorded by the last bootstrap, if any.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256};
 use chrono::{TimeZone, Utc};
 use pmm_core::keys::{DailyCapScope, daily_cap_scope};
 use pmm_core::schema::ChainName;
@@ -415,8 +415,34 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
         mode: "observe".into(),
         trace_id: Some("tr".into()),
         error: None,
+        block_number: Some(7),
+        prompt_hash: Some("0xprompt".into()),
+        model_digest: None,
+        seed: Some(3),
+        temperature: Some(0.5),
+        raw_output: Some("{\"action\":\"hold\"}".into()),
+        parse_error: None,
+        risk: Some(json!({"verdict": "allow"})),
+        latencies_ms: Some(json!({"total": 12})),
+        worker: Some("w1".into()),
+        lease_fence: Some(2),
     };
-    store.insert_decision(&decision).await.expect("decision");
+    assert!(store.insert_decision(&decision).await.expect("decision"));
+    let again = Decision {
+        id: Uuid::new_v4(),
+        ..decision.clone()
+    };
+    assert!(
+        !store.insert_decision(&again).await.expect("duplicate tick"),
+        "a second decision for the same pool and tick must be refused"
+    );
+    assert_eq!(
+        store
+            .decisions_in_ticks(31337, 42, 42)
+            .await
+            .expect("ticks"),
+        vec![decision.clone()]
+    );
     assert_eq!(
         store
             .recent_decisions(31337, "0xpool", 10)
@@ -471,6 +497,8 @@ async fn decisions_snapshots_and_policy_events_round_trip() {
     let trip = PolicyEvent {
         occurred_at: at,
         chain_id: 31337,
+        chain: Some("devnet".into()),
+        block: Some(12),
         pool: Some("0xpool".into()),
         kind: PolicyEventKind::BreakerTrip,
         reason: Some("price moved 9%".into()),
@@ -504,7 +532,7 @@ fn scope(pool: u8) -> DailyCapScope {
     )
 }
 
-fn reservation(scope: &DailyCapScope, amount: u128, cap: u128) -> NotionalReservation {
+fn reservation(scope: &DailyCapScope, amount: U256, cap: U256) -> NotionalReservation {
     NotionalReservation {
         id: Uuid::new_v4(),
         scope: scope.clone(),
@@ -514,33 +542,38 @@ fn reservation(scope: &DailyCapScope, amount: u128, cap: u128) -> NotionalReserv
     }
 }
 
+fn u(n: u64) -> U256 {
+    U256::from(n)
+}
+
 #[tokio::test]
 async fn ledger_reserves_within_the_cap_and_settles_once() {
     let (_db, store) = migrated().await;
     let day = Utc.timestamp_opt(1_800_000_000, 0).unwrap().date_naive();
-    let big: u128 = 10u128.pow(30);
-    let a = reservation(&scope(1), 60 * big, 100 * big);
+    // Far beyond u128: the notional is a U256 from the policy to the NUMERIC column.
+    let big = U256::from(10u8).pow(U256::from(60u8));
+    let a = reservation(&scope(1), u(60) * big, u(100) * big);
     let ReserveOutcome::Reserved(usage) = store.reserve_notional(&a).await.expect("a") else {
         panic!("a should fit");
     };
-    assert_eq!((usage.reserved, usage.committed), (60 * big, 0));
+    assert_eq!((usage.reserved, usage.committed), (u(60) * big, U256::ZERO));
     assert_eq!(
         usage.scope,
         format!("devnet:{:#x}", Address::with_last_byte(1))
     );
 
-    let b = reservation(&scope(1), 50 * big, 100 * big);
+    let b = reservation(&scope(1), u(50) * big, u(100) * big);
     let ReserveOutcome::Denied(usage) = store.reserve_notional(&b).await.expect("b") else {
         panic!("b should be denied");
     };
-    assert_eq!(usage.used(), 60 * big);
+    assert_eq!(usage.used(), u(60) * big);
     assert!(matches!(
         store.reserve_notional(&a).await,
         Err(StoreError::DuplicateReservation(id)) if id == a.id
     ));
 
     let usage = store.refund_notional(a.id).await.expect("refund");
-    assert_eq!(usage.used(), 0);
+    assert_eq!(usage.used(), U256::ZERO);
     assert!(matches!(
         store.commit_notional(a.id).await,
         Err(StoreError::ReservationSettled { settlement, .. }) if settlement == "refund"
@@ -550,13 +583,13 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
         Err(StoreError::UnknownReservation(_))
     ));
 
-    let c = reservation(&scope(1), 40 * big, 100 * big);
+    let c = reservation(&scope(1), u(40) * big, u(100) * big);
     assert!(matches!(
         store.reserve_notional(&c).await,
         Ok(ReserveOutcome::Reserved(_))
     ));
     let usage = store.commit_notional(c.id).await.expect("commit");
-    assert_eq!((usage.reserved, usage.committed), (0, 40 * big));
+    assert_eq!((usage.reserved, usage.committed), (U256::ZERO, u(40) * big));
     assert_eq!(
         store.notional_usage(&scope(1), day).await.expect("usage"),
         usage
@@ -567,7 +600,7 @@ async fn ledger_reserves_within_the_cap_and_settles_once() {
             .await
             .expect("empty")
             .used(),
-        0
+        U256::ZERO
     );
 }
 
@@ -579,7 +612,7 @@ async fn concurrent_reservations_never_exceed_the_cap() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .reserve_notional(&reservation(&scope(2), 10, 100))
+                    .reserve_notional(&reservation(&scope(2), u(10), u(100)))
                     .await
             })
         })
@@ -598,7 +631,7 @@ async fn concurrent_reservations_never_exceed_the_cap() {
             .await
             .expect("usage")
             .reserved,
-        100
+        u(100)
     );
 }
 

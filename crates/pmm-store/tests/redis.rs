@@ -1,6 +1,6 @@
 //! Store-layer tests on a real Redis: one fresh key namespace per test.
 
-use alloy_primitives::{Address, address};
+use alloy_primitives::{Address, U256, address};
 use pmm_core::keys::{BreakerState, DailyCapScope, daily_cap_scope, utc_day};
 use pmm_core::schema::ChainName;
 use pmm_store::redis::REDIS_SCHEMA_VERSION;
@@ -9,6 +9,10 @@ use pmm_testkit::db::TestRedis;
 
 /// Mixed case on purpose: keys must hold the lowercase spelling.
 const POOL: Address = address!("00000000000000000000000000000000000000aB");
+
+fn u(n: u128) -> U256 {
+    U256::from(n)
+}
 
 fn store(ns: &TestRedis) -> RedisStore {
     RedisStore::connect(ns.url(), ns.namespace()).expect("redis pool")
@@ -36,10 +40,18 @@ async fn breaker_trip_and_reset_are_seen_by_a_new_client() {
     let ns = TestRedis::new();
     let first = store(&ns);
     assert_eq!(first.breaker(&devnet(), POOL).await.expect("get"), None);
-    let stored = first
-        .trip_breaker(&devnet(), POOL, "oracle stale", 1_800_000_000)
+    let (stored, set) = first
+        .trip_breaker(&devnet(), Some(POOL), "oracle stale", 1_800_000_000)
         .await
         .expect("trip");
+    assert!(set);
+    // A second trip keeps the first reason and time.
+    let (kept, set) = first
+        .trip_breaker(&devnet(), Some(POOL), "oracle deviation", 1_800_000_100)
+        .await
+        .expect("trip again");
+    assert!(!set);
+    assert_eq!(kept, stored);
 
     let second = store(&ns);
     let expected = BreakerState {
@@ -74,10 +86,15 @@ async fn breaker_trip_and_reset_are_seen_by_a_new_client() {
         None
     );
 
-    assert!(second.reset_breaker(&devnet(), POOL).await.expect("reset"));
+    assert!(
+        second
+            .reset_breaker(&devnet(), Some(POOL))
+            .await
+            .expect("reset")
+    );
     assert!(
         !second
-            .reset_breaker(&devnet(), POOL)
+            .reset_breaker(&devnet(), Some(POOL))
             .await
             .expect("reset again")
     );
@@ -162,7 +179,9 @@ async fn daily_cap_reservations_are_atomic_across_clients() {
     let tasks: Vec<_> = (0..40)
         .map(|_| {
             let s = store(&ns);
-            tokio::spawn(async move { s.reserve_daily_cap(&scope(POOL), day(), 7, 100).await })
+            tokio::spawn(
+                async move { s.reserve_daily_cap(&scope(POOL), day(), u(7), u(100)).await },
+            )
         })
         .collect();
     let mut granted = 0;
@@ -180,31 +199,31 @@ async fn daily_cap_reservations_are_atomic_across_clients() {
         98
     );
     let denied = s
-        .reserve_daily_cap(&scope(POOL), day(), 3, 100)
+        .reserve_daily_cap(&scope(POOL), day(), u(3), u(100))
         .await
         .expect("deny");
     assert!(!denied.granted);
     assert_eq!(denied.used, 98);
     assert_eq!(
-        s.release_daily_cap(&scope(POOL), day(), 8)
+        s.release_daily_cap(&scope(POOL), day(), u(8))
             .await
             .expect("release"),
         90
     );
     assert_eq!(
-        s.release_daily_cap(&scope(POOL), day(), 1_000)
+        s.release_daily_cap(&scope(POOL), day(), u(1_000))
             .await
             .expect("floor"),
         0
     );
     assert_eq!(
-        s.release_daily_cap(&scope(POOL), day(), 5)
+        s.release_daily_cap(&scope(POOL), day(), u(5))
             .await
             .expect("empty"),
         0
     );
     assert!(
-        s.reserve_daily_cap(&scope(POOL), day(), 100, 100)
+        s.reserve_daily_cap(&scope(POOL), day(), u(100), u(100))
             .await
             .expect("full")
             .granted
@@ -231,25 +250,25 @@ async fn daily_caps_hold_amounts_far_beyond_two_to_the_53() {
     let cap = 1_000_000 * one_token;
     let a = 999_999 * one_token + 999_999_999_999_999_999;
     let r = s
-        .reserve_daily_cap(&scope(POOL), day(), a, cap)
+        .reserve_daily_cap(&scope(POOL), day(), u(a), u(cap))
         .await
         .expect("a");
     assert!(r.granted);
     assert_eq!(r.used, a);
     let r = s
-        .reserve_daily_cap(&scope(POOL), day(), 2, cap)
+        .reserve_daily_cap(&scope(POOL), day(), u(2), u(cap))
         .await
         .expect("over by 1");
     assert!(!r.granted);
     assert_eq!(r.used, a);
     let r = s
-        .reserve_daily_cap(&scope(POOL), day(), 1, cap)
+        .reserve_daily_cap(&scope(POOL), day(), u(1), u(cap))
         .await
         .expect("exactly the cap");
     assert!(r.granted);
     assert_eq!(r.used, cap);
     assert_eq!(
-        s.release_daily_cap(&scope(POOL), day(), one_token + 7)
+        s.release_daily_cap(&scope(POOL), day(), u(one_token + 7))
             .await
             .expect("release"),
         cap - one_token - 7
@@ -257,21 +276,46 @@ async fn daily_caps_hold_amounts_far_beyond_two_to_the_53() {
     let big = u128::MAX / 2;
     let wide = daily_cap_scope(&chain("ethereum"), POOL);
     assert!(
-        s.reserve_daily_cap(&wide, day(), big, u128::MAX)
+        s.reserve_daily_cap(&wide, day(), u(big), u(u128::MAX))
             .await
             .expect("wide")
             .granted
     );
     assert_eq!(
-        s.reserve_daily_cap(&wide, day(), big, u128::MAX)
+        s.reserve_daily_cap(&wide, day(), u(big), u(u128::MAX))
             .await
             .expect("wide 2")
             .used,
         big * 2
     );
+    // Past u128: the counter is a U256 end to end, never narrowed.
+    let huge = U256::from(1u8) << 200;
+    let widest = daily_cap_scope(&chain("bsc"), POOL);
+    let r = s
+        .reserve_daily_cap(&widest, day(), huge, U256::MAX)
+        .await
+        .expect("huge");
+    assert!(r.granted);
+    assert_eq!(r.used, huge);
+    assert_eq!(
+        s.restore_daily_cap(&widest, day(), huge + U256::from(1u8))
+            .await
+            .expect("restore raises"),
+        huge + U256::from(1u8)
+    );
+    assert_eq!(
+        s.restore_daily_cap(&widest, day(), U256::from(1u8))
+            .await
+            .expect("restore never lowers"),
+        huge + U256::from(1u8)
+    );
     assert_eq!(
         ns.keys().expect("keys"),
         vec![
+            format!(
+                "{}notional:bsc:0x00000000000000000000000000000000000000ab:20881",
+                ns.namespace()
+            ),
             format!(
                 "{}notional:devnet:0x00000000000000000000000000000000000000ab:20881",
                 ns.namespace()
@@ -357,7 +401,7 @@ fn test_namespace_keys_are_removed_on_drop() {
     let namespace = ns.namespace().to_owned();
     runtime.block_on(async {
         store(&ns)
-            .trip_breaker(&devnet(), POOL, "r", 1)
+            .trip_breaker(&devnet(), Some(POOL), "r", 1)
             .await
             .expect("trip");
     });

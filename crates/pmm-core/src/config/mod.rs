@@ -11,7 +11,7 @@ mod profiles;
 use serde::de::DeserializeOwned;
 
 pub use allowlist::{Allowlist, OracleConfig, PoolEntry};
-pub use profiles::{MethodSig, PoolProfiles, Profile, Purpose, required_purposes};
+pub use profiles::{PoolProfiles, Profile};
 
 /// A config file that failed to parse or validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,10 +1,12 @@
-//! The evaluation itself: eight rules in a fixed order, deny by default.
+//! The evaluation itself: ten rules in a fixed order, deny by default.
 //!
 //! * A write is allowed only when every rule passes; the first rule that does not pass decides.
 //!   Every rule is still evaluated, so the report lists all problems at once.
 //! * Every input the hub reads from Redis or the chain is an `Option`: `None` means "could not
-//!   be read" and denies under the rule that needed it (fail closed). "No key present" is not
-//!   `None`: the hub passes the neutral value (clear breaker, cooldown 0, used 0).
+//!   be read" and denies under the rule that needed it (fail closed). "No key present" is the
+//!   neutral value (clear breaker, cooldown 0, used 0) only while the bootstrap marker says the
+//!   store was rebuilt from Postgres; without it the hub sets `state_unavailable` and every
+//!   state rule denies ("policy state unavailable"), because a missing key may be a lost one.
 //! * Notional is computed here from the action's decoded amounts (add: the deposited amounts;
 //!   remove: the expected outputs), never taken from the caller:
 //!   `ceil(base * mid_price_raw / 1e18) + quote`, in raw quote units, exact.
@@ -12,30 +14,27 @@
 //!   state rules (allowlist, cooldown, oracle, gas, breaker) still run and report `warn`
 //!   instead of `deny`, so a `hold` evaluation doubles as a risk check of the pool, and an
 //!   oracle deviation found during it still asks for the breaker to trip.
-//! * The oracle rule is also the one place that decides to trip the circuit breaker
-//!   ([`RiskReport::trip_breaker`], with the reason to store): for a deviation (evidence the
-//!   pool price is off) and for a feed that is stale, missing or zero (the pool can no longer be
-//!   checked against a reference). It runs only for an allowlisted pool, so nothing else trips,
-//!   and a breaker already known to be tripped is not tripped again (its first reason and time,
-//!   say an operator's pause, are kept). The caller stores the trip as asked and adds no trip
-//!   logic of its own; the trip persists, so a feed that recovers does not reopen writes by
-//!   itself: an operator resumes the pool.
+//! * Evaluating changes nothing. [`RiskReport::trip_breaker`] reports what the pool monitor
+//!   trips on ([`super::trip_reason`]), which only the monitor acts on; a trip persists, so a
+//!   feed that recovers does not reopen writes by itself: an operator resumes the pool.
+//! * The allowlist rule checks the pool against what its entry claims: chain, tokens, and the
+//!   `version()` read from the pool, which must select (through the pool profiles) a profile
+//!   of the entry's `pool_type`.
 //! * Score: each rule gets a pressure 0-100, `ceil(100 * observed / limit)` capped at 100 for
-//!   the limit rules (slippage, per-tx, per-day, deviation, gas), 0 for a passing yes/no rule
+//!   the limit rules (slippage, donation, balance, per-tx, per-day, deviation, gas), 0 for a
+//!   passing yes/no rule
 //!   (allowlist, cooldown, breaker) or a skipped one, and 100 for any deny or warn. The score
 //!   is the maximum pressure: the risk is as high as the closest limit.
 
 use alloy_primitives::{U256, U512};
 use serde::{Deserialize, Serialize};
 
+use super::health::{OracleCheck, bps_of, illiquidity, oracle_check, trip_reason};
 use super::{ActionProposal, Limits, RiskReport, Rule, RuleCheck, RuleOutcome, Verdict};
-use crate::config::{Allowlist, PoolEntry};
+use crate::config::{Allowlist, PoolEntry, PoolProfiles};
 use crate::keys::BreakerState;
 use crate::math::ONE;
 use crate::schema::{Amount, OraclePrice, PoolState};
-
-/// Basis points in one.
-const BPS: u64 = 10_000;
 /// Wei per gwei.
 const WEI_PER_GWEI: u128 = 1_000_000_000;
 
@@ -57,6 +56,27 @@ pub enum ExpectedOutcome {
     },
 }
 
+/// What an add would give to the other LPs: the deposited amounts `buyShares` takes without
+/// minting shares for them (`quote_add_liquidity`'s `base_donated` / `quote_donated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Donation {
+    /// Base donated, raw units.
+    pub base: Amount,
+    /// Quote donated, raw units.
+    pub quote: Amount,
+}
+
+/// What the executor (the account that would sign) holds, read at the state's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    /// Base token balance, raw units.
+    pub base: Amount,
+    /// Quote token balance, raw units.
+    pub quote: Amount,
+    /// LP shares of the pool; `None` for a pool without shares.
+    pub shares: Option<Amount>,
+}
+
 /// Everything the policy looks at, as plain data the hub gathered.
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyInput<'a> {
@@ -66,8 +86,17 @@ pub struct PolicyInput<'a> {
     pub state: &'a PoolState,
     /// The allowlist, which also carries each pool's limits.
     pub allowlist: &'a Allowlist,
+    /// The pool profiles, which map the pool's `version()` to its family.
+    pub profiles: &'a PoolProfiles,
     /// Simulated outputs of the action; `None` = unknown.
     pub expected: Option<ExpectedOutcome>,
+    /// What an add donates to the other LPs; `None` = unknown (denies an add).
+    pub donation: Option<Donation>,
+    /// The executor's balances; `None` = no executor configured or unreadable (denies writes).
+    pub holdings: Option<Holdings>,
+    /// Set when the store's policy state cannot be trusted (the bootstrap marker is missing or
+    /// of another version: Redis lost its keys), with why; every state rule then denies.
+    pub state_unavailable: Option<&'a str>,
     /// Latest oracle observation; `None` = missing.
     pub oracle: Option<&'a OraclePrice>,
     /// The pool's breaker; `None` = unknown (store unreachable or value unparsable).
@@ -122,17 +151,11 @@ fn within_limit(value: U512, limit: U512, detail: String) -> Eval {
     }
 }
 
-/// `ceil(BPS * diff / base)` for a positive base.
-fn bps_of(diff: U512, base: U512) -> U512 {
-    (diff * U512::from(BPS)).div_ceil(base)
-}
-
 /// Evaluates a proposal against the pool's limits and the observed state.
 pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
     let write = input.proposal.is_write();
     let entry = allowlist_entry(input);
     let notional = write.then(|| action_notional(input));
-    let mut trip_breaker = None;
 
     let mut evals: Vec<(Rule, Eval)> = Vec::with_capacity(Rule::ALL.len());
     match &entry {
@@ -166,12 +189,16 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
                     };
                     evals.push((Rule::MaxNotionalPerTx, tx));
                     evals.push((Rule::MaxNotionalPerDay, day));
+                    evals.push((Rule::MaxDonation, donation(input, notional, &limits)));
+                    evals.push((Rule::Balance, balance(input)));
                 }
                 None => {
                     for rule in [
                         Rule::MaxSlippage,
                         Rule::MaxNotionalPerTx,
                         Rule::MaxNotionalPerDay,
+                        Rule::MaxDonation,
+                        Rule::Balance,
                     ] {
                         evals.push((rule, Eval::Skip("hold moves no funds".into())));
                     }
@@ -180,10 +207,10 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
             evals.push((Rule::Cooldown, cooldown(input)));
             evals.push((
                 Rule::OracleDeviation,
-                oracle_deviation(input, &limits, &mut trip_breaker),
+                oracle_deviation(input, entry, &limits),
             ));
             evals.push((Rule::GasCap, gas_cap(input, &limits)));
-            evals.push((Rule::CircuitBreaker, circuit_breaker(input)));
+            evals.push((Rule::CircuitBreaker, circuit_breaker(input, &limits)));
         }
     }
 
@@ -231,9 +258,12 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
         Verdict::Allow
     };
     let score = rules.iter().map(|c| c.pressure).max().unwrap_or(0);
-    if input.breaker.is_some_and(|b| b.tripped) {
-        trip_breaker = None;
-    }
+    let trip_breaker = match &entry {
+        Ok(entry) if !input.breaker.is_some_and(|b| b.tripped) => {
+            trip_reason(input.state, entry, input.oracle, input.now)
+        }
+        _ => None,
+    };
     RiskReport {
         verdict,
         decided_by,
@@ -263,9 +293,13 @@ fn allowlist_entry<'a>(input: &PolicyInput<'a>) -> Result<&'a PoolEntry, String>
         .allowlist
         .pool(target)
         .ok_or_else(|| format!("pool {target} is not allowlisted on {}", state.chain))?;
+    input
+        .profiles
+        .check_version(&state.version, entry.pool_type)
+        .map_err(|why| format!("the pool's {why}, as the allowlist claims"))?;
     if entry.pool_type != state.pool_type {
         return Err(format!(
-            "state reports pool_type {} but the allowlist says {}",
+            "state was read as pool_type {} but the allowlist says {}",
             state.pool_type, entry.pool_type
         ));
     }
@@ -369,7 +403,17 @@ fn per_tx(notional: Amount, limits: &Limits) -> Eval {
     )
 }
 
+/// The deny of a state rule while the policy state is unavailable.
+fn state_unavailable(input: &PolicyInput<'_>) -> Option<Eval> {
+    input
+        .state_unavailable
+        .map(|why| Eval::Deny(format!("policy state unavailable: {why}")))
+}
+
 fn per_day(input: &PolicyInput<'_>, notional: Amount, limits: &Limits) -> Eval {
+    if let Some(deny) = state_unavailable(input) {
+        return deny;
+    }
     let Some(used) = input.daily_used else {
         return Eval::Deny("notional committed today is unknown".into());
     };
@@ -382,6 +426,9 @@ fn per_day(input: &PolicyInput<'_>, notional: Amount, limits: &Limits) -> Eval {
 }
 
 fn cooldown(input: &PolicyInput<'_>) -> Eval {
+    if let Some(deny) = state_unavailable(input) {
+        return deny;
+    }
     match input.cooldown_until {
         None => Eval::Deny("cooldown state is unknown".into()),
         Some(until) if input.now < until => Eval::Deny(format!(
@@ -395,64 +442,16 @@ fn cooldown(input: &PolicyInput<'_>) -> Eval {
     }
 }
 
-/// How far a feed's `updated_at` may run ahead of the evaluating clock (block time against wall
-/// time, clock drift) before the feed is treated as unusable.
-pub const MAX_FEED_CLOCK_SKEW_S: u64 = 300;
-
-/// Denies with `detail` and asks to trip the breaker with `what: detail` as the stored reason.
-fn deny_and_trip(trip: &mut Option<String>, what: &str, detail: String) -> Eval {
-    *trip = Some(format!("{what}: {detail}"));
-    Eval::Deny(detail)
-}
-
-fn oracle_deviation(input: &PolicyInput<'_>, limits: &Limits, trip: &mut Option<String>) -> Eval {
-    let Some(oracle) = input.oracle else {
-        return deny_and_trip(trip, "oracle feed missing", "no oracle observation".into());
-    };
-    if oracle.price_raw.is_zero() {
-        return deny_and_trip(trip, "oracle feed unusable", "oracle price is zero".into());
-    }
-    // A timestamp slightly ahead of our clock (block time vs wall time) counts as fresh; one
-    // further ahead than the allowed skew is a broken or hostile feed that would otherwise
-    // never go stale.
-    if oracle.updated_at > input.now.saturating_add(MAX_FEED_CLOCK_SKEW_S) {
-        return deny_and_trip(
-            trip,
-            "oracle feed unusable",
-            format!(
-                "oracle updated_at {} is more than {MAX_FEED_CLOCK_SKEW_S}s ahead of now {}",
-                oracle.updated_at, input.now
-            ),
-        );
-    }
-    let age = input.now.saturating_sub(oracle.updated_at);
-    if age > limits.oracle_max_age_s {
-        return deny_and_trip(
-            trip,
-            "oracle feed stale",
-            format!(
-                "oracle is stale: updated {age}s ago, max {}s",
-                limits.oracle_max_age_s
-            ),
-        );
-    }
-    let mid = input.state.mid_price_raw.0;
-    let reference = oracle.price_raw.0;
-    let diff = if mid > reference {
-        mid - reference
-    } else {
-        reference - mid
-    };
-    let deviation = bps_of(U512::from(diff), U512::from(reference));
-    let limit = U512::from(limits.oracle_deviation_bps);
-    let detail = format!(
-        "mid {mid} vs oracle {reference}: {deviation} bps, max {} bps (age {age}s)",
-        limits.oracle_deviation_bps
-    );
-    if deviation > limit {
-        deny_and_trip(trip, "oracle deviation", detail)
-    } else {
-        pass(detail, pressure(deviation, limit))
+fn oracle_deviation(input: &PolicyInput<'_>, entry: &PoolEntry, limits: &Limits) -> Eval {
+    match oracle_check(input.state, entry, input.oracle, input.now) {
+        OracleCheck::Pass {
+            deviation_bps,
+            detail,
+        } => pass(
+            detail,
+            pressure(deviation_bps, U512::from(limits.oracle_deviation_bps)),
+        ),
+        OracleCheck::Deny(detail) | OracleCheck::Trip { detail, .. } => Eval::Deny(detail),
     }
 }
 
@@ -465,11 +464,81 @@ fn gas_cap(input: &PolicyInput<'_>, limits: &Limits) -> Eval {
     within_limit(U512::from(gas), U512::from(cap), detail)
 }
 
-fn circuit_breaker(input: &PolicyInput<'_>) -> Eval {
+fn circuit_breaker(input: &PolicyInput<'_>, limits: &Limits) -> Eval {
+    if let Some(deny) = state_unavailable(input) {
+        return deny;
+    }
     match input.breaker {
         None => Eval::Deny("breaker state is unknown".into()),
         Some(b) if b.tripped => Eval::Deny(format!("tripped at {}: {}", b.ts, b.reason)),
-        Some(_) => pass("not tripped".into(), 0),
+        Some(_) => match illiquidity(input.state, limits) {
+            Some(why) => Eval::Deny(format!("pool illiquid: {why}")),
+            None => pass("not tripped".into(), 0),
+        },
+    }
+}
+
+fn donation(input: &PolicyInput<'_>, notional: &Result<Amount, String>, limits: &Limits) -> Eval {
+    if !matches!(input.proposal, ActionProposal::AddLiquidity { .. }) {
+        return pass("only an add can donate".into(), 0);
+    }
+    let Some(d) = input.donation else {
+        return Eval::Deny("what the deposit would donate is unknown".into());
+    };
+    let notional = match notional {
+        Ok(n) => *n,
+        Err(why) => return Eval::Deny(why.clone()),
+    };
+    let Some(donated) = notional_of(d.base, d.quote, input.state.mid_price_raw) else {
+        return Eval::Deny("donated notional overflows 256 bits".into());
+    };
+    let bps = if notional.is_zero() {
+        U512::ZERO
+    } else {
+        bps_of(U512::from(donated.0), U512::from(notional.0))
+    };
+    let detail = format!(
+        "donates base {} + quote {} = {donated} of notional {notional}: {bps} bps, max {} bps",
+        d.base, d.quote, limits.max_donation_bps
+    );
+    within_limit(bps, U512::from(limits.max_donation_bps), detail)
+}
+
+fn balance(input: &PolicyInput<'_>) -> Eval {
+    let Some(h) = input.holdings else {
+        return Eval::Deny(
+            "the executor's balances are unknown (no executor configured, or unreadable)".into(),
+        );
+    };
+    // (label, needed, held) per leg.
+    let legs: Vec<(&str, Amount, Amount)> = match input.proposal {
+        ActionProposal::AddLiquidity {
+            base_amount,
+            quote_amount,
+            ..
+        } => vec![
+            ("base", *base_amount, h.base),
+            ("quote", *quote_amount, h.quote),
+        ],
+        ActionProposal::RemoveLiquidity { shares, .. } => match h.shares {
+            Some(held) => vec![("shares", *shares, held)],
+            None => return Eval::Deny("the pool issues no LP shares to burn".into()),
+        },
+        ActionProposal::Hold { .. } => return Eval::Skip("hold moves no funds".into()),
+    };
+    let mut worst = 0u8;
+    let mut details = Vec::with_capacity(legs.len());
+    let mut short = false;
+    for (label, needed, held) in legs {
+        short |= needed > held;
+        worst = worst.max(pressure(U512::from(needed.0), U512::from(held.0)));
+        details.push(format!("{label} {needed} of {held} held"));
+    }
+    let detail = format!("executor: {}", details.join(", "));
+    if short {
+        Eval::Deny(detail)
+    } else {
+        pass(detail, worst)
     }
 }
 

@@ -5,6 +5,7 @@
 //! 1,000 USDC (6 decimals) is written `"1000000000"`.
 
 mod evaluate;
+mod health;
 
 use std::fmt;
 
@@ -12,7 +13,10 @@ use alloy_primitives::Address;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use evaluate::{ExpectedOutcome, PolicyInput, evaluate, notional_of};
+pub use evaluate::{Donation, ExpectedOutcome, Holdings, PolicyInput, evaluate, notional_of};
+pub use health::{
+    MAX_FEED_CLOCK_SKEW_S, OracleCheck, balanced_deposit, illiquidity, oracle_check, trip_reason,
+};
 
 use crate::config::de;
 use crate::schema::{Amount, address_schema};
@@ -40,6 +44,25 @@ pub struct Limits {
     /// Highest accepted gas price, gwei.
     #[serde(deserialize_with = "de::non_negative_u64")]
     pub gas_cap_gwei: u64,
+    /// Largest share of an add's notional that may be donated to the other LPs (the part of
+    /// an unbalanced deposit `buyShares` takes without minting shares for it), basis points.
+    #[serde(default = "default_max_donation_bps", deserialize_with = "de::bps")]
+    pub max_donation_bps: u32,
+    /// Base reserve below which the pool counts as illiquid and its breaker trips, raw units;
+    /// 0 (the default) sets no floor.
+    #[serde(default)]
+    pub min_base_reserve: Amount,
+    /// Quote reserve below which the pool counts as illiquid and its breaker trips, raw units;
+    /// 0 (the default) sets no floor.
+    #[serde(default)]
+    pub min_quote_reserve: Amount,
+}
+
+/// Default of [`Limits::max_donation_bps`]: 0.1% of the deposit.
+pub const DEFAULT_MAX_DONATION_BPS: u32 = 10;
+
+fn default_max_donation_bps() -> u32 {
+    DEFAULT_MAX_DONATION_BPS
 }
 
 /// What the agent proposes for one pool. `hold` writes nothing.
@@ -123,24 +146,35 @@ pub enum Rule {
     MaxNotionalPerTx,
     /// Committed-today + this notional must not exceed `max_notional_per_day`.
     MaxNotionalPerDay,
+    /// An add must not donate more than `max_donation_bps` of its notional to the other LPs.
+    MaxDonation,
+    /// Deposits must not exceed the executor's token balances, burns not its shares; with no
+    /// executor configured every write denies here.
+    Balance,
     /// No write before the pool's cooldown ends.
     Cooldown,
-    /// A fresh oracle must agree with the mid price within `oracle_deviation_bps`; a deviation
-    /// or a stale, missing or zero feed also trips the breaker.
+    /// A fresh, independent feed must agree with the mid price within `oracle_deviation_bps`;
+    /// a pool priced only by its own oracle (V1, DPP Oracle) without a configured feed denies
+    /// ("no independent reference price"). A deviation or a stale, missing, zero or negative
+    /// feed is also what the pool monitor trips the breaker on.
     OracleDeviation,
     /// The gas price must not exceed `gas_cap_gwei`.
     GasCap,
-    /// The pool's circuit breaker must not be tripped.
+    /// The pool's circuit breaker (and the global pause) must not be tripped, the policy state
+    /// must be available (Redis bootstrapped from Postgres), and the pool must not be
+    /// illiquid.
     CircuitBreaker,
 }
 
 impl Rule {
     /// Every rule, in evaluation order.
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 10] = [
         Rule::Allowlist,
         Rule::MaxSlippage,
         Rule::MaxNotionalPerTx,
         Rule::MaxNotionalPerDay,
+        Rule::MaxDonation,
+        Rule::Balance,
         Rule::Cooldown,
         Rule::OracleDeviation,
         Rule::GasCap,
@@ -154,6 +188,8 @@ impl Rule {
             Self::MaxSlippage => "max_slippage",
             Self::MaxNotionalPerTx => "max_notional_per_tx",
             Self::MaxNotionalPerDay => "max_notional_per_day",
+            Self::MaxDonation => "max_donation",
+            Self::Balance => "balance",
             Self::Cooldown => "cooldown",
             Self::OracleDeviation => "oracle_deviation",
             Self::GasCap => "gas_cap",
@@ -218,10 +254,11 @@ pub struct RiskReport {
     pub score: u8,
     /// Every rule in evaluation order.
     pub rules: Vec<RuleCheck>,
-    /// Set when the caller must trip the pool's circuit breaker, with the reason to store: an
-    /// allowlisted pool whose oracle deviates from the mid price, or whose feed is stale,
-    /// missing or zero, unless the breaker is already known to be tripped. The only trip
-    /// decision; callers add none of their own.
+    /// What the pool monitor trips (or has tripped) the breaker on for this state, with the
+    /// reason it stores: an allowlisted pool whose oracle deviates from the mid price, whose
+    /// feed is stale, missing, zero or negative, or whose reserves fell below their floors;
+    /// `None` when the breaker is already tripped or the pool is healthy. Advisory: evaluating
+    /// a proposal changes nothing, only the monitor trips.
     pub trip_breaker: Option<String>,
     /// The action's notional in raw quote units, when it could be computed; the amount to
     /// reserve in the daily window before signing.

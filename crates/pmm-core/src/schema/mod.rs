@@ -155,6 +155,15 @@ pub enum OracleKind {
 }
 
 impl OracleKind {
+    /// The snake_case name used in JSON and config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chainlink => "chainlink",
+            Self::V1 => "v1",
+            Self::DppOracle => "dpp_oracle",
+        }
+    }
+
     /// Whether the answer is in whole-token units and needs the tokens' decimals to reach the
     /// raw-unit scale that DODO prices use.
     pub fn quotes_whole_tokens(self) -> bool {
@@ -277,8 +286,12 @@ pub struct PoolState {
     pub mid_price: f64,
     /// Mid price from `getMidPrice()`: quote per base on raw units, 1e18 fixed point.
     pub mid_price_raw: Amount,
-    /// Reference price from the pool's oracle, when it has one.
+    /// Reference price from the pool's oracle, when it has one and its answer is usable.
     pub oracle_price: Option<OraclePrice>,
+    /// Why the oracle's answer is unusable (zero or negative, decimals out of range, a price
+    /// that rounds to zero or overflows), when it is: `oracle_price` is then `null`, the
+    /// policy denies writes and the pool monitor trips the breaker.
+    pub oracle_unusable: Option<String>,
     /// Share of the pool's value held in base: base_value / (base_value + quote_value) with
     /// base_value = base reserve x mid price. `null` when both values are zero (an empty pool
     /// has no inventory; reporting 0.5 would claim a balance that does not exist).
@@ -369,6 +382,7 @@ mod tests {
             "mid_price",
             "mid_price_raw",
             "oracle_price",
+            "oracle_unusable",
             "inventory_ratio",
             "liquidity_base",
             "liquidity_quote",

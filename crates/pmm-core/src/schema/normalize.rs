@@ -144,7 +144,13 @@ pub fn normalize(raw: RawPoolRead) -> Result<PoolState, SchemaError> {
             lp: raw.fees.lp,
             mt: raw.fees.mt,
         })?;
-    let oracle_price = raw.oracle.map(|o| oracle_price(o, bd, qd)).transpose()?;
+    // A broken feed must not hide the pool: the state still answers, naming why the oracle
+    // price is missing, and the policy treats it as unusable.
+    let (oracle_price, oracle_unusable) = match raw.oracle.map(|o| oracle_price(o, bd, qd)) {
+        None => (None, None),
+        Some(Ok(p)) => (Some(p), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+    };
 
     Ok(PoolState {
         pool_address: raw.pool_address,
@@ -159,6 +165,7 @@ pub fn normalize(raw: RawPoolRead) -> Result<PoolState, SchemaError> {
         mid_price: display_price(raw.mid_price, bd, qd),
         mid_price_raw: Amount(raw.mid_price),
         oracle_price,
+        oracle_unusable,
         inventory_ratio: inventory_ratio(raw.base_reserve, raw.quote_reserve, raw.mid_price),
         liquidity_base: display_units(raw.base_reserve, bd),
         liquidity_quote: display_units(raw.quote_reserve, qd),
@@ -452,6 +459,17 @@ mod tests {
                     mt: U256::MAX,
                 },
             ),
+        ];
+        for (mutate, want) in cases {
+            let mut r = raw();
+            mutate(&mut r);
+            assert_eq!(normalize(r), Err(want));
+        }
+    }
+
+    #[test]
+    fn an_unusable_oracle_answer_is_reported_not_fatal() {
+        let cases: Vec<(fn(&mut RawPoolRead), SchemaError)> = vec![
             (
                 |r| r.oracle.as_mut().unwrap().answer = I256::ZERO,
                 SchemaError::OracleNotPositive(I256::ZERO),
@@ -480,8 +498,12 @@ mod tests {
         for (mutate, want) in cases {
             let mut r = raw();
             mutate(&mut r);
-            assert_eq!(normalize(r), Err(want));
+            let s = normalize(r).expect("the pool state still answers");
+            assert_eq!(s.oracle_price, None);
+            assert_eq!(s.oracle_unusable, Some(want.to_string()));
         }
+        let s = normalize(raw()).unwrap();
+        assert!(s.oracle_price.is_some() && s.oracle_unusable.is_none());
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub async fn fixture() -> anyhow::Result<Fixture> {
     m.migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
         .await?;
     let redis = TestRedis::new();
+    bootstrap(db.url(), redis.url(), redis.namespace()).await?;
 
     let dir = std::env::temp_dir().join(format!("pmm-hub-test-{}", uuid_like()));
     std::fs::create_dir_all(&dir)?;
@@ -98,6 +99,18 @@ pub async fn fixture() -> anyhow::Result<Fixture> {
         feed,
         cfg,
     })
+}
+
+/// What `pmm-state bootstrap` does: rebuild Redis' policy state from Postgres, then write
+/// the marker without which the hub denies every write.
+pub async fn bootstrap(db_url: &str, redis_url: &str, namespace: &str) -> anyhow::Result<()> {
+    let pg = pmm_store::PgStore::connect(db_url, 1)?;
+    let redis = pmm_store::RedisStore::connect(redis_url, namespace)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    pmm_store::policy_state::rebuild(&pg, &redis, now).await?;
+    Ok(())
 }
 
 fn uuid_like() -> String {
@@ -146,6 +159,7 @@ pub fn write_config(
         "agent_token": AGENT,
         "operator_token": OPERATOR,
         "executor": devnet.deployer().to_string(),
+        "monitor_poll_ms": 100,
     }))?;
     assert_eq!(cfg.auth, AuthMode::Tokens);
     assert_eq!(cfg.chain, ChainPreset::Devnet);

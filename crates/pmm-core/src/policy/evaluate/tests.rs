@@ -3,6 +3,7 @@ use alloy_primitives::{Address, I256, U256, address};
 use super::*;
 use crate::config::PoolProfiles;
 use crate::math::{FeeRates, PmmState, RState};
+use crate::policy::MAX_FEED_CLOCK_SKEW_S;
 use crate::schema::{
     ChainName, OracleKind, OracleRead, PoolType, RawPoolRead, TokenInfo, normalize,
 };
@@ -72,10 +73,12 @@ fn state() -> PoolState {
 
 /// Limits: 100 bps slippage, 10,000 USDC per tx, 50,000 per day, 60 s cooldown, 200 bps
 /// deviation, 1 h oracle age, 100 gwei.
+fn profiles() -> PoolProfiles {
+    PoolProfiles::from_json_str(include_str!("../../../../../config/pool_profiles.json")).unwrap()
+}
+
 fn allowlist() -> Allowlist {
-    let profiles =
-        PoolProfiles::from_json_str(include_str!("../../../../../config/pool_profiles.json"))
-            .unwrap();
+    let profiles = profiles();
     let json = serde_json::json!({
         "chain": "devnet",
         "chain_id": 31337,
@@ -121,7 +124,11 @@ struct Case {
     proposal: ActionProposal,
     state: PoolState,
     allowlist: Allowlist,
+    profiles: PoolProfiles,
     expected: Option<ExpectedOutcome>,
+    donation: Option<Donation>,
+    holdings: Option<Holdings>,
+    state_unavailable: Option<String>,
     oracle: Option<OraclePrice>,
     breaker: Option<BreakerState>,
     cooldown_until: Option<u64>,
@@ -139,9 +146,20 @@ impl Case {
             oracle: state.oracle_price.clone(),
             state,
             allowlist: allowlist(),
+            profiles: profiles(),
             expected: Some(ExpectedOutcome::Add {
                 shares: Amount::from(1000u128),
             }),
+            donation: Some(Donation {
+                base: Amount::ZERO,
+                quote: Amount::ZERO,
+            }),
+            holdings: Some(Holdings {
+                base: weth(100),
+                quote: usdc(1_000_000),
+                shares: Some(Amount::from(10_000u128)),
+            }),
+            state_unavailable: None,
             breaker: Some(BreakerState::clear()),
             cooldown_until: Some(0),
             daily_used: Some(Amount::ZERO),
@@ -155,7 +173,11 @@ impl Case {
             proposal: &self.proposal,
             state: &self.state,
             allowlist: &self.allowlist,
+            profiles: &self.profiles,
             expected: self.expected,
+            donation: self.donation,
+            holdings: self.holdings,
+            state_unavailable: self.state_unavailable.as_deref(),
             oracle: self.oracle.as_ref(),
             breaker: self.breaker.as_ref(),
             cooldown_until: self.cooldown_until,
@@ -199,9 +221,9 @@ fn a_compliant_add_is_allowed_with_a_deterministic_score() {
     let order: Vec<Rule> = r.rules.iter().map(|c| c.rule).collect();
     assert_eq!(order, Rule::ALL);
     let pressures: Vec<u8> = r.rules.iter().map(|c| c.pressure).collect();
-    // slippage 50/100, tx 4000/10000, day 4000/50000, oracle ceil(7.49)=8 bps of 200,
-    // gas 20/100 gwei.
-    assert_eq!(pressures, [0, 50, 40, 8, 0, 4, 20, 0]);
+    // slippage 50/100, tx 4000/10000, day 4000/50000, donation 0/10 bps, balance
+    // max(1/100 WETH, 2000/1M USDC) = 1, oracle ceil(7.49)=8 bps of 200, gas 20/100 gwei.
+    assert_eq!(pressures, [0, 50, 40, 8, 0, 1, 0, 4, 20, 0]);
     assert_eq!(r.score, 50);
 }
 
@@ -236,6 +258,30 @@ fn each_rule_alone_denies_under_its_own_name() {
     // ... and exactly at the cap passes.
     c.daily_used = Some(usdc(46_000));
     assert_eq!(c.run().verdict, Verdict::Allow);
+
+    // max_donation: 1 of the 4,000 USDC (2,000 donated in quote) is far beyond 10 bps.
+    let mut c = Case::ok();
+    c.donation = Some(Donation {
+        base: Amount::ZERO,
+        quote: usdc(2000),
+    });
+    let r = c.run();
+    denied_only_by(&r, Rule::MaxDonation);
+    assert!(detail(&r, Rule::MaxDonation).contains("5000 bps"), "{r:#?}");
+    // 4 USDC of 4,000 is exactly 10 bps: passes.
+    c.donation = Some(Donation {
+        base: Amount::ZERO,
+        quote: usdc(4),
+    });
+    assert_eq!(c.run().verdict, Verdict::Allow);
+
+    // balance: the executor holds less quote than the deposit.
+    let mut c = Case::ok();
+    c.holdings.as_mut().unwrap().quote = usdc(1999);
+    denied_only_by(&c.run(), Rule::Balance);
+    // ... and with no executor at all every write denies under balance.
+    c.holdings = None;
+    denied_only_by(&c.run(), Rule::Balance);
 
     // cooldown: 30 s left.
     let mut c = Case::ok();
@@ -273,11 +319,116 @@ fn each_rule_alone_denies_under_its_own_name() {
 }
 
 #[test]
+fn removals_beyond_the_executors_shares_are_denied_by_balance() {
+    let mut c = Case::ok();
+    c.proposal = ActionProposal::RemoveLiquidity {
+        pool: POOL,
+        shares: Amount::from(10_001u128),
+        min_base: Amount::ZERO,
+        min_quote: Amount::ZERO,
+        reason: "x".into(),
+    };
+    c.expected = Some(ExpectedOutcome::Remove {
+        base: weth(1),
+        quote: usdc(2000),
+    });
+    let r = c.run();
+    assert_eq!(outcome(&r, Rule::Balance), RuleOutcome::Deny);
+    assert!(detail(&r, Rule::Balance).contains("shares 10001 of 10000"));
+    assert_eq!(outcome(&r, Rule::MaxDonation), RuleOutcome::Pass);
+    c.holdings.as_mut().unwrap().shares = None;
+    assert_eq!(outcome(&c.run(), Rule::Balance), RuleOutcome::Deny);
+}
+
+#[test]
+fn lost_policy_state_denies_every_state_rule_with_the_reason() {
+    let mut c = Case::ok();
+    c.state_unavailable = Some("bootstrap marker missing".into());
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Deny);
+    assert_eq!(r.decided_by, Some(Rule::MaxNotionalPerDay));
+    for rule in [
+        Rule::MaxNotionalPerDay,
+        Rule::Cooldown,
+        Rule::CircuitBreaker,
+    ] {
+        assert_eq!(outcome(&r, rule), RuleOutcome::Deny, "{rule}");
+        assert_eq!(
+            detail(&r, rule),
+            "policy state unavailable: bootstrap marker missing"
+        );
+    }
+}
+
+#[test]
+fn the_pool_version_must_be_the_allowlisted_family() {
+    let mut c = Case::ok();
+    c.state.version = "DSP 1.0.1".into();
+    let r = c.run();
+    assert_eq!(r.decided_by, Some(Rule::Allowlist));
+    assert!(
+        detail(&r, Rule::Allowlist).contains("is a dsp (profile dsp), not a dvm"),
+        "{r:#?}"
+    );
+    c.state.version = "Unknown 1".into();
+    assert_eq!(c.run().decided_by, Some(Rule::Allowlist));
+}
+
+#[test]
+fn a_pool_priced_by_its_own_oracle_has_no_independent_reference() {
+    let mut c = Case::ok();
+    c.allowlist.pools[0].oracle.kind = OracleKind::DppOracle;
+    c.oracle.as_mut().unwrap().kind = OracleKind::DppOracle;
+    let r = c.run();
+    denied_only_by(&r, Rule::OracleDeviation);
+    assert!(detail(&r, Rule::OracleDeviation).contains("no independent reference price"));
+    assert_eq!(r.trip_breaker, None, "a configuration fact does not trip");
+    // A chainlink entry whose observation is the pool's own oracle is no reference either.
+    let mut c = Case::ok();
+    c.oracle.as_mut().unwrap().kind = OracleKind::V1;
+    denied_only_by(&c.run(), Rule::OracleDeviation);
+}
+
+#[test]
+fn an_unusable_feed_and_illiquidity_deny_and_are_what_the_monitor_trips_on() {
+    let mut c = Case::ok();
+    c.state.oracle_price = None;
+    c.oracle = None;
+    c.state.oracle_unusable = Some("oracle answer -1 is not positive".into());
+    let r = c.run();
+    denied_only_by(&r, Rule::OracleDeviation);
+    assert_eq!(
+        r.trip_breaker.as_deref(),
+        Some("oracle feed unusable: oracle answer -1 is not positive")
+    );
+
+    let mut c = Case::ok();
+    c.allowlist.pools[0].limits.min_base_reserve = weth(11);
+    let r = c.run();
+    denied_only_by(&r, Rule::CircuitBreaker);
+    assert!(
+        r.trip_breaker
+            .as_deref()
+            .unwrap()
+            .starts_with("pool illiquid: base reserve")
+    );
+    c.allowlist.pools[0].limits.min_base_reserve = weth(10);
+    c.allowlist.pools[0].limits.min_quote_reserve = usdc(20_000);
+    assert_eq!(
+        c.run().verdict,
+        Verdict::Allow,
+        "at the floor is not below it"
+    );
+}
+
+#[test]
 fn unknown_inputs_fail_closed_under_the_rule_that_needed_them() {
     type Mutation = fn(&mut Case);
     let cases: Vec<(Mutation, Rule)> = vec![
         (|c| c.expected = None, Rule::MaxSlippage),
         (|c| c.daily_used = None, Rule::MaxNotionalPerDay),
+        (|c| c.donation = None, Rule::MaxDonation),
+        (|c| c.holdings = None, Rule::Balance),
         (|c| c.cooldown_until = None, Rule::Cooldown),
         (|c| c.oracle = None, Rule::OracleDeviation),
         (|c| c.gas_price_wei = None, Rule::GasCap),
@@ -725,6 +876,8 @@ fn rule_and_verdict_names_are_stable() {
             "max_slippage",
             "max_notional_per_tx",
             "max_notional_per_day",
+            "max_donation",
+            "balance",
             "cooldown",
             "oracle_deviation",
             "gas_cap",

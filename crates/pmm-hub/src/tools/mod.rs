@@ -1,13 +1,21 @@
-//! Tool names, roles, parameter and result types: the surface both transports share.
+//! The tool table: names, roles, parameter and result types, and [`Hub::dispatch`], the surface
+//! both transports share. Each tool's body lives beside it: [`read`], [`risk`], [`operator`].
 
 use alloy::primitives::Address;
 use pmm_core::policy::{ActionProposal, RiskReport, Rule, Verdict};
 use pmm_core::schema::Amount;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::auth::Role;
+use crate::auth::{Caller, Role};
 use crate::error::ToolError;
+use crate::hub::Hub;
+
+mod operator;
+mod read;
+mod risk;
 
 /// `dodo.get_pool_state`.
 pub const GET_POOL_STATE: &str = "dodo.get_pool_state";
@@ -46,6 +54,22 @@ fn address_schema(_: &mut SchemaGenerator) -> Schema {
         "pattern": "^0x[0-9a-fA-F]{40}$",
         "description": "20-byte EVM address, 0x-prefixed hex."
     })
+}
+
+fn breaker_target_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": "^(0x[0-9a-fA-F]{40}|\\*)$",
+        "description": "Pool address (0x-prefixed hex), or \"*\" for every pool (the global pause)."
+    })
+}
+
+/// Parses a pause/resume target: a pool address, or `*` (every pool: `None`).
+pub fn parse_breaker_target(s: &str) -> Result<Option<Address>, ToolError> {
+    if s == pmm_core::keys::GLOBAL_POOL {
+        return Ok(None);
+    }
+    parse_address("pool", s).map(Some)
 }
 
 /// Parses an address parameter with an error naming the field.
@@ -104,12 +128,21 @@ pub struct SimulateParams {
     pub action: ActionProposal,
 }
 
-/// `{pool, reason}` for pause.
+/// `{pool}` for resume: a pool, or `"*"` to end the global pause.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeParams {
+    /// Pool contract, or `"*"`.
+    #[schemars(schema_with = "breaker_target_schema")]
+    pub pool: String,
+}
+
+/// `{pool, reason}` for pause: a pool, or `"*"` to pause every pool.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseParams {
-    /// Pool contract.
-    #[schemars(schema_with = "address_schema")]
+    /// Pool contract, or `"*"`.
+    #[schemars(schema_with = "breaker_target_schema")]
     pub pool: String,
     /// Why writes are paused (stored with the breaker).
     #[schemars(length(min = 1, max = 500))]
@@ -140,6 +173,11 @@ pub struct AddLiquidityQuote {
     pub base_input: Amount,
     /// Quote the pool sees as input.
     pub quote_input: Amount,
+    /// Base of the balanced deposit: what DODO's proxy would transfer for these amounts (the
+    /// over-contributing side scaled to the pool's ratio), so nothing is donated.
+    pub balanced_base_amount: Amount,
+    /// Quote of the balanced deposit.
+    pub balanced_quote_amount: Amount,
     /// Total supply afterwards.
     pub new_total_supply: Amount,
     /// Share of the pool's value held in base afterwards, at the new mid price; `null` when
@@ -211,13 +249,15 @@ pub struct SimulationResult {
 /// Result of `dodo.pause_pool` / `dodo.resume_pool`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BreakerResult {
-    /// Pool.
-    #[schemars(schema_with = "address_schema")]
-    pub pool: Address,
+    /// Pool, or `"*"` for the global pause.
+    #[schemars(schema_with = "breaker_target_schema")]
+    pub pool: String,
     /// Whether writes are now blocked.
     pub tripped: bool,
-    /// Stored reason.
+    /// Stored reason (an earlier trip's, when the breaker was already tripped).
     pub reason: String,
+    /// Whether this call changed the breaker (false: it was already in that state).
+    pub changed: bool,
 }
 
 /// Verdict and rule of a result, for the `tool_calls` row.
@@ -241,4 +281,85 @@ pub fn audit_fields(value: &serde_json::Value) -> (Option<String>, Option<String
 /// The stable name of a rule, for results.
 pub fn rule_name(rule: Option<Rule>) -> Option<String> {
     rule.map(|r| r.as_str().to_owned())
+}
+
+impl Hub {
+    /// `/mcp/call`: decodes `params` for `tool` and runs it through [`Hub::invoke`].
+    pub async fn dispatch(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        params: Value,
+    ) -> Result<Value, ToolError> {
+        fn decode<P: DeserializeOwned>(params: &Value) -> Result<P, ToolError> {
+            let v = if params.is_null() {
+                Value::Object(Default::default())
+            } else {
+                params.clone()
+            };
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let at = if path == "." {
+                    "params".to_owned()
+                } else {
+                    format!("params.{path}")
+                };
+                ToolError::InvalidParams(format!("{at}: {}", e.into_inner()))
+            })
+        }
+        fn out<O: Serialize>(o: O) -> Value {
+            serde_json::to_value(o).unwrap_or(Value::Null)
+        }
+        let decoded = match tool {
+            GET_POOL_STATE | IDENTIFY => decode::<PoolParams>(&params).map(Decoded::Pool),
+            RESUME => decode::<ResumeParams>(&params).map(Decoded::Resume),
+            QUOTE_ADD => decode::<QuoteAddParams>(&params).map(Decoded::Quote),
+            RISK_CHECK => decode::<RiskCheckParams>(&params).map(Decoded::Risk),
+            SIMULATE => decode::<SimulateParams>(&params).map(Decoded::Simulate),
+            PAUSE => decode::<PauseParams>(&params).map(Decoded::Pause),
+            other => Err(ToolError::UnknownTool(other.chars().take(128).collect())),
+        };
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                self.record_rejected(caller, tool, params, &e);
+                return Err(e);
+            }
+        };
+        // Each tool's future is its own type, so every arm needs its own `invoke`.
+        macro_rules! run {
+            ($tool:expr, $p:ident, $method:ident) => {
+                self.invoke(caller, $tool, &$p, self.$method(&$p))
+                    .await
+                    .map(out)
+            };
+        }
+        match decoded {
+            Decoded::Pool(p) => match tool {
+                GET_POOL_STATE => run!(GET_POOL_STATE, p, get_pool_state),
+                _ => run!(IDENTIFY, p, identify),
+            },
+            // Operator tools record who acted.
+            Decoded::Resume(p) => self
+                .invoke(caller, RESUME, &p, self.resume_pool(caller, &p))
+                .await
+                .map(out),
+            Decoded::Pause(p) => self
+                .invoke(caller, PAUSE, &p, self.pause_pool(caller, &p))
+                .await
+                .map(out),
+            Decoded::Quote(p) => run!(QUOTE_ADD, p, quote_add_liquidity),
+            Decoded::Risk(p) => run!(RISK_CHECK, p, risk_check),
+            Decoded::Simulate(p) => run!(SIMULATE, p, simulate_action),
+        }
+    }
+}
+
+enum Decoded {
+    Pool(PoolParams),
+    Resume(ResumeParams),
+    Quote(QuoteAddParams),
+    Risk(RiskCheckParams),
+    Simulate(SimulateParams),
+    Pause(PauseParams),
 }

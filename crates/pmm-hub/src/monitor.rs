@@ -1,0 +1,162 @@
+//! The pool monitor: the one place circuit breakers trip by themselves.
+//!
+//! A task inside the hub reads every allowlisted pool once per new block (or every N seconds,
+//! [`Schedule::Every`], on slower chains) and trips a pool's breaker when
+//! `pmm_core::policy::trip_reason` says so: an oracle deviation, a stale, missing, zero or
+//! negative feed, reserves below their floors, or a pool that no longer reads as what the
+//! allowlist claims. Each trip is one `policy_events` row (written before Redis changes) and
+//! never overwrites an earlier trip. Its reads go through the chain client's per-block cache,
+//! so a tool call in the same block reuses them; `dodo.risk_check` and
+//! `dodo.simulate_action` only report what is stored.
+//!
+//! The task holds only a weak reference to the hub: it ends when the hub is dropped.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use pmm_chain::ChainError;
+use pmm_core::config::PoolEntry;
+use pmm_core::policy::trip_reason;
+use pmm_store::PolicyEventKind;
+use pmm_store::policy_state::{self, Change};
+
+use crate::error::ToolError;
+use crate::hub::{Hub, Inner, now_s};
+
+/// The actor `policy_events` rows of automatic trips name.
+pub const MONITOR_ACTOR: &str = "pool-monitor";
+
+/// When the monitor sweeps the allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Once per new block, asking the node for its head every `poll`.
+    EachBlock {
+        /// How often to ask for the head.
+        poll: Duration,
+    },
+    /// At the latest block every interval, new block or not.
+    Every(Duration),
+}
+
+/// What the monitor has done, for `/health`-style inspection and tests.
+#[derive(Debug, Default)]
+pub(crate) struct MonitorState {
+    swept: Mutex<Option<u64>>,
+}
+
+impl MonitorState {
+    /// The block of the last completed sweep.
+    pub(crate) fn last_block(&self) -> Option<u64> {
+        self.swept.lock().ok().and_then(|g| *g)
+    }
+
+    fn record(&self, block: u64) {
+        if let Ok(mut g) = self.swept.lock() {
+            *g = Some(block);
+        }
+    }
+}
+
+/// Starts the monitor for `hub` (nothing to watch when the allowlist is empty).
+pub(crate) fn spawn(hub: &Hub, schedule: Schedule) {
+    if hub.inner.allowlist.pools.is_empty() {
+        return;
+    }
+    let weak = Arc::downgrade(&hub.inner);
+    tokio::spawn(run(weak, schedule));
+}
+
+async fn run(weak: Weak<Inner>, schedule: Schedule) {
+    let mut last = None;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let hub = Hub { inner };
+        let wait = match schedule {
+            Schedule::EachBlock { poll } => {
+                match hub.inner.chain.block_number().await {
+                    Ok(n) if last != Some(n) => {
+                        hub.sweep(n).await;
+                        last = Some(n);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pool monitor: no block number"),
+                }
+                poll
+            }
+            Schedule::Every(every) => {
+                match hub.inner.chain.block_number().await {
+                    Ok(n) => hub.sweep(n).await,
+                    Err(e) => tracing::warn!(error = %e, "pool monitor: no block number"),
+                }
+                every
+            }
+        };
+        drop(hub);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+impl Hub {
+    /// Reads every allowlisted pool at block `number` and trips the unhealthy ones.
+    pub(crate) async fn sweep(&self, number: u64) {
+        let pools = &self.inner.allowlist.pools;
+        futures::future::join_all(pools.iter().map(|e| self.watch(e, number))).await;
+        self.inner.monitor.record(number);
+        metrics::counter!("pmm_hub_monitor_sweeps_total").increment(1);
+    }
+
+    async fn watch(&self, entry: &PoolEntry, number: u64) {
+        let now = now_s();
+        let reason = match self.read_state_at(entry.address, number).await {
+            Ok((_, state, _)) => {
+                let version = self
+                    .inner
+                    .profiles
+                    .check_version(&state.version, entry.pool_type)
+                    .err()
+                    .map(|why| format!("pool is not what the allowlist claims: {why}"));
+                version.or_else(|| trip_reason(&state, entry, state.oracle_price.as_ref(), now))
+            }
+            // The node did not answer: that says nothing about the pool.
+            Err(ToolError::Chain(ChainError::Rpc { .. })) => None,
+            // Anything else (a getter gone, tokens changed, a state that does not normalize)
+            // means the pool can no longer be checked.
+            Err(e) => Some(format!("pool unreadable: {e}")),
+        };
+        let Some(reason) = reason else { return };
+        let Some(redis) = &self.inner.redis else {
+            tracing::warn!(pool = %entry.address, reason, "pool unhealthy, no Redis to trip");
+            return;
+        };
+        let change = Change {
+            chain_id: self.inner.chain.chain_id(),
+            chain: &self.inner.chain_name,
+            pool: Some(entry.address),
+            actor: MONITOR_ACTOR,
+            reason: &reason,
+            block: Some(number),
+            now,
+        };
+        match policy_state::trip(
+            self.inner.pg.as_ref(),
+            redis,
+            PolicyEventKind::BreakerTrip,
+            &change,
+        )
+        .await
+        {
+            Ok((outcome, not_durable)) => {
+                if let Some(e) = not_durable {
+                    tracing::error!(pool = %entry.address, error = %e, "trip not recorded in Postgres");
+                }
+                if outcome.tripped_now {
+                    metrics::counter!("pmm_hub_breaker_trips_total").increment(1);
+                    tracing::warn!(pool = %entry.address, block = number, reason, "circuit breaker tripped");
+                }
+            }
+            Err(e) => {
+                tracing::error!(pool = %entry.address, error = %e, "could not trip the circuit breaker")
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Read tools: `dodo.get_pool_state`, `dodo.identify_pool_interface`, `dodo.quote_add_liquidity`,
+//! and the one pool read every tool goes through.
+
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use pmm_chain::{InterfaceReport, PoolRead, PoolType, ReadSpec};
+use pmm_core::config::PoolEntry;
+use pmm_core::math::{self, LiquidityState, ONE, PmmState};
+use pmm_core::policy::balanced_deposit;
+use pmm_core::schema::{Amount, OracleKind, PoolState, normalize};
+
+use super::{AddLiquidityQuote, PoolParams, QuoteAddParams, parse_address};
+use crate::error::ToolError;
+use crate::hub::Hub;
+
+impl Hub {
+    /// `dodo.get_pool_state`: one batched read, normalized.
+    pub async fn get_pool_state(&self, p: &PoolParams) -> Result<PoolState, ToolError> {
+        let pool = parse_address("pool", &p.pool)?;
+        Ok(self.read_state(pool).await?.1)
+    }
+
+    /// `dodo.identify_pool_interface`.
+    pub async fn identify(&self, p: &PoolParams) -> Result<InterfaceReport, ToolError> {
+        let pool = parse_address("pool", &p.pool)?;
+        Ok(self.inner.chain.identify_pool_interface(pool).await?)
+    }
+
+    /// `dodo.quote_add_liquidity`: exact `buyShares` outcome of depositing the amounts.
+    pub async fn quote_add_liquidity(
+        &self,
+        p: &QuoteAddParams,
+    ) -> Result<AddLiquidityQuote, ToolError> {
+        let pool = parse_address("pool", &p.pool)?;
+        if p.base_amount.is_zero() {
+            return Err(ToolError::InvalidParams(
+                "base_amount: must be greater than 0 (buyShares needs base input)".into(),
+            ));
+        }
+        let (read, _, _) = self.read_state(pool).await?;
+        let (kind, liq) = liquidity_of(&read)?;
+        let base_balance = add(read.base_balance, p.base_amount.0, "base_amount")?;
+        let quote_balance = add(read.quote_balance, p.quote_amount.0, "quote_amount")?;
+        let bs = math::buy_shares(kind, &liq, base_balance, quote_balance)?;
+        let mid = mid_after_deposit(
+            kind,
+            &pmm_of(&read)?,
+            base_balance,
+            quote_balance,
+            bs.targets.map(|t| (t.base, t.quote)),
+        );
+        let (balanced_base, balanced_quote) = balanced_deposit(
+            liq.base_reserve,
+            liq.quote_reserve,
+            p.base_amount.0,
+            p.quote_amount.0,
+        );
+        Ok(AddLiquidityQuote {
+            pool,
+            balanced_base_amount: Amount(balanced_base),
+            balanced_quote_amount: Amount(balanced_quote),
+            block_number: read.block.number,
+            shares: Amount(bs.received),
+            minted: Amount(bs.minted),
+            base_taken: Amount(bs.base_input.saturating_sub(bs.donated_base)),
+            quote_taken: Amount(bs.quote_input.saturating_sub(bs.donated_quote)),
+            base_donated: Amount(bs.donated_base),
+            quote_donated: Amount(bs.donated_quote),
+            base_input: Amount(bs.base_input),
+            quote_input: Amount(bs.quote_input),
+            new_total_supply: Amount(bs.new_total_supply),
+            resulting_inventory_ratio: mid
+                .and_then(|m| inventory_ratio(base_balance, quote_balance, m)),
+            resulting_mid_price_raw: mid.map(Amount),
+        })
+    }
+
+    /// Pool family: the allowlist's, else detected once and remembered.
+    pub(crate) async fn pool_type(
+        &self,
+        pool: Address,
+    ) -> Result<(PoolType, Option<&PoolEntry>), ToolError> {
+        if let Some(entry) = self.inner.allowlist.pool(pool) {
+            return Ok((entry.pool_type, Some(entry)));
+        }
+        if let Some(t) = self
+            .inner
+            .detected
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&pool).copied())
+        {
+            return Ok((t, None));
+        }
+        let report = self.inner.chain.identify_pool_interface(pool).await?;
+        let kind = report.detected_profile.kind().ok_or_else(|| {
+            ToolError::Unsupported(format!(
+                "{pool} is not a recognised DODO pool: {}",
+                report.notes.join("; ")
+            ))
+        })?;
+        if let Ok(mut m) = self.inner.detected.lock() {
+            m.insert(pool, kind);
+        }
+        Ok((kind, None))
+    }
+
+    /// One batched read at the latest block, checked against the allowlist and normalized.
+    pub async fn read_state(
+        &self,
+        pool: Address,
+    ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
+        let number = self.inner.chain.block_number().await?;
+        self.read_state_at(pool, number).await
+    }
+
+    /// [`Hub::read_state`] at block `number`: the pool monitor's sweep of that block has
+    /// cached it, so a tool call in the same block reads no pool state over RPC.
+    pub async fn read_state_at(
+        &self,
+        pool: Address,
+        number: u64,
+    ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
+        let (kind, entry) = self.pool_type(pool).await?;
+        let feed = entry.and_then(|e| match e.oracle.kind {
+            OracleKind::Chainlink => e.oracle.address,
+            _ => None,
+        });
+        let spec = ReadSpec {
+            pool,
+            kind,
+            feed,
+            fee_trader: self.fee_trader(),
+        };
+        let read = self.inner.chain.read_pool_at(&spec, number).await?;
+        if let Some(e) = entry {
+            read.check_entry(e)?;
+        }
+        let profile = entry.map_or_else(|| format!("detected:{kind}"), |e| e.profile.clone());
+        let raw = read.to_raw(
+            self.inner.chain_name.clone(),
+            &profile,
+            entry.map(|e| &e.oracle),
+        )?;
+        let state = normalize(raw)?;
+        Ok((read, state, entry))
+    }
+}
+
+pub(crate) fn add(a: U256, b: U256, field: &str) -> Result<U256, ToolError> {
+    a.checked_add(b).ok_or_else(|| {
+        ToolError::InvalidParams(format!("{field}: pool balance plus amount exceeds 2^256-1"))
+    })
+}
+
+/// Share math inputs of a pool with LP shares.
+pub(crate) fn liquidity_of(read: &PoolRead) -> Result<(math::PoolKind, LiquidityState), ToolError> {
+    let kind = match read.kind {
+        PoolType::Dvm => math::PoolKind::Dvm,
+        PoolType::Dsp | PoolType::Gsp => math::PoolKind::Dsp,
+        other => {
+            return Err(ToolError::Unsupported(format!(
+                "{other} pools have no LP shares: liquidity is owner-managed (reset)"
+            )));
+        }
+    };
+    let (base_reserve, quote_reserve) = read
+        .vault_reserve
+        .ok_or_else(|| ToolError::Unsupported("no vault reserve".into()))?;
+    let (b0, q0) = read.stored_targets.unwrap_or_default();
+    Ok((
+        kind,
+        LiquidityState {
+            total_supply: read.total_shares.unwrap_or_default(),
+            base_reserve,
+            quote_reserve,
+            i: read.stored_i.unwrap_or_default(),
+            b0,
+            q0,
+        },
+    ))
+}
+
+/// The pool's V2 PMM state; a pool without one, or with an R state outside 0..=2, is a pool
+/// these tools do not handle.
+pub(crate) fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
+    read.pmm
+        .ok_or_else(|| ToolError::Unsupported("pool has no V2 PMM state".into()))?
+        .to_pmm_state(read.pool)
+        .map_err(|e| ToolError::Unsupported(e.to_string()))
+}
+
+/// The mid price once a deposit leaves the pool holding `base` and `quote`, `None` where the
+/// math defines none. Reserves become the balances; a DVM re-derives its targets, a DSP
+/// stores the new ones `buyShares` computed.
+pub(crate) fn mid_after_deposit(
+    kind: math::PoolKind,
+    before: &PmmState,
+    base: U256,
+    quote: U256,
+    targets: Option<(U256, U256)>,
+) -> Option<U256> {
+    let after = match (kind, targets) {
+        (math::PoolKind::Dvm, _) => PmmState::dvm(before.i, before.k, base, quote),
+        (math::PoolKind::Dsp, Some((b0, q0))) => PmmState {
+            b: base,
+            q: quote,
+            b0,
+            q0,
+            ..*before
+        },
+        (math::PoolKind::Dsp, None) => PmmState {
+            b: base,
+            q: quote,
+            ..*before
+        },
+    };
+    math::mid_price(&after).ok()
+}
+
+/// base value / (base value + quote), base valued at `mid` (1e18 on raw units).
+pub(crate) fn inventory_ratio(base: U256, quote: U256, mid: U256) -> Option<f64> {
+    let base_value = base.checked_mul(mid)? / ONE;
+    let total = base_value.checked_add(quote)?;
+    if total.is_zero() {
+        return None;
+    }
+    Some(f64::from(base_value) / f64::from(total))
+}
