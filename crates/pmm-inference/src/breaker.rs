@@ -150,11 +150,6 @@ impl Breaker {
         }
     }
 
-    /// True while closed (no failure streak has opened it).
-    pub fn is_closed(&self) -> bool {
-        matches!(self.lock().state, State::Closed { .. })
-    }
-
     /// How many times the breaker has opened.
     pub fn opened(&self) -> u64 {
         self.lock().epoch

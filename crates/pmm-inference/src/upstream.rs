@@ -1,10 +1,10 @@
 //! One upstream server: its kind (configured or detected), tool support, health as last polled,
 //! and breaker.
 //!
-//! The poll reads `/health`, and when the upstream is in doubt (its breaker is not closed, or a
-//! request stalled on it) it also makes a bounded probe: a one-token streamed chat whose first
-//! event must come within the probe deadline. A stalled server still answers `/health` 200, so
-//! the status line alone would rate it ready. Only a probe that passes lets the breaker try it.
+//! The poll reads `/health`, and once a request stalled on the upstream it also makes a bounded
+//! probe: a one-token streamed chat whose first event must come within the probe deadline. A
+//! stalled server still answers `/health` 200, so the status line alone would rate it ready;
+//! until a probe passes it is down. A ready verdict lets the breaker try the upstream at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -253,8 +253,8 @@ impl Upstream {
         matches!(tokio::time::timeout(t, first_byte).await, Ok(Some(_)))
     }
 
-    /// Polls `/health` (and detects the kind when needed, and probes when the upstream is in
-    /// doubt), stores and returns the result. `interval` is the poll period: bytes seen within
+    /// Polls `/health` (and detects the kind when needed, and probes after a stall), stores and
+    /// returns the result. `interval` is the poll period: bytes seen within
     /// it make the probe unnecessary.
     pub async fn poll(
         &self,
@@ -268,7 +268,7 @@ impl Upstream {
             Ok(resp) if resp.status().is_success() => {
                 if self.kind(client, t).await.is_none() {
                     Health::Down
-                } else if !self.in_doubt() || self.progressed_within(interval) {
+                } else if !self.stalled.load(Ordering::SeqCst) || self.progressed_within(interval) {
                     Health::Ready
                 } else if self.probe(client, probe_timeout).await {
                     self.stalled.store(false, Ordering::SeqCst);
@@ -287,14 +287,13 @@ impl Upstream {
             }
             Ok(_) => Health::Down,
         };
+        // The ready signal is the edge from down or loading: an upstream whose /health was 200
+        // all along while its requests failed gives none, and keeps its breaker's open period.
+        let before = self.health();
         self.set_health(health);
-        if health == Health::Ready {
+        if health == Health::Ready && before != Health::Ready {
             self.breaker.on_ready();
         }
         health
-    }
-
-    fn in_doubt(&self) -> bool {
-        self.stalled.load(Ordering::SeqCst) || !self.breaker.is_closed()
     }
 }

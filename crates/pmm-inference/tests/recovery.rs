@@ -42,9 +42,13 @@ async fn first_200_within_a_second_of_upstream_health_after_a_restart() {
     let log: Log = Arc::default();
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let (client, url, log) = (client.clone(), proxy.chat_url(), log.clone());
+            let (client, url, log) = (
+                client.clone(),
+                format!("{}/v1/completions", proxy.base),
+                log.clone(),
+            );
             tokio::spawn(async move {
-                let body = json!({"model": common::MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2});
+                let body = json!({"model": common::MODEL, "prompt": "Hi", "max_tokens": 1});
                 loop {
                     let status = match client.post(&url).json(&body).send().await {
                         Ok(r) => r.status().as_u16(),
