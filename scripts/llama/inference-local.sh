@@ -67,7 +67,10 @@ disabled = true
 name = "llama-local"
 url = "http://127.0.0.1:$PORT"
 kind = "llamacpp"
-priority = 0
+
+[[models]]
+name = "smollm2"
+upstreams = ["llama-local"]
 EOF
 
 echo "[inference] proxy on http://$PMM_INFERENCE__LISTEN (OpenAI base: http://$PMM_INFERENCE__LISTEN/v1, model smollm2)" >&2

@@ -52,6 +52,7 @@ impl Admission {
             return Ok(permit);
         }
         let overloaded = ProxyError::Overloaded {
+            message: "the proxy is at capacity, retry later".into(),
             retry_after: self.retry_after,
         };
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
@@ -103,7 +104,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         match a.admit().await {
-            Err(ProxyError::Overloaded { retry_after }) => {
+            Err(ProxyError::Overloaded { retry_after, .. }) => {
                 assert_eq!(retry_after, Duration::from_secs(2))
             }
             other => panic!("expected Overloaded, got {other:?}"),

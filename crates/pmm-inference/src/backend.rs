@@ -90,7 +90,13 @@ pub fn structured_output(
     if rf.is_null() {
         return Ok(None);
     }
-    let bad = |m: &str| ProxyError::BadRequest(format!("response_format: {m}"));
+    let bad = |m: &str| {
+        ProxyError::invalid(
+            format!("response_format: {m}"),
+            "response_format",
+            "invalid_value",
+        )
+    };
     let kind = rf
         .get("type")
         .and_then(Value::as_str)
@@ -124,9 +130,11 @@ fn check_schema(schema: &Value, key: &str) -> Result<Value, ProxyError> {
     if schema.is_object() || schema.is_boolean() {
         Ok(schema.clone())
     } else {
-        Err(ProxyError::BadRequest(format!(
-            "{key} must be a JSON schema object"
-        )))
+        Err(ProxyError::invalid(
+            format!("{key} must be a JSON schema object"),
+            key,
+            "invalid_value",
+        ))
     }
 }
 
@@ -135,39 +143,6 @@ fn schema_of(so: &StructuredOutput) -> Value {
         StructuredOutput::Schema(s) => s.clone(),
         StructuredOutput::JsonObject => json!({"type": "object"}),
     }
-}
-
-/// Checks the front request and returns it as a JSON object plus its `stream` flag.
-pub fn parse_request(route: Route, raw: &[u8]) -> Result<(Map<String, Value>, bool), ProxyError> {
-    let value: Value = serde_json::from_slice(raw)
-        .map_err(|e| ProxyError::BadRequest(format!("body is not valid JSON: {e}")))?;
-    let Value::Object(body) = value else {
-        return Err(ProxyError::BadRequest("body must be a JSON object".into()));
-    };
-    match route {
-        Route::Chat => {
-            if !body.get("messages").is_some_and(Value::is_array) {
-                return Err(ProxyError::BadRequest("`messages` must be an array".into()));
-            }
-        }
-        Route::Completions => {
-            if !body
-                .get("prompt")
-                .is_some_and(|p| p.is_string() || p.is_array())
-            {
-                return Err(ProxyError::BadRequest(
-                    "`prompt` must be a string or an array".into(),
-                ));
-            }
-        }
-    }
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ProxyError::BadRequest("`stream` must be a boolean".into())),
-    };
-    structured_output(&body)?;
-    Ok((body, stream))
 }
 
 /// Builds the upstream request for a backend.
@@ -207,7 +182,8 @@ pub fn build_request(
                     json!({"type": "json", "value": schema_of(so)}),
                 );
             }
-            out.entry("model").or_insert_with(|| json!("tgi"));
+            // TGI serves one model and documents `"tgi"` as the value to send.
+            out.insert("model".into(), json!("tgi"));
             Ok(UpstreamRequest {
                 path: route.path(),
                 body: Value::Object(out),
@@ -221,8 +197,10 @@ pub fn build_request(
                     a[0].as_str().unwrap_or_default().to_owned()
                 }
                 _ => {
-                    return Err(ProxyError::BadRequest(
-                        "`prompt` must be a single string for a TGI upstream".into(),
+                    return Err(ProxyError::invalid(
+                        "`prompt` must be a single string for a TGI upstream",
+                        "prompt",
+                        "invalid_value",
                     ));
                 }
             };
@@ -507,9 +485,6 @@ mod tests {
         assert!(err.to_string().contains("json_schema.schema"));
         let body = obj(json!({"messages": [], "response_format": {"type": "yaml"}}));
         assert!(structured_output(&body).is_err());
-        assert!(parse_request(Route::Chat, b"[1]").is_err());
-        assert!(parse_request(Route::Chat, b"{\"messages\": 1}").is_err());
-        assert!(parse_request(Route::Completions, b"{\"prompt\": \"x\", \"stream\": 1}").is_err());
     }
 
     #[test]

@@ -61,9 +61,20 @@ pub struct UpstreamConfig {
     /// Backend kind, configured or detected.
     #[serde(default)]
     pub kind: KindSetting,
-    /// Lower values are tried first.
+}
+
+/// One model clients can ask for by `model`, and the upstreams that serve it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The id clients send as `model` and `/v1/models` lists.
+    pub name: String,
+    /// Other ids accepted for this model (not listed by `/v1/models`).
     #[serde(default)]
-    pub priority: u32,
+    pub aliases: Vec<String>,
+    /// Names of the upstreams serving it, in order: the first is tried first, the others are
+    /// its fallbacks.
+    pub upstreams: Vec<String>,
 }
 
 /// Concurrency, queue and deadline limits.
@@ -78,8 +89,10 @@ pub struct Limits {
     pub queue_timeout_ms: u64,
     /// Overall deadline of one request, streams included.
     pub request_timeout_ms: u64,
-    /// Deadline of one upstream attempt up to the full body (or the first stream event).
-    pub attempt_timeout_ms: u64,
+    /// Deadline of one upstream attempt up to its first byte: the first stream event, or for a
+    /// non-streamed answer the start of its body (which llama.cpp sends only once it is done).
+    /// A stall is answered 504 when it passes, and trips the upstream's breaker at once.
+    pub first_byte_timeout_ms: u64,
     /// Longest silence between two stream chunks.
     pub stream_idle_timeout_ms: u64,
     /// Upstream attempts per request (across upstreams), all before the first byte.
@@ -97,7 +110,7 @@ impl Default for Limits {
             max_queue: 64,
             queue_timeout_ms: 30_000,
             request_timeout_ms: 300_000,
-            attempt_timeout_ms: 120_000,
+            first_byte_timeout_ms: 30_000,
             stream_idle_timeout_ms: 30_000,
             max_attempts: 3,
             retry_after_secs: 1,
@@ -115,9 +128,9 @@ impl Limits {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
-    /// Per-attempt deadline.
-    pub fn attempt_timeout(&self) -> Duration {
-        Duration::from_millis(self.attempt_timeout_ms)
+    /// Per-attempt first-byte deadline.
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
     }
     /// Idle bound between stream chunks.
     pub fn stream_idle_timeout(&self) -> Duration {
@@ -177,6 +190,9 @@ pub struct Config {
     /// Upstream servers.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// Models and their upstreams; a request for any other model is 404 `model_not_found`.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -203,11 +219,13 @@ fn default_health_interval() -> u64 {
 }
 
 impl Config {
-    /// A configuration with defaults and the given upstreams, auth disabled (tests, local mode).
-    pub fn local(upstreams: Vec<UpstreamConfig>) -> Self {
+    /// A configuration with defaults, the given models and upstreams, auth disabled (tests,
+    /// local mode).
+    pub fn local(models: Vec<ModelConfig>, upstreams: Vec<UpstreamConfig>) -> Self {
         Self {
             listen: default_listen(),
             upstreams,
+            models,
             limits: Limits::default(),
             breaker: BreakerConfig::default(),
             auth: AuthConfig {
@@ -283,12 +301,13 @@ impl Config {
                 ));
             }
         }
+        self.validate_models()?;
         let l = &self.limits;
         let positive: [(&str, u64); 7] = [
             ("limits.max_concurrent", l.max_concurrent as u64),
             ("limits.queue_timeout_ms", l.queue_timeout_ms),
             ("limits.request_timeout_ms", l.request_timeout_ms),
-            ("limits.attempt_timeout_ms", l.attempt_timeout_ms),
+            ("limits.first_byte_timeout_ms", l.first_byte_timeout_ms),
             ("limits.stream_idle_timeout_ms", l.stream_idle_timeout_ms),
             ("limits.max_attempts", u64::from(l.max_attempts)),
             ("limits.max_body_bytes", l.max_body_bytes as u64),
@@ -298,9 +317,9 @@ impl Config {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
-        if l.attempt_timeout_ms > l.request_timeout_ms {
+        if l.first_byte_timeout_ms > l.request_timeout_ms {
             return Err(invalid(
-                "limits.attempt_timeout_ms",
+                "limits.first_byte_timeout_ms",
                 "must not exceed limits.request_timeout_ms",
             ));
         }
@@ -324,6 +343,59 @@ impl Config {
         }
         if let Some(i) = self.auth.tokens.iter().position(|t| t.trim().is_empty()) {
             return Err(invalid(format!("auth.tokens[{i}]"), "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Every model has a unique name and aliases and known upstreams; every upstream serves a
+    /// model (an unused one would be a config entry that does nothing).
+    fn validate_models(&self) -> Result<(), ConfigError> {
+        if self.models.is_empty() {
+            return Err(invalid("models", "at least one model is required"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut used = std::collections::HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            for (key, id) in std::iter::once((format!("models[{i}].name"), &m.name)).chain(
+                m.aliases
+                    .iter()
+                    .enumerate()
+                    .map(|(j, a)| (format!("models[{i}].aliases[{j}]"), a)),
+            ) {
+                if id.trim().is_empty() {
+                    return Err(invalid(key, "must not be empty"));
+                }
+                if !ids.insert(id.as_str()) {
+                    return Err(invalid(key, format!("model id `{id}` is used twice")));
+                }
+            }
+            if m.upstreams.is_empty() {
+                return Err(invalid(
+                    format!("models[{i}].upstreams"),
+                    "at least one upstream is required",
+                ));
+            }
+            let mut mine = std::collections::HashSet::new();
+            for (j, name) in m.upstreams.iter().enumerate() {
+                let key = format!("models[{i}].upstreams[{j}]");
+                if !self.upstreams.iter().any(|u| &u.name == name) {
+                    return Err(invalid(key, format!("no upstream is named `{name}`")));
+                }
+                if !mine.insert(name.as_str()) {
+                    return Err(invalid(key, format!("upstream `{name}` is listed twice")));
+                }
+                used.insert(name.as_str());
+            }
+        }
+        if let Some(i) = self
+            .upstreams
+            .iter()
+            .position(|u| !used.contains(u.name.as_str()))
+        {
+            return Err(invalid(
+                format!("upstreams[{i}]"),
+                format!("upstream `{}` serves no model", self.upstreams[i].name),
+            ));
         }
         Ok(())
     }
@@ -357,7 +429,10 @@ kind = "llamacpp"
 name = "b"
 url = "http://127.0.0.1:8081"
 kind = "tgi"
-priority = 5
+[[models]]
+name = "smollm2"
+aliases = ["default"]
+upstreams = ["a", "b"]
 "#;
 
     fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
@@ -387,7 +462,7 @@ priority = 5
         assert_eq!(cfg.limits.max_queue, Limits::default().max_queue);
         assert_eq!(cfg.auth.tokens, ["x1", "x2"]);
         assert_eq!(cfg.upstreams[1].kind, KindSetting::Tgi);
-        assert_eq!(cfg.upstreams[1].priority, 5);
+        assert_eq!(cfg.models[0].upstreams, ["a", "b"]);
         assert!(
             !format!("{cfg:?}").contains("x1"),
             "tokens must not be printed"
@@ -399,8 +474,22 @@ priority = 5
     fn example_file_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inference.example.toml");
         let cfg = Config::load_with_env(Some(&path), env(&[])).expect("example config loads");
-        assert_eq!(cfg.upstreams.len(), 2);
+        assert_eq!(cfg.upstreams.len(), 3);
         assert_eq!(cfg.upstreams[1].kind, KindSetting::Auto);
+        assert_eq!(cfg.models.len(), 2);
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for file in ["config/inference.toml", "deploy/inference.compose.toml"] {
+            let cfg = Config::load_with_env(
+                Some(&root.join(file)),
+                env(&[("PMM_INFERENCE__AUTH__TOKENS", "t")]),
+            )
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(cfg.models[0].name, "smollm2", "{file}");
+        }
     }
 
     #[test]
@@ -415,9 +504,9 @@ priority = 5
             ),
             ("PMM_INFERENCE__LISTEN", "nowhere", "listen"),
             (
-                "PMM_INFERENCE__LIMITS__ATTEMPT_TIMEOUT_MS",
+                "PMM_INFERENCE__LIMITS__FIRST_BYTE_TIMEOUT_MS",
                 "999999999",
-                "limits.attempt_timeout_ms",
+                "limits.first_byte_timeout_ms",
             ),
             (
                 "PMM_INFERENCE__BREAKER__FAILURE_THRESHOLD",
@@ -439,6 +528,27 @@ priority = 5
         let no_auth = write(&dir, &BASE.replace("tokens = [\"file-token\"]", ""));
         let err = Config::load_with_env(Some(&no_auth), env(&[])).expect_err("no tokens");
         assert!(err.to_string().contains("auth.tokens"), "{err}");
+        for (from, to, named) in [
+            (
+                "upstreams = [\"a\", \"b\"]",
+                "upstreams = [\"a\", \"c\"]",
+                "models[0].upstreams[1]",
+            ),
+            (
+                "upstreams = [\"a\", \"b\"]",
+                "upstreams = [\"a\"]",
+                "upstreams[1]",
+            ),
+            (
+                "aliases = [\"default\"]",
+                "aliases = [\"smollm2\"]",
+                "models[0].aliases[0]",
+            ),
+        ] {
+            let bad = write(&dir, &BASE.replace(from, to));
+            let err = Config::load_with_env(Some(&bad), env(&[])).expect_err(named);
+            assert!(err.to_string().contains(named), "{named}: {err}");
+        }
         let typo = write(&dir, &format!("{BASE}\nmax_concurent = 3\n"));
         let err = Config::load_with_env(Some(&typo), env(&[])).expect_err("unknown key");
         assert!(err.to_string().contains("max_concurent"), "{err}");

@@ -1,7 +1,7 @@
 //! Inference proxy (5702): OpenAI-compatible gateway for llama.cpp and TGI.
 //!
 //! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
-//! `GET /health`, `GET /metrics`.
+//! `GET /v1/models/{id}`, `GET /health`, `GET /metrics`.
 //!
 //! Run: `pmm-inference --config config/inference.toml` (env overrides `PMM_INFERENCE__*`, e.g.
 //! `PMM_INFERENCE__LISTEN=127.0.0.1:8000`). Locally: `scripts/llama/inference-local.sh`.
@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(
         %addr,
+        models = cfg.models.len(),
         upstreams = cfg.upstreams.len(),
         auth = !cfg.auth.disabled,
         "inference proxy listening"

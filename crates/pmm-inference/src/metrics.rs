@@ -16,6 +16,7 @@ const SHED: &str = "pmm_inference_shed_total";
 const UPSTREAM_ERRORS: &str = "pmm_inference_upstream_errors_total";
 const UPSTREAM_UP: &str = "pmm_inference_upstream_up";
 const BREAKER_OPEN: &str = "pmm_inference_upstream_breaker_open";
+const BREAKER_OPENS: &str = "pmm_inference_upstream_breaker_opens_total";
 const TOKENS: &str = "pmm_inference_tokens_total";
 const STREAMS: &str = "pmm_inference_streams_total";
 
@@ -62,7 +63,7 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new())
             .build_recorder();
         let handle = recorder.handle();
-        let describe: [(&'static str, Option<Unit>, &'static str); 10] = [
+        let describe: [(&'static str, Option<Unit>, &'static str); 11] = [
             (REQUESTS, None, "Front requests by route and status"),
             (
                 DURATION,
@@ -82,6 +83,11 @@ impl Metrics {
                 BREAKER_OPEN,
                 None,
                 "1 while the upstream's circuit breaker is open",
+            ),
+            (
+                BREAKER_OPENS,
+                None,
+                "Times the upstream's circuit breaker has opened",
             ),
             (TOKENS, None, "Tokens reported by upstreams by type"),
             (STREAMS, None, "Finished streams by outcome"),
@@ -152,8 +158,11 @@ impl Metrics {
         self.gauge(IN_FLIGHT, &[], in_flight as f64);
     }
 
-    /// Upstream gauges.
-    pub fn set_upstream(&self, upstream: &str, up: bool, breaker_open: bool) {
+    /// Upstream gauges, and how often its breaker has opened.
+    pub fn set_upstream(&self, upstream: &str, up: bool, breaker_open: bool, opens: u64) {
+        self.recorder
+            .register_counter(&key(BREAKER_OPENS, &[("upstream", upstream)]), &META)
+            .absolute(opens);
         self.gauge(
             UPSTREAM_UP,
             &[("upstream", upstream)],

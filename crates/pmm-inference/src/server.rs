@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::FutureExt;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -18,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::backend::Route;
 use crate::config::Config;
-use crate::error::ProxyError;
+use crate::error::{ProxyError, error_json};
 use crate::proxy::{Proxy, Readiness, Reply};
 
 /// Shared state of the front.
@@ -27,6 +29,7 @@ pub struct AppState {
     /// The proxy core.
     pub proxy: Arc<Proxy>,
     tokens: Arc<Vec<String>>,
+    max_body_bytes: usize,
 }
 
 impl AppState {
@@ -40,16 +43,20 @@ impl AppState {
         Self {
             proxy,
             tokens: Arc::new(tokens),
+            max_body_bytes: cfg.limits.max_body_bytes,
         }
     }
 }
 
 /// All routes: `/health` is open (probes), everything else needs a bearer token if configured.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// Unknown routes, wrong methods and oversized bodies get OpenAI-shaped errors too.
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
     let protected = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -58,6 +65,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(protected)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -81,19 +90,63 @@ fn reply(result: Result<Reply, ProxyError>) -> Response {
     }
 }
 
-async fn chat(State(s): State<AppState>, body: Bytes) -> Response {
-    reply(s.proxy.generate(Route::Chat, &body).await)
+/// The body, or the OpenAI-shaped reason it could not be read (413 over the limit).
+fn body_or_error(s: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ProxyError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ProxyError::PayloadTooLarge {
+                limit: s.max_body_bytes,
+            }
+        } else {
+            ProxyError::BadRequest {
+                message: format!("cannot read the request body: {}", e.body_text()),
+                param: None,
+                code: None,
+            }
+        }
+    })
 }
 
-async fn completions(State(s): State<AppState>, body: Bytes) -> Response {
-    reply(s.proxy.generate(Route::Completions, &body).await)
+async fn generate(s: &AppState, route: Route, body: Result<Bytes, BytesRejection>) -> Response {
+    match body_or_error(s, body) {
+        Ok(body) => reply(s.proxy.generate(route, &body).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn chat(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    generate(&s, Route::Chat, body).await
+}
+
+async fn completions(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    generate(&s, Route::Completions, body).await
 }
 
 async fn models(State(s): State<AppState>) -> Response {
-    match s.proxy.models().await {
+    axum::Json(s.proxy.list_models()).into_response()
+}
+
+async fn model(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s.proxy.retrieve_model(&id) {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+async fn unknown_route(req: Request) -> Response {
+    ProxyError::UnknownRoute {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    }
+    .into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    ProxyError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    }
+    .into_response()
 }
 
 async fn health(State(s): State<AppState>) -> Response {
@@ -102,11 +155,14 @@ async fn health(State(s): State<AppState>) -> Response {
         Readiness::Loading => (StatusCode::SERVICE_UNAVAILABLE, "Loading model"),
         Readiness::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "No upstream is ready"),
     };
+    let code = if message == "Loading model" {
+        "model_loading"
+    } else {
+        "upstream_unavailable"
+    };
     (
         status,
-        axum::Json(
-            json!({"error": {"code": 503, "message": message, "type": "unavailable_error"}}),
-        ),
+        axum::Json(error_json(status, message, None, Some(code))),
     )
         .into_response()
 }
@@ -181,7 +237,14 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         start: Instant::now(),
         answered: false,
     };
-    let response = next.run(req).await;
+    // A panic in a handler is a bug; the client still gets an answer in the one error shape.
+    let response = std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(route, "handler panicked");
+            ProxyError::Internal.into_response()
+        });
     guard.answered = true;
     let elapsed = guard.start.elapsed();
     let status = response.status().as_u16();
@@ -192,16 +255,23 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
     response
 }
 
-/// Polls upstream health every `interval` until dropped.
+/// Polls every upstream's health every `interval` until aborted, each on its own beat so that a
+/// slow probe of one upstream never delays the verdict on another.
 pub fn spawn_health_poller(proxy: Arc<Proxy>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(5));
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            proxy.poll_health(timeout).await;
-        }
+        let loops = proxy.upstreams().iter().map(|u| {
+            let proxy = proxy.clone();
+            let u = u.clone();
+            async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    proxy.poll_upstream(&u, interval).await;
+                }
+            }
+        });
+        futures::future::join_all(loops).await;
     })
 }
 
@@ -213,7 +283,7 @@ pub async fn serve(
 ) -> Result<(), crate::Error> {
     let proxy = Proxy::new(cfg)?;
     let poller = spawn_health_poller(proxy.clone(), cfg.health_interval());
-    let app = router(AppState::new(proxy, cfg), cfg.limits.max_body_bytes);
+    let app = router(AppState::new(proxy, cfg));
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -67,7 +67,14 @@ async fn fake_ok(text: &'static str, hits: Arc<AtomicUsize>) -> FakeServer {
 }
 
 fn chat(stream: bool) -> Value {
-    json!({"messages": [{"role": "user", "content": "hi"}], "stream": stream})
+    json!({"model": common::MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+}
+
+/// Counts a request the proxy forwarded; its health probes (which name no model) are not counted.
+fn count(hits: &AtomicUsize, req: &Value) {
+    if req.get("model").is_some() {
+        hits.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[tokio::test]
@@ -133,8 +140,8 @@ async fn stream_cut_midway_is_an_error_not_a_clean_finish() {
 
 /// An upstream that never answers.
 async fn fake_hanging(hits: Arc<AtomicUsize>) -> FakeServer {
-    FakeServer::chat(post(move || {
-        hits.fetch_add(1, Ordering::SeqCst);
+    FakeServer::chat(post(move |axum::Json(req): axum::Json<Value>| {
+        count(&hits, &req);
         futures::future::pending::<String>()
     }))
     .await
@@ -147,10 +154,10 @@ async fn slow_upstream_times_out_per_attempt_and_falls_back() {
     let ok_hits = Arc::new(AtomicUsize::new(0));
     let ok = fake_ok("fast", ok_hits.clone()).await;
     let mut cfg = config(vec![
-        upstream("slow", &slow.base, KindSetting::Llamacpp, 0),
-        upstream("fast", &ok.base, KindSetting::Llamacpp, 1),
+        upstream("slow", &slow.base, KindSetting::Llamacpp),
+        upstream("fast", &ok.base, KindSetting::Llamacpp),
     ]);
-    cfg.limits.attempt_timeout_ms = 300;
+    cfg.limits.first_byte_timeout_ms = 300;
     let proxy = TestProxy::start(cfg).await;
     let client = reqwest::Client::new();
     for stream in [false, true] {
@@ -159,25 +166,31 @@ async fn slow_upstream_times_out_per_attempt_and_falls_back() {
         let text = resp.text().await.expect("body");
         assert!(text.contains("fast"), "{text}");
     }
-    assert_eq!(slow_hits.load(Ordering::SeqCst), 2);
+    // The stall opened the slow upstream's breaker at once: the second request went straight
+    // to the fallback instead of waiting out another first-byte deadline.
+    assert_eq!(slow_hits.load(Ordering::SeqCst), 1);
     assert_eq!(ok_hits.load(Ordering::SeqCst), 2);
     let m = proxy.metrics(&client).await;
     assert_eq!(
         metric(
             &m,
             "pmm_inference_upstream_errors_total",
-            &[("upstream", "slow"), ("reason", "attempt_timeout")]
+            &[("upstream", "slow"), ("reason", "first_byte_timeout")]
         ),
-        2.0
+        1.0
     );
 }
 
 #[tokio::test]
-async fn slow_only_upstream_hits_the_overall_deadline() {
+async fn slow_upstreams_hit_the_overall_deadline() {
     let hits = Arc::new(AtomicUsize::new(0));
-    let slow = fake_hanging(hits.clone()).await;
-    let mut cfg = single_upstream("slow", &slow.base, KindSetting::Llamacpp);
-    cfg.limits.attempt_timeout_ms = 300;
+    let a = fake_hanging(hits.clone()).await;
+    let b = fake_hanging(hits.clone()).await;
+    let mut cfg = config(vec![
+        upstream("a", &a.base, KindSetting::Llamacpp),
+        upstream("b", &b.base, KindSetting::Llamacpp),
+    ]);
+    cfg.limits.first_byte_timeout_ms = 300;
     cfg.limits.request_timeout_ms = 500;
     cfg.limits.max_attempts = 5;
     let proxy = TestProxy::start(cfg).await;
@@ -185,7 +198,16 @@ async fn slow_only_upstream_hits_the_overall_deadline() {
     let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     let v: Value = resp.json().await.expect("error JSON");
-    assert_eq!(v["error"]["type"], "timeout_error");
+    assert_eq!(v["error"]["type"], "server_error");
+    assert_eq!(v["error"]["code"], "timeout");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("deadline of 500 ms"),
+        "{v}"
+    );
+    // 300 ms on a, then the 200 ms left on b.
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 
@@ -262,8 +284,8 @@ async fn error_before_first_byte_is_retried_on_the_next_upstream_and_breaker_ope
     let bad_hits = Arc::new(AtomicUsize::new(0));
     let bad = {
         let hits = bad_hits.clone();
-        FakeServer::chat(post(move || {
-            hits.fetch_add(1, Ordering::SeqCst);
+        FakeServer::chat(post(move |axum::Json(req): axum::Json<Value>| {
+            count(&hits, &req);
             async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }
         }))
         .await
@@ -271,8 +293,8 @@ async fn error_before_first_byte_is_retried_on_the_next_upstream_and_breaker_ope
     let ok_hits = Arc::new(AtomicUsize::new(0));
     let ok = fake_ok("second", ok_hits.clone()).await;
     let mut cfg = config(vec![
-        upstream("bad", &bad.base, KindSetting::Llamacpp, 0),
-        upstream("good", &ok.base, KindSetting::Llamacpp, 1),
+        upstream("bad", &bad.base, KindSetting::Llamacpp),
+        upstream("good", &ok.base, KindSetting::Llamacpp),
     ]);
     cfg.breaker.failure_threshold = 2;
     cfg.breaker.open_ms = 60_000;
@@ -327,8 +349,8 @@ async fn upstream_4xx_is_passed_through_and_not_retried() {
     let other_hits = Arc::new(AtomicUsize::new(0));
     let other = fake_ok("x", other_hits.clone()).await;
     let proxy = TestProxy::start(config(vec![
-        upstream("a", &rejecting.base, KindSetting::Llamacpp, 0),
-        upstream("b", &other.base, KindSetting::Llamacpp, 1),
+        upstream("a", &rejecting.base, KindSetting::Llamacpp),
+        upstream("b", &other.base, KindSetting::Llamacpp),
     ]))
     .await;
     let client = reqwest::Client::new();
@@ -441,7 +463,8 @@ async fn dead_upstream_gives_502_then_503_with_retry_after_once_the_breaker_open
     let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let v: Value = resp.json().await.expect("json");
-    assert_eq!(v["error"]["type"], "upstream_error");
+    assert_eq!(v["error"]["type"], "server_error");
+    assert_eq!(v["error"]["code"], "upstream_error");
     let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["retry-after"], "4");
@@ -496,5 +519,6 @@ async fn a_4xx_whose_body_breaks_is_an_upstream_failure_not_an_empty_4xx() {
     let resp = proxy.chat(&client, &chat(false)).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let v: Value = resp.json().await.expect("error JSON");
-    assert_eq!(v["error"]["type"], "upstream_error");
+    assert_eq!(v["error"]["type"], "server_error");
+    assert_eq!(v["error"]["code"], "upstream_error");
 }

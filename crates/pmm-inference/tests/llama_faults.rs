@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 fn long_generation(stream: bool) -> Value {
     json!({
+        "model": common::MODEL,
         "messages": [{"role": "user", "content": "Write a very long story about a river."}],
         "max_tokens": 100000, "ignore_eos": true, "temperature": 0.8, "stream": stream,
     })
@@ -89,7 +90,8 @@ async fn upstream_killed_mid_stream_ends_with_error_event() {
         "clean finish after a kill"
     );
     let last: Value = serde_json::from_str(events.last().expect("events")).expect("JSON event");
-    assert_eq!(last["error"]["type"], "upstream_error", "{last}");
+    assert_eq!(last["error"]["type"], "server_error", "{last}");
+    assert_eq!(last["error"]["code"], "upstream_error", "{last}");
     let m = proxy.metrics(&client).await;
     let broken = metric(
         &m,
@@ -169,8 +171,8 @@ async fn streaming_is_not_retried_after_the_first_byte() {
     }))
     .await;
     let proxy = TestProxy::start(config(vec![
-        upstream("llama", &first.base, KindSetting::Llamacpp, 0),
-        upstream("fallback", &fallback.base, KindSetting::Llamacpp, 1),
+        upstream("llama", &first.base, KindSetting::Llamacpp),
+        upstream("fallback", &fallback.base, KindSetting::Llamacpp),
     ]))
     .await;
     let client = reqwest::Client::new();
@@ -184,7 +186,10 @@ async fn streaming_is_not_retried_after_the_first_byte() {
     assert_eq!(fallback_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     // A new request does go to the fallback now.
     let resp = proxy
-        .chat(&client, &json!({"messages": [], "stream": true}))
+        .chat(
+            &client,
+            &json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp, Duration::from_secs(10)).await;

@@ -247,8 +247,8 @@ async fn bad_request_gets_typed_400_without_reaching_upstream() {
 async fn falls_back_to_second_upstream_when_first_is_down() {
     let llama = shared_llama().await;
     let proxy = TestProxy::start(config(vec![
-        upstream("down", &dead_url(), KindSetting::Llamacpp, 0),
-        upstream("llama", &llama.base, KindSetting::Llamacpp, 1),
+        upstream("down", &dead_url(), KindSetting::Llamacpp),
+        upstream("llama", &llama.base, KindSetting::Llamacpp),
     ]))
     .await;
     let client = reqwest::Client::new();

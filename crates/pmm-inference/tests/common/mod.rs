@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use pmm_inference::sse::SseDecoder;
-use pmm_inference::{Config, KindSetting, UpstreamConfig};
+use pmm_inference::{Config, KindSetting, ModelConfig, UpstreamConfig};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -51,26 +51,67 @@ pub fn free_port() -> u16 {
 
 /// A running `llama-server`, killed when dropped.
 pub struct LlamaServer {
-    child: Child,
+    child: Option<Child>,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    port: u16,
+    slots: u32,
+    tools: bool,
     log: PathBuf,
 }
 
 impl LlamaServer {
     /// Starts `llama-server` with `slots` parallel slots and waits for `/health` 200.
     pub async fn start(slots: u32) -> Self {
-        let (server, model) = llama_paths();
+        Self::start_with(slots, false).await
+    }
+
+    /// Like [`LlamaServer::start`]; `tools` serves tool calls: Jinja templates on, with
+    /// tests/fixtures/chatml-tools.jinja (SmolLM2's own template renders no tools). Without it
+    /// Jinja is off, as llama-server runs with `--no-jinja`.
+    pub async fn start_with(slots: u32, tools: bool) -> Self {
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("pmm-llama-{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("create llama log");
-        let ctx = 2048 * slots;
-        let child = Command::new(&server)
-            .arg("-m")
+        let mut me = Self {
+            child: None,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            slots,
+            tools,
+            log: std::env::temp_dir().join(format!("pmm-llama-{port}.log")),
+        };
+        me.spawn();
+        me.wait_healthy(Duration::from_secs(60)).await;
+        me
+    }
+
+    /// Starts the process (again, on the same port) without waiting for it.
+    pub fn spawn(&mut self) {
+        let (server, model) = llama_paths();
+        let log_file = std::fs::File::create(&self.log).expect("create llama log");
+        let ctx = 2048 * self.slots;
+        let mut cmd = Command::new(&server);
+        cmd.arg("-m")
             .arg(&model)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["-c", &ctx.to_string(), "-t", "1", "-np", &slots.to_string()])
-            .args(["-a", "smollm2", "--metrics", "--no-webui"])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "-c",
+                &ctx.to_string(),
+                "-t",
+                "1",
+                "-np",
+                &self.slots.to_string(),
+            ])
+            .args(["-a", "smollm2", "--metrics", "--no-webui"]);
+        // Explicit either way: newer builds turn Jinja templates on by default.
+        if self.tools {
+            cmd.arg("--jinja").arg("--chat-template-file").arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/chatml-tools.jinja"
+            ));
+        } else {
+            cmd.arg("--no-jinja");
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -80,32 +121,32 @@ impl LlamaServer {
                     server.display()
                 )
             });
-        let mut me = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
+        self.child = Some(child);
+    }
+
+    /// Polls `/health` until 200.
+    pub async fn wait_healthy(&mut self, within: Duration) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + within;
         loop {
-            if let Ok(Some(status)) = me.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!(
                     "llama-server exited with {status} while loading:\n{}",
-                    me.log_tail()
+                    self.log_tail()
                 );
             }
             let health = client
-                .get(format!("{}/health", me.base))
+                .get(format!("{}/health", self.base))
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await;
             if matches!(&health, Ok(r) if r.status().is_success()) {
-                return me;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
-                "llama-server not healthy within 60 s:\n{}",
-                me.log_tail()
+                "llama-server not healthy within {within:?}:\n{}",
+                self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -120,8 +161,10 @@ impl LlamaServer {
 
     /// Kills the server now.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Whether any slot is processing (from `/slots`).
@@ -163,26 +206,44 @@ pub async fn shared_llama() -> Arc<LlamaServer> {
     s
 }
 
+/// The model id the test configs serve (llama-server runs with alias `smollm2`).
+pub const MODEL: &str = "smollm2";
+
 /// Upstream config entry.
-pub fn upstream(name: &str, url: &str, kind: KindSetting, priority: u32) -> UpstreamConfig {
+pub fn upstream(name: &str, url: &str, kind: KindSetting) -> UpstreamConfig {
     UpstreamConfig {
         name: name.into(),
         url: url.into(),
         kind,
-        priority,
     }
 }
 
-/// Local config (no auth) with a fast health poll.
-pub fn config(upstreams: Vec<UpstreamConfig>) -> Config {
-    let mut c = Config::local(upstreams);
+/// Model config entry.
+pub fn model(name: &str, upstreams: &[&str]) -> ModelConfig {
+    ModelConfig {
+        name: name.into(),
+        aliases: Vec::new(),
+        upstreams: upstreams.iter().map(|u| (*u).to_owned()).collect(),
+    }
+}
+
+/// Local config (no auth) with a fast health poll and the given models.
+pub fn config_models(models: Vec<ModelConfig>, upstreams: Vec<UpstreamConfig>) -> Config {
+    let mut c = Config::local(models, upstreams);
     c.health_interval_ms = 100;
     c
 }
 
-/// Local config with the single upstream `name` at `url`, at priority 0.
+/// Local config serving [`MODEL`] from `upstreams`, tried in the order given.
+pub fn config(upstreams: Vec<UpstreamConfig>) -> Config {
+    let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    let models = vec![model(MODEL, &names)];
+    config_models(models, upstreams)
+}
+
+/// Local config with the single upstream `name` at `url` serving [`MODEL`].
 pub fn single_upstream(name: &str, url: &str, kind: KindSetting) -> Config {
-    config(vec![upstream(name, url, kind, 0)])
+    config(vec![upstream(name, url, kind)])
 }
 
 /// The proxy served on an ephemeral port; shut down when dropped.
@@ -242,14 +303,19 @@ impl TestProxy {
         format!("{}/v1/chat/completions", self.base)
     }
 
-    /// POSTs `body` to `/v1/chat/completions`.
+    /// POSTs `body` to `/v1/chat/completions` (`model` defaults to [`MODEL`]).
     pub async fn chat(&self, client: &reqwest::Client, body: &Value) -> reqwest::Response {
-        post(client, self.chat_url(), body).await
+        post(client, self.chat_url(), &with_model(body)).await
     }
 
-    /// POSTs `body` to `/v1/completions`.
+    /// POSTs `body` to `/v1/completions` (`model` defaults to [`MODEL`]).
     pub async fn complete(&self, client: &reqwest::Client, body: &Value) -> reqwest::Response {
-        post(client, format!("{}/v1/completions", self.base), body).await
+        post(
+            client,
+            format!("{}/v1/completions", self.base),
+            &with_model(body),
+        )
+        .await
     }
 
     /// `/metrics` text.
@@ -272,6 +338,15 @@ impl Drop for TestProxy {
         }
         self.task.abort();
     }
+}
+
+/// `body` with `model` set to [`MODEL`] unless it names one.
+pub fn with_model(body: &Value) -> Value {
+    let mut b = body.clone();
+    if let Some(obj) = b.as_object_mut() {
+        obj.entry("model").or_insert_with(|| Value::from(MODEL));
+    }
+    b
 }
 
 /// Value of a Prometheus sample whose line starts with `prefix` (name plus labels), summed.
@@ -399,4 +474,40 @@ pub fn completion_text(chunks: &[Value]) -> String {
         .iter()
         .filter_map(|c| c["choices"][0]["text"].as_str())
         .collect()
+}
+
+/// A llama.cpp-style upstream that stalls: `/health` is 200, and chat answers send their
+/// headers, then nothing. Counts the chat requests that name a model (the proxy's forwarded
+/// requests; its health probes name none).
+pub async fn stalled_upstream(hits: Arc<std::sync::atomic::AtomicUsize>) -> FakeServer {
+    FakeServer::chat(axum::routing::post(
+        move |axum::Json(req): axum::Json<Value>| {
+            if req.get("model").is_some() {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            async {
+                let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+                (
+                    [("content-type", "text/event-stream")],
+                    axum::body::Body::from_stream(never),
+                )
+            }
+        },
+    ))
+    .await
+}
+
+/// `$PMM_VENV/bin/python` (default /var/tmp/pmm-venv), where scripts/python/install.sh puts
+/// the Python clients. Panics (fails the test) when missing.
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("PMM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/pmm-venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} not found: run scripts/python/install.sh",
+        python.display()
+    );
+    python
 }
