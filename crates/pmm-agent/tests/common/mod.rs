@@ -268,7 +268,8 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start(upstream: &str) -> anyhow::Result<Self> {
         let cfg: pmm_inference::Config = serde_json::from_value(json!({
-            "upstreams": [{"name": "llama", "url": upstream, "kind": "llamacpp", "priority": 0}],
+            "upstreams": [{"name": "llama", "url": upstream, "kind": "llamacpp"}],
+            "models": [{"name": "smollm2", "upstreams": ["llama"]}],
             "auth": {"tokens": [PROXY_TOKEN]},
             "breaker": {"failure_threshold": 3, "open_ms": 500},
             "health_interval_ms": 200,

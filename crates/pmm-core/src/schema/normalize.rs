@@ -467,9 +467,12 @@ mod tests {
         }
     }
 
+    /// A way to break a raw read, and the error it must give.
+    type Breakage = (fn(&mut RawPoolRead), SchemaError);
+
     #[test]
     fn an_unusable_oracle_answer_is_reported_not_fatal() {
-        let cases: Vec<(fn(&mut RawPoolRead), SchemaError)> = vec![
+        let cases: Vec<Breakage> = vec![
             (
                 |r| r.oracle.as_mut().unwrap().answer = I256::ZERO,
                 SchemaError::OracleNotPositive(I256::ZERO),
