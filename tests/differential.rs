@@ -20,7 +20,8 @@ use alloy::sol_types::{Panic, Revert, SolError};
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt};
 use pmm_core::math::{
-    self, FeeRates, LiquidityState, MathError, PmmState, PoolKind as MathKind, RState, SwapQuote,
+    self, FeeRates, Generation, LiquidityState, MathError, PmmState, PoolKind as MathKind, RState,
+    SwapQuote,
 };
 use pmm_testkit::contracts::dsp::DSP;
 use pmm_testkit::contracts::dvm::DVM;
@@ -326,9 +327,13 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
     for result in results {
         let (n, case, mid, base, quote) = result?;
         let s = &case.state;
-        tally.compare(&format!("probe #{n} mid {s:?}"), math::mid_price(s), mid);
-        let core_base = math::query_sell_base(s, case.pay_base, case.fees);
-        let core_quote = math::query_sell_quote(s, case.pay_quote, case.fees);
+        tally.compare(
+            &format!("probe #{n} mid {s:?}"),
+            math::mid_price(Generation::V2024, s),
+            mid,
+        );
+        let core_base = math::query_sell_base(Generation::V2024, s, case.pay_base, case.fees);
+        let core_quote = math::query_sell_quote(Generation::V2024, s, case.pay_quote, case.fees);
         for q in [&core_base, &core_quote].into_iter().flatten() {
             let crossed = matches!(
                 (s.r, q.new_r),
@@ -447,6 +452,7 @@ impl PoolUnderTest<'_> {
         }
         let predicted = math::buy_shares(
             self.kind,
+            Generation::V2024,
             &before,
             pool_base + base_in,
             pool_quote + quote_in,
@@ -496,7 +502,7 @@ impl PoolUnderTest<'_> {
         let state = self.pmm_state().await?;
         let fees = self.fees().await?;
         let (predicted, chain) = if sell_base {
-            let predicted = math::query_sell_base(&state, amount, fees);
+            let predicted = math::query_sell_base(Generation::V2024, &state, amount, fees);
             let chain = match self.kind {
                 MathKind::Dvm => {
                     outcome(async {
@@ -527,7 +533,7 @@ impl PoolUnderTest<'_> {
             };
             (predicted, chain)
         } else {
-            let predicted = math::query_sell_quote(&state, amount, fees);
+            let predicted = math::query_sell_quote(Generation::V2024, &state, amount, fees);
             let chain = match self.kind {
                 MathKind::Dvm => {
                     outcome(async {
@@ -608,7 +614,13 @@ impl PoolUnderTest<'_> {
         let chain_reserves = self.dvm().getVaultReserve().call().await?;
         tally.compare(
             &format!("{:?} swap payout and post-trade mid price", self.kind),
-            expected_state.and_then(|s| Ok((quote.receive, (s.b, s.q), math::mid_price(&s)?))),
+            expected_state.and_then(|s| {
+                Ok((
+                    quote.receive,
+                    (s.b, s.q),
+                    math::mid_price(Generation::V2024, &s)?,
+                ))
+            }),
             match chain_mid {
                 Outcome::Ok(mid) => Outcome::Ok((
                     received,

@@ -7,7 +7,7 @@
 use super::fixed::{
     ONE2, add, div, div_ceil, div_floor, mul, mul_floor, sqrt as contract_sqrt, sub,
 };
-use super::{MathError, ONE, U256};
+use super::{Generation, MathError, ONE, U256};
 
 /// G: the amount paid out when the reserve moves from `v1` down to `v2` on a curve with
 /// target `v0` (round down): `i * (v1 - v2) * (1 - k + k * v0^2 / (v1 * v2))`.
@@ -36,15 +36,21 @@ pub fn general_integrate(
 /// T: the regression target V0 of a side holding `v1` after `delta` of the other side was
 /// sold into it at price `i` (round down).
 ///
-/// `k = 0` gives `v1 + mulFloor(i, delta)`; `v1 = 0` gives 0. Otherwise
+/// `k = 0` gives `v1 + mulFloor(i, delta)`; `v1 = 0` gives 0 (the 2024 code checks `k = 0`
+/// first, the 2021 code `v1 = 0` first, so `k = 0, v1 = 0` gives `mulFloor(i, delta)` on a 2024
+/// pool and 0 on a 2021 pool). Otherwise
 /// `s = sqrt(floor(4k*i*delta / v1) + 1e36)`, computed as `floor(4k*i / v1) * delta` when
 /// `(4k*i) * delta` overflows, and `V0 = mulFloor(v1, floor((s - 1e18) * 1e18 / 2k) + 1e18)`.
 pub fn solve_quadratic_for_target(
+    generation: Generation,
     v1: U256,
     delta: U256,
     i: U256,
     k: U256,
 ) -> Result<U256, MathError> {
+    if generation == Generation::V2021 && v1.is_zero() {
+        return Ok(U256::ZERO);
+    }
     if k.is_zero() {
         return add(v1, mul_floor(i, delta)?);
     }
@@ -76,9 +82,11 @@ pub fn solve_quadratic_for_target(
 /// `temp = floor(i*delta*v1 / v0^2)` (only an overflow of `(i*delta) * v1` switches to
 /// `floor(floor(floor(delta*v1 / v0) * i) / v0)`) and the result is
 /// `floor(v1 * temp / (temp + 1e18))`. Otherwise it solves the quadratic; the solution
-/// `V2 = divCeil(num, 2(1e18 - k))` is floored at 0 output, and a zero numerator on the
-/// "b positive" branch fails with "DODOMath: should not be zero".
+/// `V2 = divCeil(num, 2(1e18 - k))` is floored at 0 output. A zero numerator on the
+/// "b positive" branch fails with "DODOMath: should not be zero" on a 2024 pool; a 2021 pool
+/// goes on with `V2 = 0` and pays out all of `v1`.
 pub fn solve_quadratic_for_trade(
+    generation: Generation,
     v0: U256,
     v1: U256,
     delta: U256,
@@ -125,7 +133,7 @@ pub fn solve_quadratic_for_trade(
     let denominator = mul(sub(ONE, k)?, U256::from(2u8))?;
     let numerator = if b_positive {
         let n = sub(root, b_abs)?;
-        if n.is_zero() {
+        if n.is_zero() && generation == Generation::V2024 {
             return Err(MathError::RootIsZero);
         }
         n
@@ -141,6 +149,8 @@ mod tests {
     use super::*;
 
     const E18: u128 = 1_000_000_000_000_000_000;
+    const G24: Generation = Generation::V2024;
+    const G21: Generation = Generation::V2021;
 
     fn u(x: u128) -> U256 {
         U256::from(x)
@@ -188,11 +198,11 @@ mod tests {
     fn target_hand_checked() {
         // k = 0: V1 + i*delta.
         assert_eq!(
-            solve_quadratic_for_target(e18(10), e18(3), e18(2), u(0)),
+            solve_quadratic_for_target(G24, e18(10), e18(3), e18(2), u(0)),
             Ok(e18(16))
         );
         assert_eq!(
-            solve_quadratic_for_target(u(0), e18(3), e18(2), u(E18 / 2)),
+            solve_quadratic_for_target(G24, u(0), e18(3), e18(2), u(E18 / 2)),
             Ok(u(0))
         );
         // k = 0.5, V1 = 10, delta = 20, i = 1: s = sqrt(1 + 4*0.5*20/10) = sqrt(5) (floored
@@ -200,17 +210,17 @@ mod tests {
         let s = contract_sqrt(U256::from(5u8) * ONE2);
         assert_eq!(s, u(2_236_067_977_499_789_696));
         assert_eq!(
-            solve_quadratic_for_target(e18(10), e18(20), ONE, u(E18 / 2)),
+            solve_quadratic_for_target(G24, e18(10), e18(20), ONE, u(E18 / 2)),
             Ok(s * U256::from(10u8))
         );
         // Exact square: k = 1, V1 = 1, delta = 2, i = 1: s = sqrt(1 + 8) = 3, premium = 2, V0 = 2.
         assert_eq!(
-            solve_quadratic_for_target(e18(1), e18(2), ONE, ONE),
+            solve_quadratic_for_target(G24, e18(1), e18(2), ONE, ONE),
             Ok(e18(2))
         );
         // i = 0 makes 4k*i zero: premium 1, V0 = V1.
         assert_eq!(
-            solve_quadratic_for_target(e18(7), e18(2), u(0), ONE),
+            solve_quadratic_for_target(G24, e18(7), e18(2), u(0), ONE),
             Ok(e18(7))
         );
     }
@@ -228,10 +238,13 @@ mod tests {
         let root = contract_sqrt(inner);
         let premium = (root - ONE) * ONE / (k * U256::from(2u8)) + ONE;
         let expected = v1 * premium / ONE;
-        assert_eq!(solve_quadratic_for_target(v1, delta, i, k), Ok(expected));
+        assert_eq!(
+            solve_quadratic_for_target(G24, v1, delta, i, k),
+            Ok(expected)
+        );
         // The fallback itself can overflow, and then it reverts.
         assert_eq!(
-            solve_quadratic_for_target(u(1), U256::MAX, ONE2, ONE),
+            solve_quadratic_for_target(G24, u(1), U256::MAX, ONE2, ONE),
             Err(MathError::MulOverflow)
         );
     }
@@ -239,24 +252,24 @@ mod tests {
     #[test]
     fn trade_k_zero_and_trivial() {
         assert_eq!(
-            solve_quadratic_for_trade(u(0), e18(1), e18(1), ONE, u(0)),
+            solve_quadratic_for_trade(G24, u(0), e18(1), e18(1), ONE, u(0)),
             Err(MathError::TargetIsZero)
         );
         // TARGET_IS_ZERO is checked before the zero-delta shortcut.
         assert_eq!(
-            solve_quadratic_for_trade(u(0), e18(1), u(0), ONE, u(0)),
+            solve_quadratic_for_trade(G24, u(0), e18(1), u(0), ONE, u(0)),
             Err(MathError::TargetIsZero)
         );
         assert_eq!(
-            solve_quadratic_for_trade(e18(1), e18(1), u(0), ONE, u(E18 / 2)),
+            solve_quadratic_for_trade(G24, e18(1), e18(1), u(0), ONE, u(E18 / 2)),
             Ok(u(0))
         );
         assert_eq!(
-            solve_quadratic_for_trade(e18(10), e18(10), e18(3), e18(2), u(0)),
+            solve_quadratic_for_trade(G24, e18(10), e18(10), e18(3), e18(2), u(0)),
             Ok(e18(6))
         );
         assert_eq!(
-            solve_quadratic_for_trade(e18(10), e18(10), e18(30), e18(2), u(0)),
+            solve_quadratic_for_trade(G24, e18(10), e18(10), e18(30), e18(2), u(0)),
             Ok(e18(10))
         );
     }
@@ -266,12 +279,12 @@ mod tests {
         // V0 = V1 = 10, delta = 10, i = 1: temp = 1e18 * 10 * 10 / 100 = 1e18;
         // out = 10 * 1e18 / 2e18 = 5.
         assert_eq!(
-            solve_quadratic_for_trade(e18(10), e18(10), e18(10), ONE, ONE),
+            solve_quadratic_for_trade(G24, e18(10), e18(10), e18(10), ONE, ONE),
             Ok(e18(5))
         );
         // i * delta = 0 -> temp = 0 -> out 0.
         assert_eq!(
-            solve_quadratic_for_trade(e18(10), e18(10), e18(10), u(0), ONE),
+            solve_quadratic_for_trade(G24, e18(10), e18(10), e18(10), u(0), ONE),
             Ok(u(0))
         );
         // Overflow of (i*delta)*V1 alone switches to the fallback.
@@ -281,16 +294,19 @@ mod tests {
         assert!(mul(i, delta).unwrap().checked_mul(v).is_none());
         let temp = ((delta * v) / v) * i / v;
         let expected = v * temp / (temp + ONE);
-        assert_eq!(solve_quadratic_for_trade(v, v, delta, i, ONE), Ok(expected));
+        assert_eq!(
+            solve_quadratic_for_trade(G24, v, v, delta, i, ONE),
+            Ok(expected)
+        );
         // An overflow of i*delta reverts.
         assert_eq!(
-            solve_quadratic_for_trade(e18(1), e18(1), U256::MAX, e18(2), ONE),
+            solve_quadratic_for_trade(G24, e18(1), e18(1), U256::MAX, e18(2), ONE),
             Err(MathError::MulOverflow)
         );
         // An overflow of V0*V0 reverts even though the fallback would not need it.
         let big = U256::from(1u8) << 130;
         assert_eq!(
-            solve_quadratic_for_trade(big, u(1), u(1), u(1), ONE),
+            solve_quadratic_for_trade(G24, big, u(1), u(1), u(1), ONE),
             Err(MathError::MulOverflow)
         );
     }
@@ -306,7 +322,7 @@ mod tests {
         let v2 = (num * ONE).div_ceil(ONE);
         let expected = e18(10) - v2;
         assert_eq!(
-            solve_quadratic_for_trade(e18(10), e18(10), e18(10), ONE, u(E18 / 2)),
+            solve_quadratic_for_trade(G24, e18(10), e18(10), e18(10), ONE, u(E18 / 2)),
             Ok(expected)
         );
         // Real value: 10 - (sqrt(200) - 10) = 5.857864376269049512 (within rounding)
@@ -318,7 +334,8 @@ mod tests {
         // part1 > part2: (1-k)V1 large versus k V0^2/V1 + i delta.
         // k = 0.5, V0 = 10, V1 = 100 (reserve above target is not reachable in a pool but the
         // solver still answers), delta = 1, i = 1: part2 = 0.5 + 1 = 1.5, part1 = 50.
-        let out = solve_quadratic_for_trade(e18(10), e18(100), e18(1), ONE, u(E18 / 2)).unwrap();
+        let out =
+            solve_quadratic_for_trade(G24, e18(10), e18(100), e18(1), ONE, u(E18 / 2)).unwrap();
         let b = e18(50) - u(3 * E18 / 2);
         let four_ac = e18(100);
         let root = contract_sqrt(b * b + four_ac * ONE);
@@ -333,12 +350,53 @@ mod tests {
         let q0 = u(100_000_000);
         let i = u(1_000_000);
         assert_eq!(
-            solve_quadratic_for_trade(q0, q0, e18(100), i, u(1)),
+            solve_quadratic_for_trade(G24, q0, q0, e18(100), i, u(1)),
             Err(MathError::RootIsZero)
         );
         // A smaller trade stays on the negative branch and prices at i.
         assert_eq!(
-            solve_quadratic_for_trade(q0, q0, e18(99), i, u(1)),
+            solve_quadratic_for_trade(G24, q0, q0, e18(99), i, u(1)),
+            Ok(u(99_000_000))
+        );
+    }
+
+    #[test]
+    fn generations_differ_in_target_check_order() {
+        // k = 0 and V1 = 0: the 2024 code answers mulFloor(i, delta), the 2021 code 0.
+        assert_eq!(
+            solve_quadratic_for_target(G24, u(0), e18(3), e18(2), u(0)),
+            Ok(e18(6))
+        );
+        assert_eq!(
+            solve_quadratic_for_target(G21, u(0), e18(3), e18(2), u(0)),
+            Ok(u(0))
+        );
+        // Everywhere else they agree.
+        assert_eq!(
+            solve_quadratic_for_target(G21, e18(10), e18(3), e18(2), u(0)),
+            Ok(e18(16))
+        );
+        assert_eq!(
+            solve_quadratic_for_target(G21, e18(1), e18(2), ONE, ONE),
+            Ok(e18(2))
+        );
+    }
+
+    #[test]
+    fn the_2021_trade_solver_pays_out_the_side_instead_of_reverting() {
+        let q0 = u(100_000_000);
+        let i = u(1_000_000);
+        assert_eq!(
+            solve_quadratic_for_trade(G24, q0, q0, e18(100), i, u(1)),
+            Err(MathError::RootIsZero)
+        );
+        // num = 0 gives V2 = 0: the whole V1 comes out.
+        assert_eq!(
+            solve_quadratic_for_trade(G21, q0, q0, e18(100), i, u(1)),
+            Ok(q0)
+        );
+        assert_eq!(
+            solve_quadratic_for_trade(G21, q0, q0, e18(99), i, u(1)),
             Ok(u(99_000_000))
         );
     }
@@ -349,6 +407,7 @@ mod tests {
         // output is 0 instead of an underflow.
         assert_eq!(
             solve_quadratic_for_trade(
+                G24,
                 u(692_689_190_590_126_864_284),
                 u(108_116_530_505_336_740_879),
                 u(4183),

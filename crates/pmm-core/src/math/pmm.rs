@@ -5,7 +5,7 @@ use super::dodo_math::{general_integrate, solve_quadratic_for_target, solve_quad
 use super::fixed::{
     UINT112_MAX, add, check_reserves_fit, div, div_floor, mul, mul_floor, reciprocal_floor, sub,
 };
-use super::{FeeRates, MathError, ONE, PmmState, PoolKind, RState, U256};
+use super::{FeeRates, Generation, MathError, ONE, PmmState, PoolKind, RState, U256};
 
 impl PmmState {
     /// The raw state a DVM prices from: no stored targets, so `B0 = Q0 = 0` and
@@ -34,17 +34,27 @@ impl PmmState {
 /// unchanged. Fails with "SUB_ERROR" when the long side is below its target (a DSP in that
 /// state needs `correctRState()` first), "DIVIDING_ERROR" for `i = 0` above one.
 /// Applying it twice gives the same state.
-pub fn adjusted_target(state: &PmmState) -> Result<PmmState, MathError> {
+pub fn adjusted_target(generation: Generation, state: &PmmState) -> Result<PmmState, MathError> {
     let mut out = *state;
     match state.r {
         RState::BelowOne => {
-            out.q0 =
-                solve_quadratic_for_target(state.q, sub(state.b, state.b0)?, state.i, state.k)?;
+            out.q0 = solve_quadratic_for_target(
+                generation,
+                state.q,
+                sub(state.b, state.b0)?,
+                state.i,
+                state.k,
+            )?;
         }
         RState::AboveOne => {
             let delta = sub(state.q, state.q0)?;
-            out.b0 =
-                solve_quadratic_for_target(state.b, delta, reciprocal_floor(state.i)?, state.k)?;
+            out.b0 = solve_quadratic_for_target(
+                generation,
+                state.b,
+                delta,
+                reciprocal_floor(state.i)?,
+                state.k,
+            )?;
         }
         RState::One => {}
     }
@@ -57,8 +67,8 @@ pub fn adjusted_target(state: &PmmState) -> Result<PmmState, MathError> {
 /// `BELOW_ONE`: `divFloor(i, 1 - K + mulFloor(K, divFloor(floor(Q0^2 / Q), Q)))`; otherwise
 /// `mulFloor(i, 1 - K + mulFloor(K, divFloor(floor(B0^2 / B), B)))`. A zero reserve on the
 /// side used fails with "DIVIDING_ERROR" (so does an empty DVM).
-pub fn mid_price(state: &PmmState) -> Result<U256, MathError> {
-    mid_price_of_adjusted(&adjusted_target(state)?)
+pub fn mid_price(generation: Generation, state: &PmmState) -> Result<U256, MathError> {
+    mid_price_of_adjusted(&adjusted_target(generation, state)?)
 }
 
 fn mid_price_of_adjusted(s: &PmmState) -> Result<U256, MathError> {
@@ -113,10 +123,15 @@ impl SwapQuote {
 /// | ABOVE_ONE | `a < B0 - B` | `min(G(B0, B + a, B, i, K), Q - Q0)` | ABOVE_ONE |
 /// | ABOVE_ONE | `a = B0 - B` | `Q - Q0` | ONE |
 /// | ABOVE_ONE | `a > B0 - B` | `(Q - Q0) + S(Q0, Q0, a - (B0 - B), i, K)` | BELOW_ONE |
-pub fn sell_base_gross(s: &PmmState, pay_base: U256) -> Result<(U256, RState), MathError> {
+pub fn sell_base_gross(
+    generation: Generation,
+    s: &PmmState,
+    pay_base: U256,
+) -> Result<(U256, RState), MathError> {
+    let g = generation;
     match s.r {
         RState::One => Ok((
-            solve_quadratic_for_trade(s.q0, s.q0, pay_base, s.i, s.k)?,
+            solve_quadratic_for_trade(g, s.q0, s.q0, pay_base, s.i, s.k)?,
             RState::BelowOne,
         )),
         RState::AboveOne => {
@@ -129,12 +144,12 @@ pub fn sell_base_gross(s: &PmmState, pay_base: U256) -> Result<(U256, RState), M
                 Ok((back_to_one_receive, RState::One))
             } else {
                 let rest =
-                    solve_quadratic_for_trade(s.q0, s.q0, pay_base - back_to_one_pay, s.i, s.k)?;
+                    solve_quadratic_for_trade(g, s.q0, s.q0, pay_base - back_to_one_pay, s.i, s.k)?;
                 Ok((add(back_to_one_receive, rest)?, RState::BelowOne))
             }
         }
         RState::BelowOne => Ok((
-            solve_quadratic_for_trade(s.q0, s.q, pay_base, s.i, s.k)?,
+            solve_quadratic_for_trade(g, s.q0, s.q, pay_base, s.i, s.k)?,
             RState::BelowOne,
         )),
     }
@@ -150,19 +165,24 @@ pub fn sell_base_gross(s: &PmmState, pay_base: U256) -> Result<(U256, RState), M
 /// | BELOW_ONE | `a < Q0 - Q` | `min(G(Q0, Q + a, Q, i', K), B - B0)` | BELOW_ONE |
 /// | BELOW_ONE | `a = Q0 - Q` | `B - B0` | ONE |
 /// | BELOW_ONE | `a > Q0 - Q` | `(B - B0) + S(B0, B0, a - (Q0 - Q), i', K)` | ABOVE_ONE |
-pub fn sell_quote_gross(s: &PmmState, pay_quote: U256) -> Result<(U256, RState), MathError> {
+pub fn sell_quote_gross(
+    generation: Generation,
+    s: &PmmState,
+    pay_quote: U256,
+) -> Result<(U256, RState), MathError> {
+    let g = generation;
     match s.r {
         RState::One => {
             let inv = reciprocal_floor(s.i)?;
             Ok((
-                solve_quadratic_for_trade(s.b0, s.b0, pay_quote, inv, s.k)?,
+                solve_quadratic_for_trade(g, s.b0, s.b0, pay_quote, inv, s.k)?,
                 RState::AboveOne,
             ))
         }
         RState::AboveOne => {
             let inv = reciprocal_floor(s.i)?;
             Ok((
-                solve_quadratic_for_trade(s.b0, s.b, pay_quote, inv, s.k)?,
+                solve_quadratic_for_trade(g, s.b0, s.b, pay_quote, inv, s.k)?,
                 RState::AboveOne,
             ))
         }
@@ -178,8 +198,14 @@ pub fn sell_quote_gross(s: &PmmState, pay_quote: U256) -> Result<(U256, RState),
                 Ok((back_to_one_receive, RState::One))
             } else {
                 let inv = reciprocal_floor(s.i)?;
-                let rest =
-                    solve_quadratic_for_trade(s.b0, s.b0, pay_quote - back_to_one_pay, inv, s.k)?;
+                let rest = solve_quadratic_for_trade(
+                    g,
+                    s.b0,
+                    s.b0,
+                    pay_quote - back_to_one_pay,
+                    inv,
+                    s.k,
+                )?;
                 Ok((add(back_to_one_receive, rest)?, RState::AboveOne))
             }
         }
@@ -202,23 +228,33 @@ pub fn apply_fees(gross: U256, fees: FeeRates) -> Result<(U256, U256, U256), Mat
 /// `trader` argument; a swap prices `tx.origin`). On a DVM (`Q0 = 0`) any sale past
 /// `B0 - B` fails with "TARGET_IS_ZERO".
 pub fn query_sell_base(
+    generation: Generation,
     state: &PmmState,
     pay_base: U256,
     fees: FeeRates,
 ) -> Result<SwapQuote, MathError> {
-    let adjusted = adjusted_target(state)?;
-    net_of_fees(sell_base_gross(&adjusted, pay_base)?, fees, adjusted.b0)
+    let adjusted = adjusted_target(generation, state)?;
+    net_of_fees(
+        sell_base_gross(generation, &adjusted, pay_base)?,
+        fees,
+        adjusted.b0,
+    )
 }
 
 /// `querySellQuote(trader, pay_quote)`: the mirror of [`query_sell_base`]; `new_target` is
 /// the adjusted `Q0`.
 pub fn query_sell_quote(
+    generation: Generation,
     state: &PmmState,
     pay_quote: U256,
     fees: FeeRates,
 ) -> Result<SwapQuote, MathError> {
-    let adjusted = adjusted_target(state)?;
-    net_of_fees(sell_quote_gross(&adjusted, pay_quote)?, fees, adjusted.q0)
+    let adjusted = adjusted_target(generation, state)?;
+    net_of_fees(
+        sell_quote_gross(generation, &adjusted, pay_quote)?,
+        fees,
+        adjusted.q0,
+    )
 }
 
 /// The quote for a priced sale `(gross, new_r)`: fees taken, `new_target` as given.

@@ -8,7 +8,7 @@
 use super::fixed::{
     add, ceil_div, check_reserves_fit, div, div_floor, mul, mul_floor, sub, truncate_u112,
 };
-use super::{MathError, PoolKind, U256};
+use super::{Generation, MathError, PoolKind, U256};
 
 /// Shares minted to `address(0)` on a first deposit and locked forever.
 pub const LOCKED_SHARES: U256 = U256::from_limbs([1001, 0, 0, 0]);
@@ -119,14 +119,18 @@ fn mint_floor_error(kind: PoolKind) -> MathError {
 ///
 /// Cases, in the contracts' order of checks:
 /// - "SUB_ERROR" if a balance is below its reserve; "NO_BASE_INPUT" when no base came in.
-/// - First deposit (`total_supply = 0`), 1001 shares locked, `received = minted - 1001`:
+/// - First deposit (`total_supply = 0`) of the 2024 templates, 1001 shares locked,
+///   `received = minted - 1001`:
 ///   - DVM: `minted = base_balance`, which must exceed 2001 ("MINT_AMOUNT_NOT_ENOUGH", the
 ///     check the DSP runs; the spec names no string for this DVM case and the project's
 ///     fixture DVM uses this one).
 ///   - DSP: needs `quote_balance > 0` ("ZERO_QUOTE_AMOUNT");
 ///     `minted = divFloor(quote_balance, i)` if `quote_balance < mulFloor(base_balance, i)`
 ///     else `base_balance`; `B0 = minted`, `Q0 = mulFloor(minted, i)` (stored as `uint112`);
-///     `Q0 > 0` ("QUOTE_TARGET_IS_ZERO"), then `minted > 2001` ("MINT_AMOUNT_NOT_ENOUGH").
+///     `minted > 2001` ("MINT_AMOUNT_NOT_ENOUGH"), then `Q0 > 0` ("QUOTE_TARGET_IS_ZERO").
+/// - First deposit of the 2021 templates: no lock, `received = minted`:
+///   - DVM: `base_balance >= 1000` ("INSUFFICIENT_LIQUIDITY_MINED"), `minted = base_balance`.
+///   - DSP: the same shares and targets as 2024, without the quote, floor and target checks.
 /// - DVM with base reserve > 0 and quote reserve 0:
 ///   `minted = floor(base_input * total_supply / base_reserve)`.
 /// - Both reserves > 0: `ratio = min(divFloor(base_input, base_reserve),
@@ -139,6 +143,7 @@ fn mint_floor_error(kind: PoolKind) -> MathError {
 /// 2^112 - 1).
 pub fn buy_shares(
     kind: PoolKind,
+    generation: Generation,
     state: &LiquidityState,
     base_balance: U256,
     quote_balance: U256,
@@ -153,9 +158,14 @@ pub fn buy_shares(
     let mut donated_base = U256::ZERO;
     let mut donated_quote = U256::ZERO;
     let (minted, locked) = if state.total_supply.is_zero() {
-        let (minted, first_targets) = first_deposit(kind, state.i, base_balance, quote_balance)?;
+        let (minted, first_targets) =
+            first_deposit(kind, generation, state.i, base_balance, quote_balance)?;
         targets = first_targets;
-        (minted, LOCKED_SHARES)
+        let locked = match generation {
+            Generation::V2021 => U256::ZERO,
+            Generation::V2024 => LOCKED_SHARES,
+        };
+        (minted, locked)
     } else if kind == PoolKind::Dvm
         && !state.base_reserve.is_zero()
         && state.quote_reserve.is_zero()
@@ -182,7 +192,7 @@ pub fn buy_shares(
         (U256::ZERO, U256::ZERO)
     };
 
-    // The lock is minted first; on a first deposit minted > 2001 keeps the rest above 1000.
+    // The 2024 lock is minted first; minted > 2001 keeps the rest above 1000.
     let received = sub(minted, locked)?;
     if received <= MIN_MINT {
         return Err(mint_floor_error(kind));
@@ -207,17 +217,22 @@ pub fn buy_shares(
 /// stores; see [`buy_shares`] for the cases and their reverts.
 fn first_deposit(
     kind: PoolKind,
+    generation: Generation,
     i: U256,
     base_balance: U256,
     quote_balance: U256,
 ) -> Result<(U256, Option<Targets>), MathError> {
+    let strict = generation == Generation::V2024;
     if kind == PoolKind::Dvm {
-        if base_balance <= MIN_FIRST_SHARES {
+        if strict && base_balance <= MIN_FIRST_SHARES {
             return Err(MathError::MintAmountNotEnough);
+        }
+        if !strict && base_balance < MIN_MINT {
+            return Err(MathError::InsufficientLiquidityMined);
         }
         return Ok((base_balance, None));
     }
-    if quote_balance.is_zero() {
+    if strict && quote_balance.is_zero() {
         return Err(MathError::ZeroQuoteAmount);
     }
     let minted = if quote_balance < mul_floor(base_balance, i)? {
@@ -228,13 +243,12 @@ fn first_deposit(
     // The contract casts both targets to uint112 before checking them.
     let base_target = truncate_u112(minted);
     let quote_target = truncate_u112(mul_floor(minted, i)?);
-    // The public GSP source (DSP's successor) checks the quote target before the share floor;
-    // the fixtures follow it, so a tiny first deposit names the target.
-    if quote_target.is_zero() {
-        return Err(MathError::QuoteTargetIsZero);
-    }
-    if minted <= MIN_FIRST_SHARES {
+    // DSP checks the share floor before the quote target (GSP, another contract, the reverse).
+    if strict && minted <= MIN_FIRST_SHARES {
         return Err(MathError::MintAmountNotEnough);
+    }
+    if strict && quote_target.is_zero() {
+        return Err(MathError::QuoteTargetIsZero);
     }
     Ok((
         minted,

@@ -6,6 +6,8 @@ use super::shares::LOCKED_SHARES;
 use super::*;
 
 const E18: u128 = 1_000_000_000_000_000_000;
+const G24: Generation = Generation::V2024;
+const G21: Generation = Generation::V2021;
 
 fn u(x: u128) -> U256 {
     U256::from(x)
@@ -56,25 +58,31 @@ fn dsp_above() -> PmmState {
 
 #[test]
 fn mid_price_at_equilibrium_is_i() {
-    assert_eq!(mid_price(&dsp_one()), Ok(e18(2)));
+    assert_eq!(mid_price(G24, &dsp_one()), Ok(e18(2)));
 }
 
 #[test]
 fn adjusted_targets_and_mid_prices_off_equilibrium() {
-    let below = adjusted_target(&dsp_below()).unwrap();
+    let below = adjusted_target(G24, &dsp_below()).unwrap();
     assert_eq!(below.q0, u(199_999_999_999_999_999_995));
     assert_eq!(below.b0, e18(100));
-    assert_eq!(mid_price(&dsp_below()), Ok(u(1_800_992_561_958_002_174)));
+    assert_eq!(
+        mid_price(G24, &dsp_below()),
+        Ok(u(1_800_992_561_958_002_174))
+    );
 
-    let above = adjusted_target(&dsp_above()).unwrap();
+    let above = adjusted_target(G24, &dsp_above()).unwrap();
     assert_eq!(above.b0, u(99_999_999_999_999_999_997));
     assert_eq!(above.q0, e18(200));
-    assert_eq!(mid_price(&dsp_above()), Ok(u(2_220_997_512_422_417_804)));
+    assert_eq!(
+        mid_price(G24, &dsp_above()),
+        Ok(u(2_220_997_512_422_417_804))
+    );
 
     // Idempotent, so a state already adjusted by getPMMStateForCall can be passed back in.
-    assert_eq!(adjusted_target(&below), Ok(below));
-    assert_eq!(adjusted_target(&above), Ok(above));
-    assert_eq!(adjusted_target(&dsp_one()), Ok(dsp_one()));
+    assert_eq!(adjusted_target(G24, &below), Ok(below));
+    assert_eq!(adjusted_target(G24, &above), Ok(above));
+    assert_eq!(adjusted_target(G24, &dsp_one()), Ok(dsp_one()));
 }
 
 #[test]
@@ -84,41 +92,44 @@ fn adjusted_target_reverts_on_wrong_side_states() {
         q: e18(199),
         ..dsp_above()
     };
-    assert_eq!(adjusted_target(&bad), Err(MathError::Underflow));
-    assert_eq!(mid_price(&bad), Err(MathError::Underflow));
+    assert_eq!(adjusted_target(G24, &bad), Err(MathError::Underflow));
+    assert_eq!(mid_price(G24, &bad), Err(MathError::Underflow));
     assert_eq!(
-        query_sell_base(&bad, e18(1), no_fees()),
+        query_sell_base(G24, &bad, e18(1), no_fees()),
         Err(MathError::Underflow)
     );
     let bad = PmmState {
         b: e18(99),
         ..dsp_below()
     };
-    assert_eq!(adjusted_target(&bad), Err(MathError::Underflow));
+    assert_eq!(adjusted_target(G24, &bad), Err(MathError::Underflow));
     // i = 0 above one: reciprocalFloor divides by zero.
     let zero_i = PmmState {
         i: u(0),
         ..dsp_above()
     };
-    assert_eq!(adjusted_target(&zero_i), Err(MathError::DivisionByZero));
+    assert_eq!(
+        adjusted_target(G24, &zero_i),
+        Err(MathError::DivisionByZero)
+    );
 }
 
 #[test]
 fn dvm_state_and_mid_price() {
     // Balanced-looking DVM: B = 100, Q = 200, i = 2, K = 0.5.
     let dvm = PmmState::dvm(e18(2), u(E18 / 2), e18(100), e18(200));
-    let adjusted = adjusted_target(&dvm).unwrap();
+    let adjusted = adjusted_target(G24, &dvm).unwrap();
     assert_eq!(adjusted.q0, u(0));
     assert_eq!(adjusted.r, RState::AboveOne);
     // B0 = T(100, 200, 0.5, 0.5) = 100 * (1 + (sqrt(1 + 4*0.5*0.5*200/100) - 1) / 1) = 100 * sqrt(3)
     assert_eq!(adjusted.b0, u(173_205_080_756_887_729_300));
     // Its mid price is not i: 2 * (0.5 + 0.5 * 3) = 4 (rounded down).
-    assert_eq!(mid_price(&dvm), Ok(u(3_999_999_999_999_999_998)));
+    assert_eq!(mid_price(G24, &dvm), Ok(u(3_999_999_999_999_999_998)));
     // The state getPMMStateForCall reports gives the same answers.
-    assert_eq!(mid_price(&adjusted), mid_price(&dvm));
+    assert_eq!(mid_price(G24, &adjusted), mid_price(G24, &dvm));
     // An empty DVM has no mid price.
     assert_eq!(
-        mid_price(&PmmState::dvm(e18(2), u(E18 / 2), u(0), u(0))),
+        mid_price(G24, &PmmState::dvm(e18(2), u(E18 / 2), u(0), u(0))),
         Err(MathError::DivisionByZero)
     );
 }
@@ -127,29 +138,29 @@ fn dvm_state_and_mid_price() {
 fn dvm_without_quote_cannot_sell_base() {
     // Q = 0: B0 = B, so any base sale goes past B0 - B = 0 into S with Q0 = 0.
     let dvm = PmmState::dvm(e18(1), u(E18 / 10), e18(50), u(0));
-    assert_eq!(adjusted_target(&dvm).unwrap().b0, e18(50));
+    assert_eq!(adjusted_target(G24, &dvm).unwrap().b0, e18(50));
     assert_eq!(
-        query_sell_base(&dvm, u(1), no_fees()),
+        query_sell_base(G24, &dvm, u(1), no_fees()),
         Err(MathError::TargetIsZero)
     );
     // Selling nothing lands exactly on B0 - B: zero output, R would become ONE.
-    let q = query_sell_base(&dvm, u(0), no_fees()).unwrap();
+    let q = query_sell_base(G24, &dvm, u(0), no_fees()).unwrap();
     assert_eq!((q.receive, q.new_r), (u(0), RState::One));
     // Selling quote into it works.
-    let q = query_sell_quote(&dvm, e18(1), no_fees()).unwrap();
+    let q = query_sell_quote(G24, &dvm, e18(1), no_fees()).unwrap();
     assert!(q.receive > u(0) && q.receive < e18(50));
 }
 
 #[test]
 fn dvm_sale_past_target_reverts_even_with_quote() {
     let dvm = PmmState::dvm(e18(1), u(E18 / 2), e18(100), e18(10));
-    let b0 = adjusted_target(&dvm).unwrap().b0;
+    let b0 = adjusted_target(G24, &dvm).unwrap().b0;
     let gap = b0 - e18(100);
-    assert!(query_sell_base(&dvm, gap - u(1), no_fees()).is_ok());
-    let exact = query_sell_base(&dvm, gap, no_fees()).unwrap();
+    assert!(query_sell_base(G24, &dvm, gap - u(1), no_fees()).is_ok());
+    let exact = query_sell_base(G24, &dvm, gap, no_fees()).unwrap();
     assert_eq!((exact.receive, exact.new_r), (e18(10), RState::One));
     assert_eq!(
-        query_sell_base(&dvm, gap + u(1), no_fees()),
+        query_sell_base(G24, &dvm, gap + u(1), no_fees()),
         Err(MathError::TargetIsZero)
     );
 }
@@ -158,7 +169,7 @@ fn dvm_sale_past_target_reverts_even_with_quote() {
 
 #[test]
 fn sell_base_r_one() {
-    let q = query_sell_base(&dsp_one(), e18(10), no_fees()).unwrap();
+    let q = query_sell_base(G24, &dsp_one(), e18(10), no_fees()).unwrap();
     assert_eq!(q.receive, u(19_002_487_577_582_194_596));
     assert_eq!(q.new_r, RState::BelowOne);
     assert_eq!(q.new_target, e18(100));
@@ -167,7 +178,7 @@ fn sell_base_r_one() {
 
 #[test]
 fn sell_base_r_below_one() {
-    let q = query_sell_base(&dsp_below(), e18(5), no_fees()).unwrap();
+    let q = query_sell_base(G24, &dsp_below(), e18(5), no_fees()).unwrap();
     assert_eq!(q.receive, u(8_760_028_260_850_961_525));
     assert_eq!(q.new_r, RState::BelowOne);
     assert_eq!(q.new_target, e18(100));
@@ -178,16 +189,16 @@ fn sell_base_r_above_one_rows() {
     let s = dsp_above();
     let back_to_one = u(9_501_243_788_791_097_295);
     // a < B0 - B: G, R stays ABOVE_ONE.
-    let q = query_sell_base(&s, e18(1), no_fees()).unwrap();
+    let q = query_sell_base(G24, &s, e18(1), no_fees()).unwrap();
     assert_eq!(q.receive, u(2_207_653_095_919_050_718));
     assert_eq!(q.new_r, RState::AboveOne);
     assert_eq!(q.new_target, u(99_999_999_999_999_999_997));
     // a = B0 - B: exactly Q - Q0, R = ONE.
-    let q = query_sell_base(&s, back_to_one, no_fees()).unwrap();
+    let q = query_sell_base(G24, &s, back_to_one, no_fees()).unwrap();
     assert_eq!(q.receive, e18(20));
     assert_eq!(q.new_r, RState::One);
     // a > B0 - B: crosses from ABOVE_ONE to BELOW_ONE.
-    let q = query_sell_base(&s, back_to_one + e18(5), no_fees()).unwrap();
+    let q = query_sell_base(G24, &s, back_to_one + e18(5), no_fees()).unwrap();
     assert_eq!(q.receive, u(29_750_156_054_992_142_724));
     assert_eq!(q.new_r, RState::BelowOne);
     assert_eq!(q.new_target, u(99_999_999_999_999_999_997));
@@ -208,14 +219,17 @@ fn sell_base_above_one_is_capped_at_back_to_one_receive() {
     // Price the raw primitives on the state as given (no adjustment).
     let g = general_integrate(s.b0, s.b + e18(1), s.b, s.i, s.k).unwrap();
     assert!(g > e18(1));
-    assert_eq!(sell_base_gross(&s, e18(1)), Ok((e18(1), RState::AboveOne)));
+    assert_eq!(
+        sell_base_gross(G24, &s, e18(1)),
+        Ok((e18(1), RState::AboveOne))
+    );
 }
 
 // ---------------------------------------------------------------- sell quote table
 
 #[test]
 fn sell_quote_r_one() {
-    let q = query_sell_quote(&dsp_one(), e18(20), no_fees()).unwrap();
+    let q = query_sell_quote(G24, &dsp_one(), e18(20), no_fees()).unwrap();
     assert_eq!(q.receive, u(9_501_243_788_791_097_298));
     assert_eq!(q.new_r, RState::AboveOne);
     assert_eq!(q.new_target, e18(200));
@@ -223,7 +237,7 @@ fn sell_quote_r_one() {
 
 #[test]
 fn sell_quote_r_above_one() {
-    let q = query_sell_quote(&dsp_above(), e18(10), no_fees()).unwrap();
+    let q = query_sell_quote(G24, &dsp_above(), e18(10), no_fees()).unwrap();
     assert_eq!(q.receive, u(4_380_014_130_425_480_763));
     assert_eq!(q.new_r, RState::AboveOne);
     assert_eq!(q.new_target, e18(200));
@@ -233,13 +247,13 @@ fn sell_quote_r_above_one() {
 fn sell_quote_r_below_one_rows() {
     let s = dsp_below();
     let back_to_one = u(19_002_487_577_582_194_591);
-    let q = query_sell_quote(&s, e18(1), no_fees()).unwrap();
+    let q = query_sell_quote(G24, &s, e18(1), no_fees()).unwrap();
     assert_eq!(q.receive, u(553_572_160_796_188_056));
     assert_eq!(q.new_r, RState::BelowOne);
     assert_eq!(q.new_target, u(199_999_999_999_999_999_995));
-    let q = query_sell_quote(&s, back_to_one, no_fees()).unwrap();
+    let q = query_sell_quote(G24, &s, back_to_one, no_fees()).unwrap();
     assert_eq!((q.receive, q.new_r), (e18(10), RState::One));
-    let q = query_sell_quote(&s, back_to_one + e18(10), no_fees()).unwrap();
+    let q = query_sell_quote(G24, &s, back_to_one + e18(10), no_fees()).unwrap();
     assert_eq!(q.receive, u(14_875_078_027_496_071_362));
     assert_eq!(q.new_r, RState::AboveOne);
 }
@@ -253,7 +267,7 @@ fn fees_are_floored_and_net() {
         mt: u(E18 / 1000),
     };
     let s = dsp_above();
-    let q = query_sell_base(&s, u(9_501_243_788_791_097_295) + e18(5), fees).unwrap();
+    let q = query_sell_base(G24, &s, u(9_501_243_788_791_097_295) + e18(5), fees).unwrap();
     assert_eq!(q.receive, u(29_631_155_430_772_174_154));
     assert_eq!(q.mt_fee, u(29_750_156_054_992_142));
     assert_eq!(q.lp_fee, u(89_250_468_164_976_428));
@@ -264,7 +278,7 @@ fn fees_are_floored_and_net() {
         mt: u(6 * E18 / 10),
     };
     assert_eq!(
-        query_sell_base(&s, e18(1), greedy),
+        query_sell_base(G24, &s, e18(1), greedy),
         Err(MathError::Underflow)
     );
     // 0.3 % of 999 is 2.997 and 0.1 % is 0.999: both floored.
@@ -279,7 +293,7 @@ fn swap_state_after_trades() {
     };
     let s = dsp_above();
     let pay = u(9_501_243_788_791_097_295) + e18(5);
-    let q = query_sell_base(&s, pay, fees).unwrap();
+    let q = query_sell_base(G24, &s, pay, fees).unwrap();
     let next = apply_sell_base(PoolKind::Dsp, &s, pay, &q).unwrap();
     assert_eq!(next.b, s.b + pay);
     assert_eq!(next.q, s.q - q.receive - q.mt_fee);
@@ -287,12 +301,12 @@ fn swap_state_after_trades() {
     assert_eq!(next.b0, q.new_target);
     assert_eq!(next.q0, s.q0);
     // No R change: targets untouched.
-    let q = query_sell_quote(&s, e18(1), fees).unwrap();
+    let q = query_sell_quote(G24, &s, e18(1), fees).unwrap();
     let next = apply_sell_quote(PoolKind::Dsp, &s, e18(1), &q).unwrap();
     assert_eq!((next.r, next.b0, next.q0), (s.r, s.b0, s.q0));
     // A DVM stays a DVM.
     let dvm = PmmState::dvm(e18(1), u(E18 / 2), e18(100), e18(100));
-    let q = query_sell_quote(&dvm, e18(1), fees).unwrap();
+    let q = query_sell_quote(G24, &dvm, e18(1), fees).unwrap();
     let next = apply_sell_quote(PoolKind::Dvm, &dvm, e18(1), &q).unwrap();
     assert_eq!((next.b0, next.q0, next.r), (u(0), u(0), RState::AboveOne));
     // A DSP stores the new target only when R changes, and only if it fits 112 bits.
@@ -320,7 +334,7 @@ fn swap_state_after_trades() {
         b: UINT112_MAX,
         ..dvm
     };
-    let q = query_sell_base(&big, u(1), fees).unwrap();
+    let q = query_sell_base(G24, &big, u(1), fees).unwrap();
     assert_eq!(
         apply_sell_base(PoolKind::Dvm, &big, u(1), &q),
         Err(MathError::ReserveOverflow)
@@ -331,7 +345,7 @@ fn swap_state_after_trades() {
 fn dsp_quote_sale_crossing_r_stores_the_quote_target() {
     let s = dsp_below();
     let pay = u(19_002_487_577_582_194_591) + e18(10);
-    let q = query_sell_quote(&s, pay, no_fees()).unwrap();
+    let q = query_sell_quote(G24, &s, pay, no_fees()).unwrap();
     assert_eq!(q.new_r, RState::AboveOne);
     let next = apply_sell_quote(PoolKind::Dsp, &s, pay, &q).unwrap();
     assert_eq!((next.b, next.q), (s.b - q.receive, s.q + pay));
@@ -354,11 +368,11 @@ fn solver_reverts_surface_in_quotes() {
         r: RState::One,
     };
     assert_eq!(
-        query_sell_base(&s, e18(99), no_fees()).map(|q| q.receive),
+        query_sell_base(G24, &s, e18(99), no_fees()).map(|q| q.receive),
         Ok(u(99_000_000))
     );
     assert_eq!(
-        query_sell_base(&s, e18(100), no_fees()),
+        query_sell_base(G24, &s, e18(100), no_fees()),
         Err(MathError::RootIsZero)
     );
 }
@@ -411,7 +425,7 @@ fn liq(total: u128, base: U256, quote: U256, i: U256, b0: U256, q0: U256) -> Liq
 #[test]
 fn dvm_first_deposit() {
     let empty = LiquidityState::default();
-    let r = buy_shares(PoolKind::Dvm, &empty, e18(10), e18(30)).unwrap();
+    let r = buy_shares(PoolKind::Dvm, G24, &empty, e18(10), e18(30)).unwrap();
     assert_eq!(r.minted, e18(10));
     assert_eq!(r.received, e18(10) - LOCKED_SHARES);
     assert_eq!(r.locked, LOCKED_SHARES);
@@ -421,15 +435,15 @@ fn dvm_first_deposit() {
     assert_eq!((r.donated_base, r.donated_quote), (u(0), u(0)));
     // 2002 is the smallest first deposit.
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &empty, u(2002), u(0)).map(|r| r.received),
+        buy_shares(PoolKind::Dvm, G24, &empty, u(2002), u(0)).map(|r| r.received),
         Ok(u(1001))
     );
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &empty, u(2001), e18(1)),
+        buy_shares(PoolKind::Dvm, G24, &empty, u(2001), e18(1)),
         Err(MathError::MintAmountNotEnough)
     );
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &empty, u(0), e18(1)),
+        buy_shares(PoolKind::Dvm, G24, &empty, u(0), e18(1)),
         Err(MathError::NoBaseInput)
     );
 }
@@ -438,7 +452,7 @@ fn dvm_first_deposit() {
 fn dsp_first_deposit_both_branches() {
     let empty = liq(0, u(0), u(0), e18(2), u(0), u(0));
     // Quote short of base * i: shares = quote / i.
-    let r = buy_shares(PoolKind::Dsp, &empty, e18(10), e18(15)).unwrap();
+    let r = buy_shares(PoolKind::Dsp, G24, &empty, e18(10), e18(15)).unwrap();
     assert_eq!(r.minted, u(7_500_000_000_000_000_000));
     assert_eq!(r.received, r.minted - LOCKED_SHARES);
     assert_eq!(
@@ -449,7 +463,7 @@ fn dsp_first_deposit_both_branches() {
         })
     );
     // Enough quote: shares = base.
-    let r = buy_shares(PoolKind::Dsp, &empty, e18(10), e18(25)).unwrap();
+    let r = buy_shares(PoolKind::Dsp, G24, &empty, e18(10), e18(25)).unwrap();
     assert_eq!(r.minted, e18(10));
     assert_eq!(
         r.targets,
@@ -459,7 +473,7 @@ fn dsp_first_deposit_both_branches() {
         })
     );
     // quote == mulFloor(base, i) takes the base branch.
-    let r = buy_shares(PoolKind::Dsp, &empty, e18(10), e18(20)).unwrap();
+    let r = buy_shares(PoolKind::Dsp, G24, &empty, e18(10), e18(20)).unwrap();
     assert_eq!(r.minted, e18(10));
 }
 
@@ -467,39 +481,89 @@ fn dsp_first_deposit_both_branches() {
 fn dsp_first_deposit_reverts() {
     let empty = liq(0, u(0), u(0), e18(2), u(0), u(0));
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &empty, e18(10), u(0)),
+        buy_shares(PoolKind::Dsp, G24, &empty, e18(10), u(0)),
         Err(MathError::ZeroQuoteAmount)
     );
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &empty, u(2001), e18(1)),
+        buy_shares(PoolKind::Dsp, G24, &empty, u(2001), e18(1)),
         Err(MathError::MintAmountNotEnough)
     );
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &empty, u(2002), e18(1)).map(|r| r.received),
+        buy_shares(PoolKind::Dsp, G24, &empty, u(2002), e18(1)).map(|r| r.received),
         Ok(u(1001))
     );
     // i = 1 wei: mulFloor(3000, 1) = 0, so shares = base and Q0 = mulFloor(3000, 1) = 0.
     let tiny_i = liq(0, u(0), u(0), u(1), u(0), u(0));
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &tiny_i, u(3000), u(1)),
+        buy_shares(PoolKind::Dsp, G24, &tiny_i, u(3000), u(1)),
         Err(MathError::QuoteTargetIsZero)
     );
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &empty, u(0), u(5)),
+        buy_shares(PoolKind::Dsp, G24, &empty, u(0), u(5)),
         Err(MathError::NoBaseInput)
     );
     // Balances above 2^112 - 1 revert "OVERFLOW" when stored as reserves...
     let two_112 = UINT112_MAX + u(1);
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &empty, two_112 + u(5), U256::MAX / u(4)),
+        buy_shares(PoolKind::Dsp, G24, &empty, two_112 + u(5), U256::MAX / u(4)),
         Err(MathError::ReserveOverflow)
     );
     // ...unless the uint112 cast of the quote target already wrapped to 0:
     // Q0 = uint112(2^113) = 0.
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &empty, two_112, U256::MAX / u(4)),
+        buy_shares(PoolKind::Dsp, G24, &empty, two_112, U256::MAX / u(4)),
         Err(MathError::QuoteTargetIsZero)
     );
+}
+
+#[test]
+fn dsp_first_deposit_checks_the_share_floor_before_the_quote_target() {
+    // i = 1 wei, 2000 base: shares = 2000 (<= 2001) and Q0 = mulFloor(2000, 1) = 0; the
+    // DSP names the share floor (GSP's order would name the target).
+    let tiny_i = liq(0, u(0), u(0), u(1), u(0), u(0));
+    assert_eq!(
+        buy_shares(PoolKind::Dsp, G24, &tiny_i, u(2000), u(1)),
+        Err(MathError::MintAmountNotEnough)
+    );
+}
+
+#[test]
+fn first_deposits_of_the_2021_templates() {
+    let empty = liq(0, u(0), u(0), e18(2), u(0), u(0));
+    // DVM: no lock, everything to the depositor; 1000 passes the liquidity check and fails
+    // the mint floor; 999 fails the liquidity check.
+    let r = buy_shares(PoolKind::Dvm, G21, &empty, u(1001), u(0)).unwrap();
+    assert_eq!((r.minted, r.received, r.locked), (u(1001), u(1001), u(0)));
+    assert_eq!(
+        buy_shares(PoolKind::Dvm, G21, &empty, u(1000), u(0)),
+        Err(MathError::MintInvalid)
+    );
+    assert_eq!(
+        buy_shares(PoolKind::Dvm, G21, &empty, u(999), e18(1)),
+        Err(MathError::InsufficientLiquidityMined)
+    );
+    // DSP without quote: shares = divFloor(0, i) = 0, the mint floor names it.
+    assert_eq!(
+        buy_shares(PoolKind::Dsp, G21, &empty, e18(10), u(0)),
+        Err(MathError::MintAmountNotEnough)
+    );
+    // A zero quote target is accepted, and so is a first deposit of 1001..=2001 shares.
+    let tiny_i = liq(0, u(0), u(0), u(1), u(0), u(0));
+    let r = buy_shares(PoolKind::Dsp, G21, &tiny_i, u(2000), u(1)).unwrap();
+    assert_eq!((r.minted, r.received, r.locked), (u(2000), u(2000), u(0)));
+    let t = r.targets.unwrap();
+    assert_eq!((t.base, t.quote), (u(2000), u(0)));
+    let r = buy_shares(PoolKind::Dsp, G21, &empty, e18(10), e18(15)).unwrap();
+    assert_eq!(r.received, r.minted);
+    assert_eq!(r.new_total_supply, r.minted);
+}
+
+#[test]
+fn the_2021_target_solver_lets_a_zero_dvm_target_stand() {
+    // k = 0, empty base side with quote: 2024 gives B0 = mulFloor(1/i, Q), 2021 gives 0.
+    let dvm = PmmState::dvm(e18(2), u(0), u(0), e18(10));
+    assert_eq!(adjusted_target(G24, &dvm).map(|s| s.b0), Ok(e18(5)));
+    assert_eq!(adjusted_target(G21, &dvm).map(|s| s.b0), Ok(u(0)));
 }
 
 #[test]
@@ -507,7 +571,7 @@ fn normal_deposit_dvm_with_donation() {
     // Pool: 100 base, 300 quote, 100 shares. Deposit 10 base and 40 quote:
     // ratios 0.1 and 0.1333..., mint ratio 0.1, 10 shares; 10 quote is donated.
     let s = liq(100 * E18, e18(100), e18(300), e18(3), u(0), u(0));
-    let r = buy_shares(PoolKind::Dvm, &s, e18(110), e18(340)).unwrap();
+    let r = buy_shares(PoolKind::Dvm, G24, &s, e18(110), e18(340)).unwrap();
     assert_eq!(r.minted, e18(10));
     assert_eq!(r.received, e18(10));
     assert_eq!(r.locked, u(0));
@@ -522,7 +586,7 @@ fn normal_deposit_dsp_updates_targets() {
     // 3 base and 10 quote into 70 / 140: base ratio floor(3e18 / 70) = 42857142857142857 is
     // below the quote ratio, so it sets the mint.
     let s = liq(70 * E18, e18(70), e18(140), e18(2), e18(60), e18(150));
-    let r = buy_shares(PoolKind::Dsp, &s, e18(73), e18(150)).unwrap();
+    let r = buy_shares(PoolKind::Dsp, G24, &s, e18(73), e18(150)).unwrap();
     assert_eq!(r.minted, u(2_999_999_999_999_999_990));
     assert_eq!(r.received, r.minted);
     assert_eq!(
@@ -541,18 +605,18 @@ fn normal_deposit_dsp_updates_targets() {
 fn dvm_base_only_deposit() {
     // Quote reserve 0: shares = floor(base_in * supply / base_reserve); quote in is donated.
     let s = liq(3000, u(3000), u(0), ONE, u(0), u(0));
-    let r = buy_shares(PoolKind::Dvm, &s, u(4500), u(7)).unwrap();
+    let r = buy_shares(PoolKind::Dvm, G24, &s, u(4500), u(7)).unwrap();
     assert_eq!(r.minted, u(1500));
     assert_eq!(r.donated_quote, u(7));
     assert_eq!(r.donated_base, u(0));
     // A DSP has no such case: nothing is minted and the mint reverts.
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &s, u(4500), u(7)),
+        buy_shares(PoolKind::Dsp, G24, &s, u(4500), u(7)),
         Err(MathError::MintAmountNotEnough)
     );
     // 1000 shares is too few.
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &s, u(4000), u(0)),
+        buy_shares(PoolKind::Dvm, G24, &s, u(4000), u(0)),
         Err(MathError::MintInvalid)
     );
 }
@@ -562,26 +626,26 @@ fn deposit_reverts() {
     let s = liq(100 * E18, e18(100), e18(300), e18(3), u(0), u(0));
     // Balance below reserve: SUB_ERROR.
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &s, e18(99), e18(300)),
+        buy_shares(PoolKind::Dvm, G24, &s, e18(99), e18(300)),
         Err(MathError::Underflow)
     );
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &s, e18(100), e18(400)),
+        buy_shares(PoolKind::Dvm, G24, &s, e18(100), e18(400)),
         Err(MathError::NoBaseInput)
     );
     // No quote in: ratio 0, nothing minted.
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &s, e18(200), e18(300)),
+        buy_shares(PoolKind::Dvm, G24, &s, e18(200), e18(300)),
         Err(MathError::MintInvalid)
     );
     // Supply but no reserves (everything withdrawn except rounding): nothing minted.
     let drained = liq(1001, u(0), u(0), e18(3), u(0), u(0));
     assert_eq!(
-        buy_shares(PoolKind::Dvm, &drained, e18(1), e18(1)),
+        buy_shares(PoolKind::Dvm, G24, &drained, e18(1), e18(1)),
         Err(MathError::MintInvalid)
     );
     assert_eq!(
-        buy_shares(PoolKind::Dsp, &drained, e18(1), e18(1)),
+        buy_shares(PoolKind::Dsp, G24, &drained, e18(1), e18(1)),
         Err(MathError::MintAmountNotEnough)
     );
 }
@@ -690,7 +754,7 @@ fn reference_vectors() {
             r: RState::try_from(t[6].parse::<u8>().expect("r")).expect("r"),
         };
         let amount = parse(t[7]);
-        let mid = mid_price(&state);
+        let mid = mid_price(G24, &state);
         match t[8].strip_prefix("E:") {
             Some(_) => check_outcome(
                 line,
@@ -700,11 +764,11 @@ fn reference_vectors() {
             ),
             None => assert_eq!(mid, Ok(parse(t[8])), "mid in `{line}`"),
         }
-        let sb =
-            query_sell_base(&state, amount, no_fees()).map(|q| (q.receive, q.new_r, q.new_target));
+        let sb = query_sell_base(G24, &state, amount, no_fees())
+            .map(|q| (q.receive, q.new_r, q.new_target));
         check_outcome(line, "sell base", sb, &t[9..12]);
-        let sq =
-            query_sell_quote(&state, amount, no_fees()).map(|q| (q.receive, q.new_r, q.new_target));
+        let sq = query_sell_quote(G24, &state, amount, no_fees())
+            .map(|q| (q.receive, q.new_r, q.new_target));
         check_outcome(line, "sell quote", sq, &t[12..15]);
         count += 1;
     }
@@ -788,7 +852,7 @@ fn check_mid_moves(before: &PmmState, after: &PmmState, direction: Direction) ->
     if before.r == RState::One && (before.b != before.b0 || before.q != before.q0) {
         return false;
     }
-    let (Ok(b), Ok(a)) = (mid_price(before), mid_price(after)) else {
+    let (Ok(b), Ok(a)) = (mid_price(G24, before), mid_price(G24, after)) else {
         return false;
     };
     let smallest = [before.b, before.q, after.b, after.q]
@@ -819,7 +883,7 @@ struct Tally {
 
 /// Simulates pools from a first deposit through random swaps, deposits and withdrawals and
 /// checks that nothing panics and the invariants hold after every step.
-fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
+fn simulate(kind: PoolKind, generation: Generation, seed: u64, pools: u32, steps: u32) -> Tally {
     let mut rng = Rng(seed);
     let mut tally = Tally::default();
     for _ in 0..pools {
@@ -829,6 +893,7 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
         let quote = rng.magnitude(1, 30);
         let first = buy_shares(
             kind,
+            generation,
             &LiquidityState {
                 i,
                 ..LiquidityState::default()
@@ -858,7 +923,7 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
             match rng.below(4) {
                 0 => {
                     let pay = rng.part_of(state.b);
-                    match query_sell_base(&state, pay, fees) {
+                    match query_sell_base(generation, &state, pay, fees) {
                         Ok(q) => {
                             assert!(q.gross() <= state.q, "paid out more quote than held");
                             assert_eq!(q.receive + q.lp_fee + q.mt_fee, q.gross());
@@ -877,7 +942,7 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
                 }
                 1 => {
                     let pay = rng.part_of(state.q);
-                    match query_sell_quote(&state, pay, fees) {
+                    match query_sell_quote(generation, &state, pay, fees) {
                         Ok(q) => {
                             assert!(q.gross() <= state.b, "paid out more base than held");
                             let next = apply_sell_quote(kind, &state, pay, &q);
@@ -904,7 +969,7 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
                     };
                     let add_b = rng.part_of(state.b);
                     let add_q = rng.part_of(state.q);
-                    match buy_shares(kind, &liq, state.b + add_b, state.q + add_q) {
+                    match buy_shares(kind, generation, &liq, state.b + add_b, state.q + add_q) {
                         Ok(r) => {
                             assert_eq!(r.locked, U256::ZERO);
                             assert!(
@@ -964,8 +1029,8 @@ fn simulate(kind: PoolKind, seed: u64, pools: u32, steps: u32) -> Tally {
 
 /// Runs [`simulate`] for one pool kind: most steps must succeed and the mid price must be
 /// checked often enough for the walk to mean something.
-fn check_random_walks(kind: PoolKind, label: &str, seed: u64) {
-    let t = simulate(kind, seed, 250, 40);
+fn check_random_walks(kind: PoolKind, generation: Generation, label: &str, seed: u64) {
+    let t = simulate(kind, generation, seed, 250, 40);
     eprintln!(
         "{label} walks: {} ok, {} reverted, {} mid price checks",
         t.ok, t.reverted, t.mid_checks
@@ -976,12 +1041,14 @@ fn check_random_walks(kind: PoolKind, label: &str, seed: u64) {
 
 #[test]
 fn property_dsp_random_walks() {
-    check_random_walks(PoolKind::Dsp, "DSP", 0x9e37_79b9_7f4a_7c15);
+    check_random_walks(PoolKind::Dsp, G24, "DSP", 0x9e37_79b9_7f4a_7c15);
+    check_random_walks(PoolKind::Dsp, G21, "DSP 2021", 0x9e37_79b9_7f4a_7c15);
 }
 
 #[test]
 fn property_dvm_random_walks() {
-    check_random_walks(PoolKind::Dvm, "DVM", 0xd1b5_4a32_d192_ed03);
+    check_random_walks(PoolKind::Dvm, G24, "DVM", 0xd1b5_4a32_d192_ed03);
+    check_random_walks(PoolKind::Dvm, G21, "DVM 2021", 0xd1b5_4a32_d192_ed03);
 }
 
 /// Selling base and then selling the quote received back never returns noticeably more base.
@@ -1026,13 +1093,13 @@ fn property_round_trip_never_profits() {
             (PoolKind::Dsp, state)
         };
         let pay = b * U256::from(rng.below(1_000_000) + 1) / U256::from(1_000_000u32);
-        let Ok(first) = query_sell_base(&state, pay, no_fees()) else {
+        let Ok(first) = query_sell_base(G24, &state, pay, no_fees()) else {
             continue;
         };
         let Ok(after) = apply_sell_base(kind, &state, pay, &first) else {
             continue;
         };
-        let Ok(back) = query_sell_quote(&after, first.receive, no_fees()) else {
+        let Ok(back) = query_sell_quote(G24, &after, first.receive, no_fees()) else {
             continue;
         };
         // The general solver divides by 2(1 - K): its rounding grows by 1 / (1 - K) units.
@@ -1071,11 +1138,13 @@ fn property_primitives_never_panic() {
             pick(&mut rng),
         );
         let k = rng.k();
-        if let Ok(v) = solve_quadratic_for_trade(a, b, c, d, k) {
-            assert!(v <= b, "trade output above the reserve");
+        for g in [G21, G24] {
+            if let Ok(v) = solve_quadratic_for_trade(g, a, b, c, d, k) {
+                assert!(v <= b, "trade output above the reserve");
+            }
+            let _ = solve_quadratic_for_target(g, a, b, c, k);
         }
         let _ = general_integrate(a, b, c, d, k);
-        let _ = solve_quadratic_for_target(a, b, c, k);
         let state = PmmState {
             i: d,
             k,
@@ -1085,9 +1154,11 @@ fn property_primitives_never_panic() {
             q0: pick(&mut rng),
             r: RState::try_from((rng.below(3)) as u8).expect("0..3"),
         };
-        let _ = mid_price(&state);
-        let _ = query_sell_base(&state, pick(&mut rng), rng.fees());
-        let _ = query_sell_quote(&state, pick(&mut rng), rng.fees());
+        for g in [G21, G24] {
+            let _ = mid_price(g, &state);
+            let _ = query_sell_base(g, &state, pick(&mut rng), rng.fees());
+            let _ = query_sell_quote(g, &state, pick(&mut rng), rng.fees());
+        }
         let liq = LiquidityState {
             total_supply: pick(&mut rng),
             base_reserve: a,
@@ -1101,7 +1172,7 @@ fn property_primitives_never_panic() {
         } else {
             PoolKind::Dsp
         };
-        let _ = buy_shares(kind, &liq, pick(&mut rng), pick(&mut rng));
+        let _ = buy_shares(kind, G24, &liq, pick(&mut rng), pick(&mut rng));
         let _ = sell_shares(
             kind,
             &liq,

@@ -42,9 +42,16 @@ impl Hub {
         let (kind, liq) = liquidity_of(&read)?;
         let base_balance = add(read.base_balance, p.base_amount.0, "base_amount")?;
         let quote_balance = add(read.quote_balance, p.quote_amount.0, "quote_amount")?;
-        let bs = math::buy_shares(kind, &liq, base_balance, quote_balance)?;
+        let bs = math::buy_shares(
+            kind,
+            generation_of(&read),
+            &liq,
+            base_balance,
+            quote_balance,
+        )?;
         let mid = mid_after_deposit(
             kind,
+            generation_of(&read),
             &pmm_of(&read)?,
             base_balance,
             quote_balance,
@@ -182,6 +189,11 @@ pub(crate) fn liquidity_of(read: &PoolRead) -> Result<(math::PoolKind, Liquidity
     ))
 }
 
+/// The template generation whose rules price the pool.
+pub(crate) fn generation_of(_read: &PoolRead) -> math::Generation {
+    math::Generation::V2024
+}
+
 /// The pool's V2 PMM state; a pool without one, or with an R state outside 0..=2, is a pool
 /// these tools do not handle.
 pub(crate) fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
@@ -196,6 +208,7 @@ pub(crate) fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
 /// stores the new ones `buyShares` computed.
 pub(crate) fn mid_after_deposit(
     kind: math::PoolKind,
+    generation: math::Generation,
     before: &PmmState,
     base: U256,
     quote: U256,
@@ -216,7 +229,7 @@ pub(crate) fn mid_after_deposit(
             ..*before
         },
     };
-    math::mid_price(&after).ok()
+    math::mid_price(generation, &after).ok()
 }
 
 /// base value / (base value + quote), base valued at `mid` (1e18 on raw units).

@@ -16,7 +16,7 @@ use pmm_core::policy::{
 use pmm_core::schema::{Amount, PoolState};
 use pmm_store::policy_state;
 
-use super::read::{add, inventory_ratio, liquidity_of, mid_after_deposit, pmm_of};
+use super::read::{add, generation_of, inventory_ratio, liquidity_of, mid_after_deposit, pmm_of};
 use super::{
     ChainDryRun, PredictedState, RiskCheckParams, SimulateParams, SimulationResult, parse_address,
     rule_name,
@@ -104,6 +104,7 @@ impl Hub {
                 let (kind, liq) = liquidity_of(read)?;
                 let bs = math::buy_shares(
                     kind,
+                    generation_of(read),
                     &liq,
                     add(read.base_balance, base_amount.0, "base_amount")?,
                     add(read.quote_balance, quote_amount.0, "quote_amount")?,
@@ -264,9 +265,10 @@ impl Hub {
             } => {
                 let bb = add(read.base_balance, base_amount.0, "base_amount")?;
                 let qb = add(read.quote_balance, quote_amount.0, "quote_amount")?;
-                let bs = math::buy_shares(kind, &liq, bb, qb)?;
+                let bs = math::buy_shares(kind, generation_of(read), &liq, bb, qb)?;
                 let ratio = mid_after_deposit(
                     kind,
+                    generation_of(read),
                     &pmm_of(read)?,
                     bb,
                     qb,
