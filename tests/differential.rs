@@ -16,6 +16,7 @@
 use std::fmt::Debug;
 
 use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
 use alloy::sol_types::{Panic, Revert, SolError};
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt};
@@ -26,11 +27,12 @@ use pmm_core::math::{
 use pmm_testkit::contracts::dsp::DSP;
 use pmm_testkit::contracts::dvm::DVM;
 use pmm_testkit::contracts::pmm_probe::{PMMMath, PMMProbe};
-use pmm_testkit::{Devnet, DvmParams};
+use pmm_testkit::{Devnet, DvmParams, Template};
 
-const PROBE_CASES: usize = 2_000;
-const POOL_SCENARIOS: usize = 24;
-const MIN_CASES: usize = 2_000;
+const GENERATIONS: [Generation; 2] = [Generation::V2024, Generation::V2021];
+const PROBE_CASES: usize = 1_000;
+const POOL_SCENARIOS: usize = 18;
+const MIN_CASES: usize = 3_000;
 const DECIMALS: [u8; 3] = [6, 8, 18];
 
 /// xorshift64*: tiny, seedable, and enough to spread cases over the parameter space.
@@ -106,10 +108,16 @@ fn fee_rates(rng: &mut Rng) -> FeeRates {
     FeeRates { lp, mt }
 }
 
-/// A reserve of `decimals` token: near-empty now and then, otherwise 1e-2 .. 1e7 tokens.
+/// A reserve of `decimals` token: near-empty now and then, near the 2^112 ceiling now and
+/// then, otherwise 1e-2 .. 1e7 tokens.
 fn reserve(rng: &mut Rng, decimals: u8) -> U256 {
     if rng.chance(8) {
         return U256::from(rng.below(2_000));
+    }
+    if rng.chance(4) {
+        return (U256::from(1) << 112)
+            - U256::from(1)
+            - U256::from(rng.next()) * U256::from(rng.below(1 << 20));
     }
     let exp = u32::from(decimals) + rng.below(10) as u32;
     rng.magnitude(exp.saturating_sub(2))
@@ -267,6 +275,16 @@ impl Tally {
     }
 }
 
+impl Tally {
+    fn absorb(&mut self, other: Tally) {
+        self.cases += other.cases;
+        self.both_succeeded += other.both_succeeded;
+        self.pool_cases += other.pool_cases;
+        self.crossed_r += other.crossed_r;
+        self.mismatches.extend(other.mismatches);
+    }
+}
+
 async fn outcome<T, F>(call: F) -> Result<Outcome<T>>
 where
     F: std::future::IntoFuture<Output = Result<T, alloy::contract::Error>>,
@@ -284,7 +302,13 @@ fn quote_tuple(q: SwapQuote) -> QuoteTuple {
     (q.receive, q.mt_fee, q.new_r.as_u8(), q.new_target)
 }
 
-async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> Result<()> {
+async fn run_probe_cases(
+    devnet: &Devnet,
+    rng: &mut Rng,
+    tally: &mut Tally,
+    generation: Generation,
+) -> Result<()> {
+    let gen2021 = generation == Generation::V2021;
     let probe = PMMProbe::new(devnet.deploy_probe().await?, devnet.provider().clone());
     // The square root the solvers share, around its one irregular input (2) and at random.
     let roots: Vec<U256> = (0..64u64)
@@ -301,10 +325,16 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
             let probe = probe.clone();
             async move {
                 let s = to_sol_state(&case.state);
-                let mid = outcome(probe.getMidPrice(s.clone()).call()).await?;
+                let mid = outcome(probe.getMidPrice(s.clone(), gen2021).call()).await?;
                 let base = outcome(async {
                     probe
-                        .querySellBase(s.clone(), case.pay_base, case.fees.lp, case.fees.mt)
+                        .querySellBase(
+                            s.clone(),
+                            case.pay_base,
+                            case.fees.lp,
+                            case.fees.mt,
+                            gen2021,
+                        )
                         .call()
                         .await
                         .map(|r| (r.receiveQuoteAmount, r.mtFee, r.newRState, r.newTarget))
@@ -312,7 +342,7 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
                 .await?;
                 let quote = outcome(async {
                     probe
-                        .querySellQuote(s, case.pay_quote, case.fees.lp, case.fees.mt)
+                        .querySellQuote(s, case.pay_quote, case.fees.lp, case.fees.mt, gen2021)
                         .call()
                         .await
                         .map(|r| (r.receiveBaseAmount, r.mtFee, r.newRState, r.newTarget))
@@ -329,11 +359,11 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
         let s = &case.state;
         tally.compare(
             &format!("probe #{n} mid {s:?}"),
-            math::mid_price(Generation::V2024, s),
+            math::mid_price(generation, s),
             mid,
         );
-        let core_base = math::query_sell_base(Generation::V2024, s, case.pay_base, case.fees);
-        let core_quote = math::query_sell_quote(Generation::V2024, s, case.pay_quote, case.fees);
+        let core_base = math::query_sell_base(generation, s, case.pay_base, case.fees);
+        let core_quote = math::query_sell_quote(generation, s, case.pay_quote, case.fees);
         for q in [&core_base, &core_quote].into_iter().flatten() {
             let crossed = matches!(
                 (s.r, q.new_r),
@@ -367,6 +397,8 @@ async fn run_probe_cases(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> R
 struct PoolUnderTest<'a> {
     devnet: &'a Devnet,
     kind: MathKind,
+    generation: Generation,
+    twap: bool,
     pool: Address,
     base: Address,
     quote: Address,
@@ -420,6 +452,63 @@ impl PoolUnderTest<'_> {
         })
     }
 
+    /// On a TWAP pool, moves time on by a second (so the next write and an `eth_call` before
+    /// it both see time elapsed) and returns the elapsed time the call sees; `None` otherwise.
+    async fn twap_elapsed(&self) -> Result<Option<u32>> {
+        if !self.twap {
+            return Ok(None);
+        }
+        let provider = self.devnet.provider();
+        let _: serde_json::Value = provider
+            .raw_request("evm_increaseTime".into(), [1u64])
+            .await?;
+        let _: serde_json::Value = provider
+            .raw_request("evm_mine".into(), Vec::<u64>::new())
+            .await?;
+        let last = self.dvm()._BLOCK_TIMESTAMP_LAST_().call().await?;
+        let now = u32::try_from(self.devnet.block_timestamp().await? % (1 << 32))?;
+        Ok(Some(now.wrapping_sub(last)))
+    }
+
+    /// The write's outcome once a TWAP pool prices the state it leaves.
+    fn with_twap<T>(
+        &self,
+        elapsed: Option<u32>,
+        outcome: Result<T, MathError>,
+        post: impl FnOnce(&T) -> PmmState,
+    ) -> Result<T, MathError> {
+        let value = outcome?;
+        if let Some(elapsed) = elapsed {
+            math::twap_update(self.generation, &post(&value), elapsed)?;
+        }
+        Ok(value)
+    }
+
+    /// The PMM state a pool stores after a funding call: reserves, targets (a DSP's stored
+    /// ones), R unchanged.
+    fn stored_state(
+        &self,
+        r: RState,
+        i: U256,
+        k: U256,
+        b: U256,
+        q: U256,
+        targets: Option<(U256, U256)>,
+    ) -> PmmState {
+        match (self.kind, targets) {
+            (MathKind::Dsp, Some((b0, q0))) => PmmState {
+                i,
+                k,
+                b,
+                q,
+                b0,
+                q0,
+                r,
+            },
+            _ => PmmState::dvm(i, k, b, q),
+        }
+    }
+
     async fn fees(&self) -> Result<FeeRates> {
         let f = self.dvm().getUserFeeRate(self.trader).call().await?;
         Ok(FeeRates {
@@ -439,6 +528,7 @@ impl PoolUnderTest<'_> {
     /// succeeds. Returns whether shares were minted.
     async fn deposit(&self, tally: &mut Tally, base_in: U256, quote_in: U256) -> Result<bool> {
         let before = self.liquidity_state().await?;
+        let pmm = self.pmm_state().await?;
         let (pool_base, pool_quote) = self.balances(self.pool).await?;
         if !base_in.is_zero() {
             self.devnet
@@ -450,12 +540,15 @@ impl PoolUnderTest<'_> {
                 .transfer(self.trader, self.quote, self.pool, quote_in)
                 .await?;
         }
-        let predicted = math::buy_shares(
-            self.kind,
-            Generation::V2024,
-            &before,
-            pool_base + base_in,
-            pool_quote + quote_in,
+        let (bb, qb) = (pool_base + base_in, pool_quote + quote_in);
+        let elapsed = self.twap_elapsed().await?;
+        let predicted = self.with_twap(
+            elapsed,
+            math::buy_shares(self.kind, self.generation, &before, bb, qb),
+            |p| {
+                let targets = p.targets.map(|t| (t.base, t.quote));
+                self.stored_state(pmm.r, pmm.i, pmm.k, bb, qb, targets)
+            },
         );
         let chain = outcome(async {
             self.dvm()
@@ -498,11 +591,11 @@ impl PoolUnderTest<'_> {
 
     /// Compares the pool's quote, executes the swap, and compares what the trader received
     /// and the mid price the pool reports afterwards.
-    async fn swap(&self, tally: &mut Tally, sell_base: bool, amount: U256) -> Result<()> {
+    async fn swap(&self, tally: &mut Tally, sell_base: bool, amount: U256) -> Result<bool> {
         let state = self.pmm_state().await?;
         let fees = self.fees().await?;
         let (predicted, chain) = if sell_base {
-            let predicted = math::query_sell_base(Generation::V2024, &state, amount, fees);
+            let predicted = math::query_sell_base(self.generation, &state, amount, fees);
             let chain = match self.kind {
                 MathKind::Dvm => {
                     outcome(async {
@@ -533,7 +626,7 @@ impl PoolUnderTest<'_> {
             };
             (predicted, chain)
         } else {
-            let predicted = math::query_sell_quote(Generation::V2024, &state, amount, fees);
+            let predicted = math::query_sell_quote(self.generation, &state, amount, fees);
             let chain = match self.kind {
                 MathKind::Dvm => {
                     outcome(async {
@@ -582,7 +675,7 @@ impl PoolUnderTest<'_> {
             chain,
         );
         let (true, Ok(quote)) = (ok, predicted) else {
-            return Ok(());
+            return Ok(true);
         };
         let expected_state = if sell_base {
             math::apply_sell_base(self.kind, &state, amount, &quote)
@@ -598,7 +691,26 @@ impl PoolUnderTest<'_> {
         self.devnet
             .transfer(self.trader, pays, self.pool, amount)
             .await?;
+        let elapsed = self.twap_elapsed().await?;
+        let write = self.with_twap(elapsed, expected_state, |s| *s);
         let pool = self.dvm();
+        let chain_write = if sell_base {
+            outcome(pool.sellBase(self.trader).from(self.trader).call()).await?
+        } else {
+            outcome(pool.sellQuote(self.trader).from(self.trader).call()).await?
+        };
+        tally.compare(
+            &format!(
+                "{:?} {} swap write twap={:?}",
+                self.kind, self.generation, elapsed
+            ),
+            write.clone().map(|_| quote.receive),
+            chain_write,
+        );
+        // A refused write leaves the transferred tokens in the pool: the scenario ends here.
+        let Ok(expected_state) = write else {
+            return Ok(false);
+        };
         if sell_base {
             pmm_testkit::devnet::confirm("sellBase", pool.sellBase(self.trader).from(self.trader))
                 .await?;
@@ -614,13 +726,8 @@ impl PoolUnderTest<'_> {
         let chain_reserves = self.dvm().getVaultReserve().call().await?;
         tally.compare(
             &format!("{:?} swap payout and post-trade mid price", self.kind),
-            expected_state.and_then(|s| {
-                Ok((
-                    quote.receive,
-                    (s.b, s.q),
-                    math::mid_price(Generation::V2024, &s)?,
-                ))
-            }),
+            math::mid_price(self.generation, &expected_state)
+                .map(|mid| (quote.receive, (expected_state.b, expected_state.q), mid)),
             match chain_mid {
                 Outcome::Ok(mid) => Outcome::Ok((
                     received,
@@ -630,7 +737,7 @@ impl PoolUnderTest<'_> {
                 Outcome::Revert(r) => Outcome::Revert(r),
             },
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Compares `sellShares` of a part of the trader's shares with the prediction, then burns.
@@ -643,7 +750,24 @@ impl PoolUnderTest<'_> {
         };
         let before = self.liquidity_state().await?;
         let (pool_base, pool_quote) = self.balances(self.pool).await?;
+        let pmm = self.pmm_state().await?;
+        let elapsed = self.twap_elapsed().await?;
         let predicted = math::sell_shares(self.kind, &before, pool_base, pool_quote, amount, held);
+        // The sync writes (and a TWAP pool prices) only when a reserve changes.
+        let moved = predicted
+            .as_ref()
+            .is_ok_and(|p| !(p.base_amount.is_zero() && p.quote_amount.is_zero()));
+        let predicted = self.with_twap(elapsed.filter(|_| moved), predicted, |p| {
+            let targets = p.targets.map(|t| (t.base, t.quote));
+            self.stored_state(
+                pmm.r,
+                pmm.i,
+                pmm.k,
+                p.new_base_reserve,
+                p.new_quote_reserve,
+                targets,
+            )
+        });
         let deadline = U256::from(self.devnet.block_timestamp().await? + 3_600);
         let pool = self.dvm();
         let call = pool.sellShares(
@@ -691,7 +815,12 @@ impl PoolUnderTest<'_> {
     }
 }
 
-async fn run_pool_scenarios(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -> Result<()> {
+async fn run_pool_scenarios(
+    devnet: &Devnet,
+    rng: &mut Rng,
+    tally: &mut Tally,
+    generation: Generation,
+) -> Result<()> {
     let trader = devnet.account(1)?;
     let mut tokens = Vec::new();
     for dec in DECIMALS {
@@ -710,6 +839,14 @@ async fn run_pool_scenarios(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -
         } else {
             MathKind::Dsp
         };
+        // Every third pair of scenarios runs on TWAP pools.
+        let twap = n % 6 >= 4;
+        let template = match (kind, generation) {
+            (MathKind::Dvm, Generation::V2024) => Template::Dvm,
+            (MathKind::Dsp, Generation::V2024) => Template::Dsp,
+            (MathKind::Dvm, Generation::V2021) => Template::Dvm2021,
+            (MathKind::Dsp, Generation::V2021) => Template::Dsp2021,
+        };
         let price_exp = rng.below(5) as i32 - 2;
         let fees = fee_rates(rng);
         let params = DvmParams {
@@ -724,18 +861,27 @@ async fn run_pool_scenarios(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -
                 _ => U256::from(rng.next()) % math::ONE,
             },
         };
-        let pool = match kind {
-            MathKind::Dvm => devnet.deploy_dvm(params).await?,
-            MathKind::Dsp => devnet.deploy_dsp(params).await?,
-        };
+        let pool = devnet.deploy_shares_pool(template, &params, twap).await?;
         let put = PoolUnderTest {
             devnet,
             kind,
+            generation,
+            twap,
             pool,
             base,
             quote,
             trader,
         };
+        // First deposits on the empty pool: now and then a tiny one each generation treats
+        // differently, then a real one.
+        if rng.chance(40) {
+            put.deposit(
+                tally,
+                U256::from(900 + rng.below(1_300)),
+                U256::from(rng.below(3)),
+            )
+            .await?;
+        }
         let near_empty = rng.chance(15);
         let base_in = if near_empty {
             U256::from(1_000 + rng.below(3_000))
@@ -750,12 +896,19 @@ async fn run_pool_scenarios(devnet: &Devnet, rng: &mut Rng, tally: &mut Tally) -
         if !put.deposit(tally, base_in, quote_in).await? {
             continue;
         }
+        let mut live = true;
         for _ in 0..4 {
             let state = put.pmm_state().await?;
             let sell_base = rng.chance(50);
             let side = if sell_base { state.b } else { state.q };
             let amount = rng.part_of(side.max(U256::from(1)));
-            put.swap(tally, sell_base, amount).await?;
+            if !put.swap(tally, sell_base, amount).await? {
+                live = false;
+                break;
+            }
+        }
+        if !live {
+            continue;
         }
         let state = put.pmm_state().await?;
         put.deposit(
@@ -780,8 +933,22 @@ async fn pmm_math_matches_fixture_contracts_to_the_wei() -> Result<()> {
     let mut rng = Rng(seed.max(1));
     let devnet = Devnet::start()?;
     let mut tally = Tally::default();
-    run_probe_cases(&devnet, &mut rng, &mut tally).await?;
-    run_pool_scenarios(&devnet, &mut rng, &mut tally).await?;
+    for generation in GENERATIONS {
+        let mut part = Tally::default();
+        run_probe_cases(&devnet, &mut rng, &mut part, generation).await?;
+        run_pool_scenarios(&devnet, &mut rng, &mut part, generation).await?;
+        println!(
+            "pmm differential: generation={generation} {} cases, {} mismatches",
+            part.cases,
+            part.mismatches.len()
+        );
+        assert!(
+            part.cases >= MIN_CASES,
+            "generation {generation}: only {} cases ran",
+            part.cases
+        );
+        tally.absorb(part);
+    }
     println!("pmm differential seed: {seed}");
     println!(
         "pmm differential: {} cases, {} mismatches",
@@ -799,13 +966,12 @@ async fn pmm_math_matches_fixture_contracts_to_the_wei() -> Result<()> {
         "pmm differential: {} quotes crossing R between ABOVE_ONE and BELOW_ONE",
         tally.crossed_r
     );
-    assert!(tally.cases >= MIN_CASES, "only {} cases ran", tally.cases);
     // Guards against a generator that drifts into comparing only reverts.
     assert!(
         tally.both_succeeded * 2 >= tally.cases,
         "too few successful cases"
     );
-    assert!(tally.pool_cases >= 150, "too few real-pool cases");
+    assert!(tally.pool_cases >= 300, "too few real-pool cases");
     assert!(tally.crossed_r >= 50, "too few trades crossing R");
     assert!(
         tally.mismatches.is_empty(),

@@ -36,6 +36,30 @@ pub mod dsp {
         "../../tests/fixtures/artifacts/DSP.json"
     );
 }
+/// The 2021-generation DVM template ("DVM 1.0.2", 2021 rules); the DVM binding drives it.
+pub mod dvm2021 {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DVM2021,
+        "../../tests/fixtures/artifacts/DVM2021.json"
+    );
+}
+/// The 2021-generation DSP template ("DSP 1.0.1", 2021 rules); the DSP binding drives it.
+pub mod dsp2021 {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        DSP2021,
+        "../../tests/fixtures/artifacts/DSP2021.json"
+    );
+}
+/// EIP-1167 clone factory: every V2 fixture pool is a clone of its template.
+pub mod clone_factory {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        CloneFactory,
+        "../../tests/fixtures/artifacts/CloneFactory.json"
+    );
+}
 /// GSP-like pool ("GSP 1.0.1"), DSP behaviour.
 pub mod gsp {
     alloy::sol!(
@@ -119,13 +143,16 @@ pub mod dodo_dsp_proxy {
 }
 
 pub use chainlink_feed::ChainlinkFeed;
+pub use clone_factory::CloneFactory;
 pub use dodo_approve::DODOApprove;
 pub use dodo_dsp_proxy::DODODspProxy;
 pub use dodo_v2_proxy02::DODOV2Proxy02;
 pub use dpp::DPP;
 pub use dpp_oracle::DPPOracle;
 pub use dsp::DSP;
+pub use dsp2021::DSP2021;
 pub use dvm::DVM;
+pub use dvm2021::DVM2021;
 pub use fee_rate_model::FeeRateModel;
 pub use gsp::GSP;
 pub use pmm_probe::PMMProbe;

@@ -14,10 +14,11 @@ use serde::Serialize;
 
 use crate::anvil::{AnvilProcess, CHAIN_ID, DEV_ACCOUNTS, locate_anvil};
 use crate::contracts::{
-    ChainlinkFeed, DODOApprove, DODODspProxy, DODOV2Proxy02, DPP, DPPOracle, DSP, DVM,
-    FeeRateModel, GSP, PMMProbe, PriceOracle, TestERC20, V1Pool,
+    ChainlinkFeed, DODOApprove, DODODspProxy, DODOV2Proxy02, DPP, DPPOracle, DVM, FeeRateModel,
+    PMMProbe, PriceOracle, TestERC20, V1Pool,
 };
 use crate::error::{Result, TestkitError};
+use crate::templates::{Template, TemplateCache};
 
 /// 1.0 in the pools' 1e18 fixed point.
 pub const ONE: u128 = 1_000_000_000_000_000_000;
@@ -150,6 +151,7 @@ pub struct Devnet {
     rpc_url: String,
     accounts: Vec<DevAccount>,
     provider: DynProvider,
+    pub(crate) templates: tokio::sync::Mutex<TemplateCache>,
 }
 
 impl Devnet {
@@ -201,6 +203,7 @@ impl Devnet {
             rpc_url,
             accounts,
             provider,
+            templates: tokio::sync::Mutex::default(),
         })
     }
 
@@ -298,29 +301,32 @@ impl Devnet {
         Ok(model)
     }
 
-    /// Deploys and initialises a DVM-like pool with its own fee-rate model.
+    /// Deploys and initialises a DVM-like pool (2024 template) with its own fee-rate model.
     pub async fn deploy_dvm(&self, p: DvmParams) -> Result<Address> {
-        let deploy = DVM::deploy_builder(&self.provider);
-        self.deploy_pool("DVM", &p, deploy, |model| {
-            self.shares_pool_init::<DVM::initCall>(&p, model)
-        })
-        .await
+        self.deploy_shares_pool(Template::Dvm, &p, false).await
     }
 
-    /// Deploys and initialises a DSP-like pool with its own fee-rate model.
+    /// Deploys and initialises a DSP-like pool (2024 template) with its own fee-rate model.
     pub async fn deploy_dsp(&self, p: DvmParams) -> Result<Address> {
-        let deploy = DSP::deploy_builder(&self.provider);
-        self.deploy_pool("DSP", &p, deploy, |model| {
-            self.shares_pool_init::<DSP::initCall>(&p, model)
-        })
-        .await
+        self.deploy_shares_pool(Template::Dsp, &p, false).await
     }
 
     /// Deploys and initialises a GSP-like pool (DSP behaviour, "GSP 1.0.1").
     pub async fn deploy_gsp(&self, p: DvmParams) -> Result<Address> {
-        let deploy = GSP::deploy_builder(&self.provider);
-        self.deploy_pool("GSP", &p, deploy, |model| {
-            self.shares_pool_init::<GSP::initCall>(&p, model)
+        self.deploy_shares_pool(Template::Gsp, &p, false).await
+    }
+
+    /// Deploys and initialises a pool with LP shares as a clone of `template` (DVM, DSP or
+    /// GSP of either generation), with TWAP on when `twap`.
+    pub async fn deploy_shares_pool(
+        &self,
+        template: Template,
+        p: &PoolParams,
+        twap: bool,
+    ) -> Result<Address> {
+        // DVM, DSP and GSP share `init`'s signature.
+        self.deploy_pool(template, p, |model| {
+            self.shares_pool_init::<DVM::initCall>(p, model, twap)
         })
         .await
     }
@@ -328,8 +334,7 @@ impl Devnet {
     /// Deploys and initialises an empty DPP-like pool owned by the deployer; fund it with
     /// [`Devnet::dpp_deposit`].
     pub async fn deploy_dpp(&self, p: DppParams) -> Result<Address> {
-        let deploy = DPP::deploy_builder(&self.provider);
-        self.deploy_pool("DPP", &p, deploy, |model| {
+        self.deploy_pool(Template::Dpp, &p, |model| {
             self.private_pool_init::<DPP::initCall>(&p, model)
         })
         .await
@@ -338,9 +343,8 @@ impl Devnet {
     /// Deploys a DPP-Oracle-like pool reading its guide price from `oracle` (a [`PriceOracle`]);
     /// `p.i` is the fallback used while the oracle is disabled.
     pub async fn deploy_dpp_oracle(&self, p: DppParams, oracle: Address) -> Result<Address> {
-        let deploy = DPPOracle::deploy_builder(&self.provider);
         let pool = self
-            .deploy_pool("DPPOracle", &p, deploy, |model| {
+            .deploy_pool(Template::DppOracle, &p, |model| {
                 self.private_pool_init::<DPPOracle::initCall>(&p, model)
             })
             .await?;
@@ -350,30 +354,28 @@ impl Devnet {
     }
 
     /// The one path every V2 fixture pool takes: validate `p` before any transaction, deploy a
-    /// fresh fee-rate model for `p.mt_fee_rate`, deploy the pool, then send the `init` call that
-    /// `init` builds from the model's address.
-    async fn deploy_pool<D, C>(
+    /// fresh fee-rate model for `p.mt_fee_rate`, clone the template (EIP-1167), then send the
+    /// `init` call that `init` builds from the model's address.
+    async fn deploy_pool<C>(
         &self,
-        name: &str,
+        template: Template,
         p: &PoolParams,
-        deploy: CallBuilder<&DynProvider, D>,
         init: impl FnOnce(Address) -> C,
     ) -> Result<Address>
     where
-        D: CallDecoder,
         C: SolCall,
     {
         p.validate()?;
         let model = self.deploy_fee_model(p.mt_fee_rate).await?;
-        let pool = deployed(name, deploy).await?;
+        let pool = self.clone_of(template).await?;
         let call = CallBuilder::new_raw(&self.provider, init(model).abi_encode().into()).to(pool);
-        confirm(&format!("{name}.init"), call).await?;
+        confirm(&format!("{}.init", template.name()), call).await?;
         Ok(pool)
     }
 
     /// `init` of the pools with LP shares (DVM, DSP, GSP): `(maintainer, base, quote, lpFeeRate,
     /// mtFeeRateModel, i, k, isOpenTWAP)`.
-    fn shares_pool_init<C>(&self, p: &PoolParams, model: Address) -> C
+    fn shares_pool_init<C>(&self, p: &PoolParams, model: Address, twap: bool) -> C
     where
         C: From<(Address, Address, Address, U256, Address, U256, U256, bool)>,
     {
@@ -385,7 +387,7 @@ impl Devnet {
             model,
             p.i,
             p.k,
-            false,
+            twap,
         ))
     }
 
@@ -694,7 +696,7 @@ where
     Ok(receipt)
 }
 
-async fn deployed<P, D>(what: &str, call: CallBuilder<P, D>) -> Result<Address>
+pub(crate) async fn deployed<P, D>(what: &str, call: CallBuilder<P, D>) -> Result<Address>
 where
     P: Provider<Ethereum>,
     D: CallDecoder,

@@ -11,9 +11,11 @@ pub mod contracts;
 pub mod db;
 pub mod devnet;
 pub mod error;
+pub mod templates;
 
 pub use devnet::{
     DevAccount, Devnet, DevnetOptions, DppParams, DvmParams, PoolParams, Routers, WethUsdcPools,
 };
 pub use error::{Result, TestkitError};
 pub use pmm_core::schema::PoolType;
+pub use templates::{DeployedTemplate, Template};

@@ -9,7 +9,9 @@ use clap::Parser;
 use pmm_core::config::{Allowlist, PoolProfiles};
 use pmm_testkit::contracts::{TestERC20, V1Pool};
 use pmm_testkit::devnet::{ONE, PoolParams, confirm};
-use pmm_testkit::{DevAccount, Devnet, DevnetOptions, PoolType, Routers};
+use pmm_testkit::{
+    DeployedTemplate, DevAccount, Devnet, DevnetOptions, PoolType, Routers, Template,
+};
 use serde::Serialize;
 
 /// Start a local anvil devnet with DODO-like fixture pools and keep it running.
@@ -91,6 +93,8 @@ struct DevnetFile<'a> {
     routers: Routers,
     /// Address of the account in the keystore.
     signer: Address,
+    /// The EIP-1167 templates every V2 pool here is a clone of: the hub's template table.
+    templates: Vec<DeployedTemplate>,
 }
 
 fn units(amount: u64, decimals: u8) -> U256 {
@@ -197,6 +201,24 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
     let gsp = d.deploy_gsp(pegged).await?;
     d.buy_shares(me, gsp, units(500_000, 18), units(500_000, 6))
         .await?;
+    // One pool of the 2021 generation per family; the DVM runs with TWAP on.
+    let dvm2021 = d
+        .deploy_shares_pool(
+            Template::Dvm2021,
+            &PoolParams {
+                k: ppm(1_000),
+                ..volatile
+            },
+            true,
+        )
+        .await?;
+    d.buy_shares(me, dvm2021, units(100, 18), units(200_000, 6))
+        .await?;
+    let dsp2021 = d
+        .deploy_shares_pool(Template::Dsp2021, &pegged, false)
+        .await?;
+    d.buy_shares(me, dsp2021, units(1_000_000, 18), units(1_000_000, 6))
+        .await?;
     let dpp = d
         .deploy_dpp(PoolParams {
             k: ppm(500_000),
@@ -231,6 +253,8 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         pool(dvm, PoolType::Dvm, &volatile, base_feed, None),
         pool(dsp, PoolType::Dsp, &pegged, stable_feed, None),
         pool(gsp, PoolType::Gsp, &pegged, stable_feed, None),
+        pool(dvm2021, PoolType::Dvm, &volatile, base_feed, None),
+        pool(dsp2021, PoolType::Dsp, &pegged, stable_feed, None),
         pool(dpp, PoolType::Dpp, &volatile, base_feed, None),
         pool(dppo, PoolType::DppOracle, &volatile, base_feed, Some(guide)),
         pool(v1, PoolType::V1, &volatile, base_feed, Some(guide)),
@@ -264,7 +288,9 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
         feed(usdc_feed, "USDC / USD", "100000000"),
     ];
     let routers = d.deploy_routers().await?;
+    let templates = d.deployed_templates().await;
     Ok(DevnetFile {
+        templates,
         routers,
         signer: d.account(SIGNER_INDEX)?,
         rpc_url: d.rpc_url(),
