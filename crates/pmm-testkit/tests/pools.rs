@@ -477,13 +477,27 @@ async fn probe_answers_like_the_pools() {
         R: 1,
     };
     assert_eq!(
-        probe.getMidPrice(dvm_state.clone()).call().await.unwrap(),
+        probe
+            .getMidPrice(dvm_state.clone(), false)
+            .call()
+            .await
+            .unwrap(),
         u(2_563_913_952)
     );
-    let adj = probe.adjustedState(dvm_state.clone()).call().await.unwrap();
+    let adj = probe
+        .adjustedState(dvm_state.clone(), false)
+        .call()
+        .await
+        .unwrap();
     assert_eq!(adj.B0, u(214_980_915_752_512_593_750));
     let q = probe
-        .querySellBase(dvm_state.clone(), base(1), u(3 * E18 / 1000), u(E18 / 1000))
+        .querySellBase(
+            dvm_state.clone(),
+            base(1),
+            u(3 * E18 / 1000),
+            u(E18 / 1000),
+            false,
+        )
         .call()
         .await
         .unwrap();
@@ -503,7 +517,13 @@ async fn probe_answers_like_the_pools() {
     for amount in [base(1), base(7) / u(3), u(12_345)] {
         let pq = dvm.querySellBase(trader, amount).call().await.unwrap();
         let rq = probe
-            .querySellBase(dvm_state.clone(), amount, u(3 * E18 / 1000), u(E18 / 1000))
+            .querySellBase(
+                dvm_state.clone(),
+                amount,
+                u(3 * E18 / 1000),
+                u(E18 / 1000),
+                false,
+            )
             .call()
             .await
             .unwrap();
@@ -522,6 +542,7 @@ async fn probe_answers_like_the_pools() {
                 amount / u(1_000_000_000),
                 u(3 * E18 / 1000),
                 u(E18 / 1000),
+                false,
             )
             .call()
             .await
@@ -543,7 +564,7 @@ async fn probe_answers_like_the_pools() {
     );
     assert_eq!(
         probe
-            .solveTrade(base(100), base(100), base(10), u(E18), u(E18))
+            .solveTrade(base(100), base(100), base(10), u(E18), u(E18), false)
             .call()
             .await
             .unwrap(),
@@ -551,7 +572,7 @@ async fn probe_answers_like_the_pools() {
     );
     assert_eq!(
         probe
-            .solveTrade(base(100), base(5), base(10), u(E18), U256::ZERO)
+            .solveTrade(base(100), base(5), base(10), u(E18), U256::ZERO, false)
             .call()
             .await
             .unwrap(),
@@ -564,7 +585,7 @@ async fn probe_answers_like_the_pools() {
         ..dvm_state
     };
     let err = probe
-        .querySellBase(empty_quote, base(1), U256::ZERO, U256::ZERO)
+        .querySellBase(empty_quote, base(1), U256::ZERO, U256::ZERO, false)
         .call()
         .await
         .expect_err("target zero");
