@@ -4,9 +4,9 @@
 //!
 //! Run: `cargo bench -p pmm-inference --bench proxy_overhead` (needs scripts/llama/install.sh).
 //! `PMM_BENCH_N` sets the number of sequential requests per side (default 60). LiteLLM is the
-//! `litellm` at `PMM_LITELLM` (default /var/tmp/pmm-litellm/bin/litellm, a venv outside the
-//! clone: `python3 -m venv /var/tmp/pmm-litellm && /var/tmp/pmm-litellm/bin/pip install
-//! 'litellm[proxy]'`); without it that column is skipped with a line saying so.
+//! `litellm` at `PMM_LITELLM` (default /var/tmp/pmm-litellm/bin/litellm, the pinned venv outside
+//! the clone that scripts/python/install-litellm.sh installs); without it that column is skipped
+//! with a line saying so.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -128,7 +128,7 @@ async fn start_litellm(llama_base: &str) -> Result<LiteLlm, String> {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/pmm-litellm/bin/litellm"));
     if !exe.is_file() {
         return Err(format!(
-            "no litellm at {} (set PMM_LITELLM, or: python3 -m venv /var/tmp/pmm-litellm && /var/tmp/pmm-litellm/bin/pip install 'litellm[proxy]')",
+            "no litellm at {} (set PMM_LITELLM, or run scripts/python/install-litellm.sh)",
             exe.display()
         ));
     }
@@ -153,6 +153,12 @@ async fn start_litellm(llama_base: &str) -> Result<LiteLlm, String> {
         // Offline: its bundled model cost map instead of fetching one, no telemetry.
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         .env("LITELLM_TELEMETRY", "False")
+        // It refuses to start without a master key; the proxy runs without auth here too, so
+        // both sides skip the per-request key check.
+        .env(
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY",
+            "True",
+        )
         .env("LITELLM_LOG", "ERROR")
         .stdout(Stdio::null())
         .stderr(log)
