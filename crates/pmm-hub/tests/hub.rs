@@ -265,6 +265,7 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(r["decided_by"], "max_slippage", "{r}");
+    only_denied_by(&r, "max_slippage");
     // 60 WETH + 120k USDC is 240k USDC of notional, above the 100k per-tx limit.
     let (_, q) = call(
         &hub,
@@ -280,6 +281,7 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(r["decided_by"], "max_notional_per_tx", "{r}");
+    only_denied_by(&r, "max_notional_per_tx");
 
     // max_donation: ten times the balanced quote gives most of it to the other LPs.
     let (_, q) = call(
@@ -300,23 +302,18 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(r["decided_by"], "max_donation", "{r}");
+    only_denied_by(&r, "max_donation");
 
-    // balance: burning one share more than the executor holds.
+    // balance: burning one share more than the executor holds, with minimums at or above the
+    // expected outputs (no slippage), so nothing else is wrong with it.
     let held = f.devnet.balance_of(f.dsp, f.devnet.deployer()).await?;
     let remove = json!({"action": "remove_liquidity", "pool": s(f.dsp),
-                        "shares": (held + U256::from(1)).to_string(), "min_base": "0",
-                        "min_quote": "0", "reason": "t"});
+                        "shares": (held + U256::from(1)).to_string(),
+                        "min_base": "1000000000000000000000000000000",
+                        "min_quote": "1000000000000000000000000000000", "reason": "t"});
     let r = check(f.dsp, remove).await?;
-    assert_eq!(
-        r["decided_by"], "max_slippage",
-        "min 0 is the first problem: {r}"
-    );
-    let balance = r["rules"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["rule"] == "balance"))
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(balance["outcome"], "deny", "{r}");
+    assert_eq!(r["decided_by"], "balance", "{r}");
+    only_denied_by(&r, "balance");
 
     // Usage reserved under the shared scope of today's UTC day is what the hub reads.
     let day = utc_day(now());
@@ -331,6 +328,7 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
         .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "max_notional_per_day", "{r}");
+    only_denied_by(&r, "max_notional_per_day");
     redis
         .release_daily_cap(&scope, day, U256::from(499_000_000_000u64))
         .await?;
@@ -338,6 +336,7 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     redis.set_cooldown(&chain, f.dsp, now() + 1000).await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "cooldown", "{r}");
+    only_denied_by(&r, "cooldown");
     redis.set_cooldown(&chain, f.dsp, 1).await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["verdict"], "allow", "cooldown cleared: {r}");
@@ -345,6 +344,7 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     mine_with_base_fee(&f, U256::from(500_000_000_000u64), 1).await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "gas_cap", "{r}");
+    only_denied_by(&r, "gas_cap");
     mine_with_base_fee(&f, U256::from(1_000_000_000u64), 2).await?;
 
     call_ok(
@@ -356,6 +356,7 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     .await?;
     let r = check(f.dsp, good.clone()).await?;
     assert_eq!(r["decided_by"], "circuit_breaker", "{r}");
+    only_denied_by(&r, "circuit_breaker");
     call_ok(
         &hub,
         OPERATOR,
@@ -384,7 +385,131 @@ async fn each_policy_rule_alone_denies_with_its_name() -> anyhow::Result<()> {
     })
     .await?;
     hub.shutdown().await;
+
+    // Pools that are wrong in one way each, in a second hub: a DVM below its base reserve
+    // floor (illiquid), a DPP listed with its tokens swapped (the allowlist's claim does not
+    // hold at run time), and a DPP Oracle pool without an independent feed.
+    let own = f
+        .devnet
+        .deploy_price_oracle(U256::from(2_000_000_000u64))
+        .await?;
+    let dppo = f
+        .devnet
+        .deploy_dpp_oracle(
+            pmm_testkit::devnet::PoolParams {
+                base: f.base,
+                quote: f.quote,
+                lp_fee_rate: U256::from(10u64.pow(15)),
+                mt_fee_rate: U256::ZERO,
+                i: U256::from(2_000_000_000u64),
+                k: U256::from(10u64.pow(17)),
+            },
+            own,
+        )
+        .await?;
+    f.devnet
+        .dpp_deposit(
+            dppo,
+            U256::from(10u64.pow(19)),
+            U256::from(20_000_000_000u64),
+        )
+        .await?;
+    let mut illiquid = limits();
+    illiquid["oracle_deviation_bps"] = json!(10_000);
+    illiquid["min_base_reserve"] = json!("11000000000000000000");
+    let mut wide = limits();
+    wide["oracle_deviation_bps"] = json!(10_000);
+    let feed = json!({"kind": "chainlink", "address": s(f.feed)});
+    let entries = json!([
+        {"address": s(f.dvm), "base_token": s(f.base), "quote_token": s(f.quote),
+         "profile": "dvm", "pool_type": "dvm", "oracle": feed, "limits": illiquid},
+        {"address": s(f.dpp), "base_token": s(f.quote), "quote_token": s(f.base),
+         "profile": "dpp", "pool_type": "dpp", "oracle": feed, "limits": wide},
+        {"address": s(dppo), "base_token": s(f.base), "quote_token": s(f.quote),
+         "profile": "dpp_oracle", "pool_type": "dpp_oracle", "oracle": {"kind": "dpp_oracle"},
+         "limits": limits()},
+    ]);
+    let path = f.dir.join("one-wrong-each.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string(&json!({"chain": "devnet", "chain_id": 31337, "pools": entries}))?,
+    )?;
+    let mut cfg = f.cfg.clone();
+    cfg.allowlist_path = path;
+    let hub = start(&cfg).await?;
+    let check = |pool: Address, action: Value| {
+        let hub = &hub;
+        async move {
+            let (st, body) = call(
+                hub,
+                Some(AGENT),
+                "dodo.risk_check",
+                json!({"pool": s(pool), "action": action}),
+            )
+            .await?;
+            anyhow::ensure!(st == 200, "{body}");
+            Ok::<Value, anyhow::Error>(body["result"].clone())
+        }
+    };
+    let (_, q) = call(
+        &hub,
+        Some(AGENT),
+        "dodo.quote_add_liquidity",
+        json!({"pool": s(f.dvm), "base_amount": "1000000000000000000", "quote_amount": "2000000000"}),
+    )
+    .await?;
+    let r = check(
+        f.dvm,
+        add(
+            f.dvm,
+            "1000000000000000000",
+            "2000000000",
+            amount(&q["result"]["shares"]),
+        ),
+    )
+    .await?;
+    assert_eq!(r["decided_by"], "circuit_breaker", "{r}");
+    only_denied_by(&r, "circuit_breaker");
+    assert!(
+        detail(&r, "circuit_breaker").contains("pool illiquid: base reserve"),
+        "{r}"
+    );
+
+    let r = check(f.dpp, add(f.dpp, "1", "1", U256::ZERO)).await?;
+    assert_eq!(r["decided_by"], "allowlist", "{r}");
+    assert!(
+        detail(&r, "allowlist").contains("differ from the allowlisted"),
+        "{r}"
+    );
+
+    // A pool without LP shares has no add to pass the amount rules with; the missing
+    // reference price is what decides.
+    let r = check(dppo, add(dppo, "1", "1", U256::ZERO)).await?;
+    assert_eq!(r["decided_by"], "oracle_deviation", "{r}");
+    assert!(
+        detail(&r, "oracle_deviation").contains("no independent reference price"),
+        "{r}"
+    );
+    hub.shutdown().await;
     Ok(())
+}
+
+fn detail<'a>(report: &'a Value, rule: &str) -> &'a str {
+    report["rules"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["rule"] == rule))
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default()
+}
+
+/// Asserts that `rule` denies and every other rule passes.
+fn only_denied_by(report: &Value, rule: &str) {
+    let rules = report["rules"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rules.len(), 10, "{report}");
+    for c in rules {
+        let want = if c["rule"] == rule { "deny" } else { "pass" };
+        assert_eq!(c["outcome"], want, "{}: {report}", c["rule"]);
+    }
 }
 
 #[tokio::test]

@@ -275,8 +275,8 @@ async fn lost_redis_state_denies_writes_until_bootstrap_restores_trips_and_usage
         );
         let r = risk(&hub, f.dsp, small_add(f.dsp, U256::from(1))).await?;
         assert_eq!(
-            r["decided_by"], "max_slippage",
-            "{lose}: state is back: {r}"
+            r["decided_by"], "circuit_breaker",
+            "{lose}: state is back, with the trip: {r}"
         );
         assert!(
             rule(&r, "circuit_breaker")["detail"]
@@ -613,6 +613,7 @@ async fn own_oracle_pools_need_an_independent_feed_and_are_held_to_it() -> anyho
     for pool in [dppo, v1] {
         let r = risk(&hub, pool, add(pool)).await?;
         assert_eq!(r["verdict"], "deny", "{r}");
+        assert_eq!(r["decided_by"], "oracle_deviation", "{r}");
         let o = rule(&r, "oracle_deviation");
         assert_eq!(o["outcome"], "deny", "{r}");
         assert!(
@@ -651,6 +652,7 @@ async fn own_oracle_pools_need_an_independent_feed_and_are_held_to_it() -> anyho
         .await?;
     for pool in [dppo, v1] {
         let r = risk(&hub, pool, add(pool)).await?;
+        assert_eq!(r["decided_by"], "oracle_deviation", "{r}");
         let o = rule(&r, "oracle_deviation");
         assert_eq!(o["outcome"], "deny", "{r}");
         assert!(

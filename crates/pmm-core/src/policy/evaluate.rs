@@ -1,4 +1,5 @@
-//! The evaluation itself: ten rules in a fixed order, deny by default.
+//! The evaluation itself: ten rules in a fixed order ([`Rule::ALL`]: the pool's own state
+//! first, then the action's amounts), deny by default.
 //!
 //! * A write is allowed only when every rule passes; the first rule that does not pass decides.
 //!   Every rule is still evaluated, so the report lists all problems at once.
@@ -180,6 +181,13 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
                     0,
                 ),
             ));
+            evals.push((
+                Rule::OracleDeviation,
+                oracle_deviation(input, entry, &limits),
+            ));
+            evals.push((Rule::CircuitBreaker, circuit_breaker(input, &limits)));
+            evals.push((Rule::Cooldown, cooldown(input)));
+            evals.push((Rule::GasCap, gas_cap(input, &limits)));
             match &notional {
                 Some(notional) => {
                     evals.push((Rule::MaxSlippage, slippage(input, &limits)));
@@ -204,13 +212,6 @@ pub fn evaluate(input: &PolicyInput<'_>) -> RiskReport {
                     }
                 }
             }
-            evals.push((Rule::Cooldown, cooldown(input)));
-            evals.push((
-                Rule::OracleDeviation,
-                oracle_deviation(input, entry, &limits),
-            ));
-            evals.push((Rule::GasCap, gas_cap(input, &limits)));
-            evals.push((Rule::CircuitBreaker, circuit_breaker(input, &limits)));
         }
     }
 

@@ -135,11 +135,31 @@ impl ActionProposal {
 
 /// A policy rule, in evaluation order. The snake_case names are stable: they are stored in
 /// decision logs and shown to operators.
+///
+/// The order puts what makes the pool itself unusable (wrong pool, no usable price, closed
+/// breaker) before the rules that judge the action's amounts: an amount rule values the action
+/// at the pool's price, so when that price cannot be trusted its verdict means nothing, and the
+/// rule that decides must say why the pool is closed, not that an amount is off. The live price
+/// check comes before the breaker, which latches earlier findings: a deviation the monitor has
+/// just tripped on is still named as the deviation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// The pool (and chain) must be allowlisted and match the state read.
     Allowlist,
+    /// A fresh, independent feed must agree with the mid price within `oracle_deviation_bps`;
+    /// a pool priced only by its own oracle (V1, DPP Oracle) without a configured feed denies
+    /// ("no independent reference price"). A deviation or a stale, missing, zero or negative
+    /// feed is also what the pool monitor trips the breaker on.
+    OracleDeviation,
+    /// The pool's circuit breaker (and the global pause) must not be tripped, the policy state
+    /// must be available (Redis bootstrapped from Postgres), and the pool must not be
+    /// illiquid.
+    CircuitBreaker,
+    /// No write before the pool's cooldown ends.
+    Cooldown,
+    /// The gas price must not exceed `gas_cap_gwei`.
+    GasCap,
     /// Minimum outputs must be within `max_slippage_bps` of the expected outputs.
     MaxSlippage,
     /// The action's notional must not exceed `max_notional_per_tx`.
@@ -151,34 +171,21 @@ pub enum Rule {
     /// Deposits must not exceed the executor's token balances, burns not its shares; with no
     /// executor configured every write denies here.
     Balance,
-    /// No write before the pool's cooldown ends.
-    Cooldown,
-    /// A fresh, independent feed must agree with the mid price within `oracle_deviation_bps`;
-    /// a pool priced only by its own oracle (V1, DPP Oracle) without a configured feed denies
-    /// ("no independent reference price"). A deviation or a stale, missing, zero or negative
-    /// feed is also what the pool monitor trips the breaker on.
-    OracleDeviation,
-    /// The gas price must not exceed `gas_cap_gwei`.
-    GasCap,
-    /// The pool's circuit breaker (and the global pause) must not be tripped, the policy state
-    /// must be available (Redis bootstrapped from Postgres), and the pool must not be
-    /// illiquid.
-    CircuitBreaker,
 }
 
 impl Rule {
     /// Every rule, in evaluation order.
     pub const ALL: [Rule; 10] = [
         Rule::Allowlist,
+        Rule::OracleDeviation,
+        Rule::CircuitBreaker,
+        Rule::Cooldown,
+        Rule::GasCap,
         Rule::MaxSlippage,
         Rule::MaxNotionalPerTx,
         Rule::MaxNotionalPerDay,
         Rule::MaxDonation,
         Rule::Balance,
-        Rule::Cooldown,
-        Rule::OracleDeviation,
-        Rule::GasCap,
-        Rule::CircuitBreaker,
     ];
 
     /// The stable snake_case name.

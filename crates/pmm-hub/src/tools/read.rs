@@ -129,6 +129,20 @@ impl Hub {
         pool: Address,
         number: u64,
     ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
+        let (read, state, entry) = self.read_unchecked_at(pool, number).await?;
+        if let Some(e) = entry {
+            read.check_entry(e)?;
+        }
+        Ok((read, state, entry))
+    }
+
+    /// [`Hub::read_state_at`] without refusing a pool that differs from its allowlist entry:
+    /// the policy's `allowlist` rule judges that itself and denies under its name.
+    pub(crate) async fn read_unchecked_at(
+        &self,
+        pool: Address,
+        number: u64,
+    ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
         let (kind, entry) = self.pool_type(pool).await?;
         let feed = entry.and_then(|e| match e.oracle.kind {
             OracleKind::Chainlink => e.oracle.address,
@@ -141,9 +155,6 @@ impl Hub {
             fee_trader: self.fee_trader(),
         };
         let read = self.inner.chain.read_pool_at(&spec, number).await?;
-        if let Some(e) = entry {
-            read.check_entry(e)?;
-        }
         let profile = entry.map_or_else(|| format!("detected:{kind}"), |e| e.profile.clone());
         let raw = read.to_raw(
             self.inner.chain_name.clone(),

@@ -39,7 +39,7 @@ impl Hub {
             )));
         }
         let head = self.inner.chain.head().await?;
-        let (read, state, _) = self.read_state_at(pool, head.number).await?;
+        let (read, state, _) = self.read_unchecked_at(pool, head.number).await?;
         let expected = self.expected_outcome(&read, &action).ok();
         self.evaluate_policy(&read, &state, &action, expected, head)
             .await
@@ -55,7 +55,7 @@ impl Hub {
             ));
         };
         let head = self.inner.chain.head().await?;
-        let (read, state, _) = self.read_state_at(pool, head.number).await?;
+        let (read, state, _) = self.read_unchecked_at(pool, head.number).await?;
         let expected = self.expected_outcome(&read, action);
         let (predicted, dry_run) = match &expected {
             Ok(_) => self.dry_run(&read, action).await?,
