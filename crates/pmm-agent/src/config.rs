@@ -27,6 +27,27 @@ impl Mode {
     }
 }
 
+/// Where a tick's proposal comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proposer {
+    /// The model behind the inference proxy, with the baseline stored beside it.
+    Model,
+    /// The deterministic baseline alone: no inference call, same validation, simulation and
+    /// execution path (a fallback strategy, and a reproducible one).
+    Baseline,
+}
+
+impl Proposer {
+    /// The stored name (`model`, `baseline`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Model => "model",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
 /// Everything the agent worker needs to start. `Debug` leaves out tokens and the database URL.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +78,8 @@ pub struct AgentConfig {
     pub tick_interval_s: u64,
     /// Observe or execute.
     pub mode: Mode,
+    /// The model or the baseline proposes.
+    pub proposer: Proposer,
     /// The pools to tick and their limits (`config/allowlist.json` format).
     pub allowlist_path: PathBuf,
     /// Pool profiles the allowlist is validated against.
@@ -88,13 +111,14 @@ impl std::fmt::Debug for AgentConfig {
             .field("model", &self.model)
             .field("tick_interval_s", &self.tick_interval_s)
             .field("mode", &self.mode)
+            .field("proposer", &self.proposer)
             .field("allowlist_path", &self.allowlist_path)
             .finish_non_exhaustive()
     }
 }
 
 /// Every key of [`AgentConfig`], the only `PMM_<KEY>` variables the agent reads.
-const KEYS: [&str; 23] = [
+const KEYS: [&str; 24] = [
     "health_listen",
     "hub_url",
     "hub_token",
@@ -108,6 +132,7 @@ const KEYS: [&str; 23] = [
     "history",
     "tick_interval_s",
     "mode",
+    "proposer",
     "allowlist_path",
     "profiles_path",
     "database_url",
@@ -180,6 +205,7 @@ impl AgentConfig {
             .set_default("history", 3)?
             .set_default("tick_interval_s", 30)?
             .set_default("mode", "observe")?
+            .set_default("proposer", "model")?
             .set_default("allowlist_path", "config/allowlist.json")?
             .set_default("profiles_path", "config/pool_profiles.json")?
             .set_default("decision_buffer", 1000)?
@@ -317,6 +343,7 @@ mod tests {
         )
         .expect("defaults load");
         assert_eq!(cfg.mode, Mode::Observe);
+        assert_eq!(cfg.proposer, Proposer::Model);
         assert_eq!(cfg.health_listen.to_string(), "127.0.0.1:3003");
         assert_eq!(cfg.interval(), Duration::from_secs(30));
         assert_eq!(cfg.baseline(), BaselineConfig::default());
@@ -359,6 +386,7 @@ mod tests {
             ("hub_url = \"ftp://x\"\n", "hub_url"),
             ("tick_interval_s = 0\n", "tick_interval_s"),
             ("mode = \"yolo\"\n", "mode"),
+            ("proposer = \"oracle\"\n", "proposer"),
             ("hub_ulr = \"http://x\"\n", "hub_ulr"),
             ("temperature = 3.5\n", "temperature"),
             ("baseline_band_bps = 20000\n", "baseline_band_bps"),

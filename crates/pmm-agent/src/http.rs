@@ -20,8 +20,9 @@ use crate::worker::LoopStatus;
 pub struct HealthState {
     /// The hub client (probed on each `/health`).
     pub hub: Arc<HubClient>,
-    /// The proxy client (probed on each `/health`).
-    pub inference: Arc<InferenceClient>,
+    /// The proxy client, probed on each `/health`; `None` when the baseline proposes and the
+    /// proxy is not used.
+    pub inference: Option<Arc<InferenceClient>>,
     /// The loop.
     pub status: Arc<LoopStatus>,
     /// How long after a finished tick the loop still counts as live.
@@ -40,10 +41,16 @@ pub fn router(state: HealthState) -> Router {
         .with_state(state)
 }
 
-/// 200 only while the hub and the proxy answer and a tick finished within the grace period;
+/// 200 only while the hub and the proxy (when used) answer and a tick finished within the grace period;
 /// otherwise 503 naming what is missing.
 async fn health(State(s): State<HealthState>) -> Response {
-    let (hub, inference) = tokio::join!(s.hub.healthy(), s.inference.healthy());
+    let inference_ok = async {
+        match &s.inference {
+            Some(i) => i.healthy().await,
+            None => true,
+        }
+    };
+    let (hub, inference) = tokio::join!(s.hub.healthy(), inference_ok);
     let since = s.status.since_last_tick();
     let tick_ok = since.is_some_and(|d| d <= s.tick_grace);
     let mut missing = Vec::new();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use metrics_exporter_prometheus::PrometheusBuilder;
+use pmm_agent::config::Proposer;
 use pmm_agent::hub::HubClient;
 use pmm_agent::inference::InferenceClient;
 use pmm_agent::sink::DecisionSink;
@@ -98,11 +99,13 @@ async fn main() -> anyhow::Result<()> {
     let status = Arc::new(LoopStatus::default());
     let health = pmm_agent::http::HealthState {
         hub: Arc::new(HubClient::new(&cfg.hub_url, None, Duration::from_secs(2))),
-        inference: Arc::new(InferenceClient::new(
-            &cfg.inference_url,
-            None,
-            Duration::from_secs(2),
-        )),
+        inference: (cfg.proposer == Proposer::Model).then(|| {
+            Arc::new(InferenceClient::new(
+                &cfg.inference_url,
+                None,
+                Duration::from_secs(2),
+            ))
+        }),
         status: status.clone(),
         tick_grace: cfg.interval() * 2 + Duration::from_millis(cfg.inference_timeout_ms),
         metrics,

@@ -11,7 +11,7 @@ use pmm_core::schema::{Amount, PoolState};
 use pmm_store::Decision;
 use serde_json::{Value, json};
 
-use crate::config::{AgentConfig, Mode};
+use crate::config::{AgentConfig, Mode, Proposer};
 use crate::hub::{HubClient, HubError};
 use crate::inference::InferenceClient;
 use crate::prompt::{PROMPT_VERSION, PastDecision, chat_body, hash_json, seed_for};
@@ -233,52 +233,18 @@ impl TickContext {
         };
         d.baseline_proposal = serde_json::to_value(&base).ok();
 
-        let seed = seed_for(&pool_s, job.tick);
-        let body = chat_body(
-            &self.cfg.model,
-            &state,
-            &limits,
-            &job.history,
-            self.cfg.temperature,
-            seed,
-            self.cfg.max_tokens,
-        );
-        d.prompt_hash = Some(hash_json(&body));
-        d.seed = Some(seed);
-        d.temperature = Some(self.cfg.temperature);
-        let t = Instant::now();
-        let reply = self.inference.chat(&body, &trace).await;
-        steps.record("inference", t);
-        let turn = match reply {
-            Err(e) => ModelTurn::None {
-                code: e.reason_code(),
-                detail: e.to_string(),
-            },
-            Ok(r) => {
-                d.model = if r.model.is_empty() { d.model } else { r.model };
-                d.model_digest = r.fingerprint;
-                d.raw_output = Some(r.content.clone());
-                match serde_json::from_str::<ActionProposal>(&r.content) {
-                    Err(e) => {
-                        let cut = if r.finish_reason.as_deref() == Some("length") {
-                            " (output cut at max_tokens)"
-                        } else {
-                            ""
-                        };
-                        ModelTurn::None {
-                            code: "invalid_output",
-                            detail: format!("not an ActionProposal{cut}: {e}"),
-                        }
-                    }
-                    Ok(p) => match validate_proposal(&p, &state, &limits) {
-                        Err(e) => {
-                            d.proposal = serde_json::to_value(&p).ok();
-                            ModelTurn::None {
-                                code: "invalid_proposal",
-                                detail: e.to_string(),
-                            }
-                        }
-                        Ok(()) => ModelTurn::Proposal(p),
+        let turn = match self.cfg.proposer {
+            Proposer::Model => {
+                self.model_turn(&mut d, &state, &limits, job, &trace, &mut steps)
+                    .await
+            }
+            Proposer::Baseline => {
+                d.model = Proposer::Baseline.as_str().into();
+                match validate_proposal(&base, &state, &limits) {
+                    Ok(()) => ModelTurn::Proposal(base.clone()),
+                    Err(e) => ModelTurn::None {
+                        code: "invalid_proposal",
+                        detail: e.to_string(),
                     },
                 }
             }
@@ -352,6 +318,11 @@ impl TickContext {
                 match r {
                     Ok(v) => {
                         d.tx_hash = v["tx_hash"].as_str().map(str::to_owned);
+                        // The write re-runs the policy at send time; its refusal is the verdict.
+                        if v["verdict"].as_str() == Some("deny") {
+                            d.verdict = "deny".into();
+                            d.matched_rule = v["denied_by"].as_str().map(str::to_owned);
+                        }
                         if let Some(sim) = d.simulation.as_mut() {
                             sim["execution"] = v;
                         }
@@ -361,6 +332,71 @@ impl TickContext {
             }
         }
         self.finish(d, steps, started, None)
+    }
+
+    /// Asks the model for a proposal and parses and validates its answer, filling the
+    /// decision's prompt and model fields.
+    async fn model_turn(
+        &self,
+        d: &mut Decision,
+        state: &PoolState,
+        limits: &Limits,
+        job: &PoolTick,
+        trace: &Trace,
+        steps: &mut Steps,
+    ) -> ModelTurn {
+        let seed = seed_for(&d.pool, job.tick);
+        let body = chat_body(
+            &self.cfg.model,
+            state,
+            limits,
+            &job.history,
+            self.cfg.temperature,
+            seed,
+            self.cfg.max_tokens,
+        );
+        d.prompt_hash = Some(hash_json(&body));
+        d.seed = Some(seed);
+        d.temperature = Some(self.cfg.temperature);
+        let t = Instant::now();
+        let reply = self.inference.chat(&body, trace).await;
+        steps.record("inference", t);
+        match reply {
+            Err(e) => ModelTurn::None {
+                code: e.reason_code(),
+                detail: e.to_string(),
+            },
+            Ok(r) => {
+                if !r.model.is_empty() {
+                    d.model = r.model;
+                }
+                d.model_digest = r.fingerprint;
+                d.raw_output = Some(r.content.clone());
+                match serde_json::from_str::<ActionProposal>(&r.content) {
+                    Err(e) => {
+                        let cut = if r.finish_reason.as_deref() == Some("length") {
+                            " (output cut at max_tokens)"
+                        } else {
+                            ""
+                        };
+                        ModelTurn::None {
+                            code: "invalid_output",
+                            detail: format!("not an ActionProposal{cut}: {e}"),
+                        }
+                    }
+                    Ok(p) => match validate_proposal(&p, state, limits) {
+                        Err(e) => {
+                            d.proposal = serde_json::to_value(&p).ok();
+                            ModelTurn::None {
+                                code: "invalid_proposal",
+                                detail: e.to_string(),
+                            }
+                        }
+                        Ok(()) => ModelTurn::Proposal(p),
+                    },
+                }
+            }
+        }
     }
 
     /// The baseline proposal; a deposit is quoted on the hub for its `min_shares`. Only a hub

@@ -95,6 +95,7 @@ async fn observe_mode_over_three_pools_with_llama_killed_and_restarted() -> anyh
             inference_url: proxy.url.clone(),
             interval_s: interval,
             once: false,
+            env: Vec::new(),
         },
     );
 
@@ -218,6 +219,7 @@ async fn two_workers_share_six_pools_and_take_over_a_killed_one() -> anyhow::Res
         inference_url: dead_inference.clone(),
         interval_s: interval,
         once: false,
+        env: Vec::new(),
     };
     let mut a = Agent::spawn(&stack, spec("worker-a"));
     let b = Agent::spawn(&stack, spec("worker-b"));
@@ -334,6 +336,7 @@ async fn once_ticks_every_pool_once_and_exits_zero() -> anyhow::Result<()> {
             inference_url: format!("http://127.0.0.1:{}", free_port()),
             interval_s: 30,
             once: true,
+            env: Vec::new(),
         },
     );
     let status = agent

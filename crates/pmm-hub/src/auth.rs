@@ -30,6 +30,33 @@ pub struct Caller {
     pub role: Role,
     /// Name written to `tool_calls.caller` (`agent#0`, `operator#1`, `local`).
     pub name: String,
+    /// Trace id of the request's W3C `traceparent`, written to `tool_calls.trace_id` so a
+    /// caller's own records (an agent decision) join the tool calls it caused.
+    pub trace_id: Option<String>,
+}
+
+/// The trace id of a well-formed W3C `traceparent` header (version-format 00 fields, neither
+/// id all zeros); anything else is ignored rather than stored.
+fn trace_id_of(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?.trim();
+    let mut parts = value.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let zero = |s: &str| s.bytes().all(|b| b == b'0');
+    let well_formed = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || parts.next().is_none())
+        && hex(trace, 32)
+        && !zero(trace)
+        && hex(parent, 16)
+        && !zero(parent)
+        && hex(flags, 2);
+    well_formed.then(|| trace.to_owned())
 }
 
 /// Configured tokens, hashed.
@@ -86,6 +113,7 @@ impl Authenticator {
             return Some(Caller {
                 role: Role::Agent,
                 name: "local".to_owned(),
+                trace_id: trace_id_of(headers),
             });
         }
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -105,6 +133,7 @@ impl Authenticator {
         found.map(|(_, role, name)| Caller {
             role: *role,
             name: name.clone(),
+            trace_id: trace_id_of(headers),
         })
     }
 }
@@ -174,5 +203,31 @@ mod tests {
         assert!(a.authenticate(&headers("agent-token-0123456789")).is_none());
         assert!(a.authenticate(&HeaderMap::new()).is_none());
         assert!(Role::Operator > Role::Agent);
+    }
+
+    #[test]
+    fn trace_id_from_a_well_formed_traceparent_only() {
+        let tp = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("traceparent", HeaderValue::from_str(v).unwrap());
+            trace_id_of(&h)
+        };
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            tp(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
+            Some(id)
+        );
+        for bad in [
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{id}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("00-{id}-00f067aa0ba902b7"),
+            "garbage".to_owned(),
+        ] {
+            assert_eq!(tp(&bad), None, "{bad}");
+        }
+        assert_eq!(trace_id_of(&HeaderMap::new()), None);
     }
 }

@@ -366,7 +366,7 @@ impl Hub {
             verdict,
             matched_rule,
             latency_ms: u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX),
-            trace_id: None,
+            trace_id: caller.trace_id.clone(),
         });
     }
 

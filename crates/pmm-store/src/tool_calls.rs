@@ -199,6 +199,26 @@ impl PgStore {
             .collect()
     }
 
+    /// The tool calls one agent decision caused, oldest first: the hub files each call under
+    /// the trace id of the request's `traceparent`, the agent stores the same id in its row.
+    pub async fn tool_calls_of_decision(&self, decision: Uuid) -> Result<Vec<ToolCall>> {
+        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
+        self.conn()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {} FROM agent_decisions d JOIN tool_calls t ON t.trace_id = d.trace_id \
+                     WHERE d.id = $1 ORDER BY t.called_at, t.id",
+                    columns.join(", ")
+                ),
+                &[&decision],
+            )
+            .await?
+            .iter()
+            .map(ToolCall::from_row)
+            .collect()
+    }
+
     /// The most recent calls, newest first, optionally of one tool.
     pub async fn recent_tool_calls(&self, tool: Option<&str>, limit: u32) -> Result<Vec<ToolCall>> {
         self.conn()

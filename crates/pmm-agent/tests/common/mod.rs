@@ -63,8 +63,10 @@ pub struct Stack {
     pub store: PgStore,
 }
 
-fn limits() -> Value {
-    json!({
+/// The pools' limits; a hub that writes also accepts donations, so the baseline's deposit at
+/// its target ratio (which leaves the pool the excess of the long side) passes the policy.
+fn limits(writes: bool) -> Value {
+    let mut l = json!({
         "max_slippage_bps": 100,
         "max_notional_per_tx": "100000000000",
         "max_notional_per_day": "500000000000",
@@ -72,11 +74,25 @@ fn limits() -> Value {
         "oracle_deviation_bps": 500,
         "oracle_max_age_s": 3600,
         "gas_cap_gwei": 100
-    })
+    });
+    if writes {
+        l["max_donation_bps"] = json!(10_000);
+    }
+    l
 }
 
+const KEYSTORE_PASSWORD: &str = "agent-test-keystore-password-5c2e";
+
 impl Stack {
+    /// A read-only hub: no signer, writes refused.
     pub async fn start(sets: usize) -> anyhow::Result<Self> {
+        Self::start_with(sets, false).await
+    }
+
+    /// With `writes`, the hub signs with a keystore of the deployer's key, both write gates are
+    /// open, the routers are deployed and the policy state is bootstrapped (what `pmm-state
+    /// bootstrap` does), so an allowed write is sent.
+    pub async fn start_with(sets: usize, writes: bool) -> anyhow::Result<Self> {
         let devnet = Devnet::start()?;
         let mut entries = Vec::new();
         let mut pools = Vec::new();
@@ -100,7 +116,7 @@ impl Stack {
                     "profile": kind,
                     "pool_type": kind,
                     "oracle": {"kind": "chainlink", "address": feed.to_string(), "max_age_s": 3600},
-                    "limits": limits(),
+                    "limits": limits(writes),
                 }));
             }
         }
@@ -118,7 +134,7 @@ impl Stack {
             .migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
             .await?;
         let redis = TestRedis::new();
-        let cfg: HubConfig = serde_json::from_value(json!({
+        let mut cfg: HubConfig = serde_json::from_value(json!({
             "listen": "127.0.0.1:0",
             "chain": "devnet",
             "rpc_url": devnet.rpc_url(),
@@ -131,6 +147,40 @@ impl Stack {
             "operator_token": "operator-token-for-agent-tests-01",
             "executor": devnet.deployer().to_string(),
         }))?;
+        if writes {
+            let routers = devnet.deploy_routers().await?;
+            let devnet_file = dir.0.join("devnet.json");
+            std::fs::write(
+                &devnet_file,
+                json!({"rpc_url": devnet.rpc_url(), "routers": routers}).to_string(),
+            )?;
+            let keystore = dir.0.join("keystore.json");
+            let pass = dir.0.join("keystore.pass");
+            std::fs::write(&pass, KEYSTORE_PASSWORD)?;
+            std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            let signer = pmm_hub::signer::write_keystore(
+                &keystore,
+                Some(zeroize::Zeroizing::new(
+                    devnet.accounts()[0].private_key.clone(),
+                )),
+                &zeroize::Zeroizing::new(KEYSTORE_PASSWORD.to_owned()),
+            )?;
+            anyhow::ensure!(signer == devnet.deployer(), "keystore signer");
+            let pg = PgStore::connect(db.url(), 1)?;
+            let rs = pmm_store::RedisStore::connect(redis.url(), redis.namespace())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            pmm_store::policy_state::rebuild(&pg, &rs, now).await?;
+            cfg.executor = None;
+            cfg.devnet_file = Some(devnet_file);
+            cfg.keystore_path = Some(keystore);
+            cfg.keystore_password_file = Some(pass);
+            cfg.allow_write = true;
+            cfg.execution_armed = true;
+            cfg.receipt_timeout_s = 30;
+            cfg.validate()?;
+        }
         let hub = pmm_hub::serve(&cfg, None).await?;
         let store = PgStore::connect(db.url(), 2)?;
         Ok(Self {
@@ -311,6 +361,8 @@ pub struct AgentSpec<'a> {
     pub inference_url: String,
     pub interval_s: u64,
     pub once: bool,
+    /// Further `PMM_*` settings (mode, proposer, baseline band, ...), applied last.
+    pub env: Vec<(&'a str, String)>,
 }
 
 impl Agent {
@@ -342,6 +394,9 @@ impl Agent {
             .stderr(err);
         if spec.once {
             cmd.arg("--once");
+        }
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn pmm-agent");
         Self {
