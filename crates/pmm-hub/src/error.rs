@@ -10,6 +10,14 @@ pub enum ToolError {
     /// The parameters are malformed or out of range.
     #[error("{0}")]
     InvalidParams(String),
+    /// One parameter breaks its advertised schema or does not decode.
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// Path of the parameter, e.g. `action.reason`; `params` for the whole object.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// No such tool.
     #[error("unknown tool {0:?}")]
     UnknownTool(String),
@@ -51,20 +59,22 @@ pub enum ToolError {
     Store(String),
 }
 
-/// The JSON body of an error.
+/// The JSON body of an error, the same on every transport.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
     /// Stable machine code.
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
+    /// The parameter at fault (`null` when the error is not about one parameter).
+    pub field: Option<String>,
 }
 
 impl ToolError {
     /// Stable machine code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidParams(_) => "invalid_params",
+            Self::InvalidParams(_) | Self::InvalidField { .. } => "invalid_params",
             Self::UnknownTool(_) => "unknown_tool",
             Self::Forbidden { .. } => "forbidden",
             Self::Unsupported(_) => "unsupported",
@@ -80,9 +90,10 @@ impl ToolError {
     /// HTTP status for `/mcp/call`.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidParams(_) | Self::Unsupported(_) | Self::Math(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidParams(_)
+            | Self::InvalidField { .. }
+            | Self::Unsupported(_)
+            | Self::Math(_) => StatusCode::BAD_REQUEST,
             Self::UnknownTool(_) => StatusCode::NOT_FOUND,
             Self::Forbidden { .. } | Self::GateClosed { .. } => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -96,6 +107,10 @@ impl ToolError {
         ErrorBody {
             code: self.code(),
             message: self.to_string(),
+            field: match self {
+                Self::InvalidField { field, .. } => Some(field.clone()),
+                _ => None,
+            },
         }
     }
 }

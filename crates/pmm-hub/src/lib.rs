@@ -20,6 +20,7 @@ pub mod monitor;
 pub mod signer;
 pub mod toollog;
 pub mod tools;
+pub mod validate;
 
 pub use config::HubConfig;
 pub use hub::Hub;

@@ -815,13 +815,45 @@ async fn mcp_client_lists_tools_with_schemas_and_calls_each() -> anyhow::Result<
         )
         .await?;
     assert_eq!(r.is_error, Some(true));
-    assert_eq!(
-        r.structured_content.unwrap_or(Value::Null)["error"]["code"],
-        "forbidden"
-    );
+    assert!(r.structured_content.is_none(), "{r:?}");
+    assert_eq!(mcp_error(&r)["code"], "forbidden");
+    // The same bad input gets the same {code, message, field} on both transports.
+    let bad = pool.to_lowercase().replacen("a", "A", 1);
+    for (tool, params) in [
+        ("dodo.get_pool_state", json!({"pool": bad})),
+        ("dodo.get_pool_state", json!({"pool": pool, "extra": 1})),
+        (
+            "dodo.pause_pool",
+            json!({"pool": pool, "reason": "r".repeat(501)}),
+        ),
+        ("dodo.pause_pool", json!({"pool": pool, "reason": ""})),
+        (
+            "dodo.risk_check",
+            json!({"pool": pool, "action": {"action": "hold", "reason": 1}}),
+        ),
+        ("dodo.pause_pool", json!({"pool": pool, "reason": "x"})),
+    ] {
+        let r = client
+            .call_tool(CallToolRequestParams::new(tool).with_arguments(args(params.clone())))
+            .await?;
+        assert_eq!(r.is_error, Some(true), "{tool} {params}");
+        assert!(r.structured_content.is_none(), "{r:?}");
+        let (_, body) = call(&hub, Some(AGENT), tool, params.clone()).await?;
+        assert_eq!(mcp_error(&r), body["error"], "{tool} {params}");
+        assert!(body["error"]["field"].is_string() || body["error"]["code"] == "forbidden");
+    }
     client.cancel().await?;
     hub.shutdown().await;
     Ok(())
+}
+
+/// The `{code, message, field}` body of an MCP error result's text content.
+fn mcp_error(r: &rmcp::model::CallToolResult) -> Value {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .and_then(|t| serde_json::from_str(&t.text).ok())
+        .unwrap_or(Value::Null)
 }
 
 fn now() -> u64 {

@@ -67,7 +67,7 @@ pub(crate) fn address_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "pattern": "^0x[0-9a-fA-F]{40}$",
-        "description": "20-byte EVM address, 0x-prefixed hex."
+        "description": "20-byte EVM address, 0x-prefixed hex; mixed case must be a valid EIP-55 checksum."
     })
 }
 
@@ -75,7 +75,7 @@ fn breaker_target_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "pattern": "^(0x[0-9a-fA-F]{40}|\\*)$",
-        "description": "Pool address (0x-prefixed hex), or \"*\" for every pool (the global pause)."
+        "description": "Pool address (0x-prefixed hex; mixed case must be a valid EIP-55 checksum), or \"*\" for every pool (the global pause)."
     })
 }
 
@@ -299,7 +299,8 @@ pub fn rule_name(rule: Option<Rule>) -> Option<String> {
 }
 
 impl Hub {
-    /// `/mcp/call`: decodes `params` for `tool` and runs it through [`Hub::invoke`].
+    /// Both transports: checks `params` against `tool`'s advertised input schema
+    /// ([`crate::validate`]), decodes them, and runs the tool through [`Hub::invoke`].
     pub async fn dispatch(
         &self,
         caller: &Caller,
@@ -314,18 +315,20 @@ impl Hub {
             };
             serde_path_to_error::deserialize(v).map_err(|e| {
                 let path = e.path().to_string();
-                let at = if path == "." {
-                    "params".to_owned()
-                } else {
-                    format!("params.{path}")
-                };
-                ToolError::InvalidParams(format!("{at}: {}", e.into_inner()))
+                ToolError::InvalidField {
+                    field: if path == "." {
+                        "params".to_owned()
+                    } else {
+                        path
+                    },
+                    message: e.into_inner().to_string(),
+                }
             })
         }
         fn out<O: Serialize>(o: O) -> Value {
             serde_json::to_value(o).unwrap_or(Value::Null)
         }
-        let decoded = match tool {
+        let decoded = crate::validate::check(tool, &params).and_then(|()| match tool {
             GET_POOL_STATE | IDENTIFY => decode::<PoolParams>(&params).map(Decoded::Pool),
             RESUME => decode::<ResumeParams>(&params).map(Decoded::Resume),
             QUOTE_ADD => decode::<QuoteAddParams>(&params).map(Decoded::Quote),
@@ -336,11 +339,13 @@ impl Hub {
             REMOVE_LIQUIDITY => decode::<RemoveLiquidityParams>(&params).map(Decoded::Remove),
             RESET_POOL => decode::<ResetPoolParams>(&params).map(Decoded::Reset),
             other => Err(ToolError::UnknownTool(other.chars().take(128).collect())),
-        };
+        });
         let decoded = match decoded {
             Ok(d) => d,
             Err(e) => {
-                self.record_rejected(caller, tool, params, &e);
+                // Rejected input is the caller's, of any size: the row keeps a bounded view.
+                let name: String = tool.chars().take(128).collect();
+                self.record_rejected(caller, &name, crate::validate::bounded(&params), &e);
                 return Err(e);
             }
         };
