@@ -229,6 +229,14 @@ impl IntoResponse for ProxyError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        // Both can answer before the request body was read to its end: the rest of it is still on
+        // the connection, so the server drops it. Saying so keeps a keep-alive client from sending
+        // its next request into a connection that is about to close.
+        if matches!(self, Self::PayloadTooLarge { .. } | Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -246,6 +254,19 @@ mod tests {
         let e = ProxyError::UpstreamFailed("x".into()).to_json();
         assert!(e["error"]["param"].is_null());
         assert_eq!(e["error"]["type"], "server_error");
+    }
+
+    #[test]
+    fn answers_before_the_body_is_read_close_the_connection() {
+        for e in [
+            ProxyError::PayloadTooLarge { limit: 1 },
+            ProxyError::Unauthorized,
+        ] {
+            let r = e.into_response();
+            assert_eq!(r.headers()[header::CONNECTION], "close");
+        }
+        let r = ProxyError::ModelNotFound("m".into()).into_response();
+        assert!(r.headers().get(header::CONNECTION).is_none());
     }
 
     #[test]
