@@ -21,6 +21,7 @@ struct Writes {
     fx: common::Fixture,
     signer: Address,
     key_hex: String,
+    routers: pmm_testkit::devnet::Routers,
 }
 
 /// The common fixture plus routers, a keystore of the deployer's key, no cooldown, and both
@@ -70,6 +71,7 @@ async fn writes(allow: bool, armed: bool) -> anyhow::Result<Writes> {
         fx,
         signer,
         key_hex,
+        routers,
     })
 }
 
@@ -606,6 +608,7 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
     allowlist["pools"][0]["limits"] = limits;
     std::fs::write(&allowlist_path, allowlist.to_string())?;
     let n0 = nonce(&w).await?;
+    let block0 = w.fx.devnet.provider().get_block_number().await?;
     let lp0 = lp(&w, w.fx.dsp).await?;
     let (b0, _) = reserves(&w).await?;
     let log = w.fx.dir.join("hubs.log");
@@ -680,15 +683,94 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
         U256::from(confirmed * 400_000_000),
         "ledger = confirmed writes"
     );
-    // The chain holds exactly the confirmed deposits.
-    // Each deposit executes against the pool its predecessors left (rounding moves the
-    // balanced amounts by a few wei), so the chain is bounded by the minimums, not equal to
-    // the per-call predictions made at earlier blocks.
-    let minted = lp(&w, w.fx.dsp).await? - lp0;
-    assert!(
-        minted >= U256::from(confirmed) * U256::from(99_500_000_000_000_000u64),
-        "{minted}"
+    // Redis agrees with the ledger, and nothing is left reserved.
+    let redis = pmm_store::RedisStore::connect(w.fx.redis.url(), w.fx.redis.namespace())?;
+    let day = pmm_core::keys::utc_day(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
     );
+    assert_eq!(redis.daily_cap_used(&scope, day).await?, committed);
+    let usage = pg
+        .notional_usage(&scope, chrono::Utc::now().date_naive())
+        .await?;
+    assert_eq!(usage.reserved, U256::ZERO, "every reservation settled");
+    // The ledger equals the chain: every transaction the signer sent since the start, one by
+    // one. The deposits that succeeded are exactly the confirmed intents, and what they moved
+    // out of the signer into the pool, valued at the feed's 2000 USDC, is the committed notional.
+    let mut confirmed_hashes = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        if let Some(it) = pg.intent_by_key(&format!("cap-{i}")).await?
+            && it.status == pmm_store::TxStatus::Confirmed
+        {
+            confirmed_hashes.insert(it.tx_hash.clone().unwrap_or_default());
+        }
+    }
+    let provider = w.fx.devnet.provider();
+    let head = provider.get_block_number().await?;
+    let (mut sent, mut deposits, mut chain_notional) =
+        (0u64, std::collections::BTreeSet::new(), U256::ZERO);
+    for number in block0 + 1..=head {
+        let block = provider
+            .get_block_by_number(number.into())
+            .full()
+            .await?
+            .expect("block");
+        for tx in block.transactions.txns() {
+            if tx.inner.signer() != w.signer {
+                continue;
+            }
+            sent += 1;
+            let hash = *tx.inner.tx_hash();
+            let receipt = provider
+                .get_transaction_receipt(hash)
+                .await?
+                .expect("receipt");
+            if alloy::consensus::Transaction::to(tx.inner.inner()) != Some(w.routers.dsp_proxy) {
+                continue;
+            }
+            assert!(receipt.status(), "no deposit reverted: {hash:#x}");
+            deposits.insert(format!("{hash:#x}"));
+            let moved = |token: Address| {
+                receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .filter(|l| {
+                        l.address() == token
+                            && l.topics().len() == 3
+                            && l.topics()[1] == w.signer.into_word()
+                            && l.topics()[2] == w.fx.dsp.into_word()
+                    })
+                    .map(|l| U256::from_be_slice(&l.data().data))
+                    .sum::<U256>()
+            };
+            let (b, q) = (moved(w.fx.base), moved(w.fx.quote));
+            chain_notional += pmm_core::policy::notional_of(
+                pmm_core::schema::Amount(b),
+                pmm_core::schema::Amount(q),
+                pmm_core::schema::Amount(U256::from(2_000_000_000u64)),
+            )
+            .expect("notional fits")
+            .0;
+        }
+    }
+    eprintln!(
+        "ledger committed {committed}, chain deposits {} moving {chain_notional} notional, {sent} signer transactions",
+        deposits.len()
+    );
+    assert_eq!(
+        deposits, confirmed_hashes,
+        "the chain's deposits are the confirmed intents"
+    );
+    // Not equal yet: each commit books the reservation (the prediction at the read block),
+    // and a deposit executing after its predecessors moves a few units less. Exact
+    // allowances bound what the proxy pulls, so the chain never exceeds the ledger.
+    assert!(
+        chain_notional <= committed,
+        "{chain_notional} <= {committed}"
+    );
+    let minted = lp(&w, w.fx.dsp).await? - lp0;
     assert!(minted <= shares, "{minted} <= {shares}");
     assert!(reserves(&w).await?.0 - b0 <= base);
     // Nonces: each used once, none skipped, and the node agrees.
@@ -696,6 +778,11 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
     let expected: Vec<u64> = (n0..n0 + nonces.len() as u64).collect();
     assert_eq!(nonces, expected);
     assert_eq!(nonce(&w).await?, n0 + nonces.len() as u64);
+    assert_eq!(
+        sent,
+        nonces.len() as u64,
+        "every nonce the hubs signed was mined once"
+    );
     drop(hubs);
     Ok(())
 }
