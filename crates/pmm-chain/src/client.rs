@@ -46,6 +46,8 @@ pub struct ChainClient {
     pub(crate) slots: crate::overrides::SlotCache,
     /// Allowance-mapping slot per token, found by probing like `slots`.
     pub(crate) allowance_slots: crate::overrides::SlotCache,
+    /// The head a reader may use without asking the node, and when it was seen.
+    pub(crate) published: Arc<Mutex<Option<(crate::watch::Head, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -77,6 +79,7 @@ impl ChainClient {
             statics: Arc::default(),
             slots: Arc::default(),
             allowance_slots: Arc::default(),
+            published: Arc::default(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! One batched read per pool per block.
+//! One batched read per pool per block, and one for every allowlisted pool together.
 //!
 //! Pinning: the latest block number is fetched first (one small request that also serves as
 //! the cache key), then every getter goes out in ONE JSON-RPC batch whose `eth_call`s all name
@@ -6,13 +6,17 @@
 //! by number rather than by the tag `latest` guarantees the getters agree with each other even
 //! when a block lands while the node works through the batch. Token addresses, symbols and
 //! decimals never change after a pool's `init`, so they are fetched once per pool and kept.
+//!
+//! The hub's pool monitor reads all allowlisted pools of a new block with
+//! [`ChainClient::prefetch_pools_at`]: one batch holding one `eth_getBlockByNumber` and every
+//! pool's getters, cached per pool, so the tool calls of that block are served from the cache.
 
 use std::sync::Arc;
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
-use alloy::primitives::U256;
+use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use alloy::rpc::client::BatchRequest;
+use alloy::rpc::client::{BatchRequest, Waiter};
 use alloy::rpc::types::Block;
 
 use crate::abi::{
@@ -21,11 +25,16 @@ use crate::abi::{
 };
 use crate::batch::{CallOutcome, PendingCall, add_call, rpc_error};
 use crate::client::{ChainClient, PoolStatics, block_ref_of};
+use crate::endpoint::Endpoint;
 use crate::error::ChainError;
 use crate::types::{
     FeedRead, PoolRead, PoolType, RawPmmState, RawV1State, ReadSpec, TokenInfo, has_shares,
     stores_targets,
 };
+
+/// Pools per batch of [`ChainClient::prefetch_pools_at`]: about a dozen calls each, so a batch
+/// stays under the ~1000-call limit common RPC providers set.
+const POOLS_PER_BATCH: usize = 64;
 
 impl ChainClient {
     /// Reads a pool at the latest block (cached by pool and block number).
@@ -40,7 +49,7 @@ impl ChainClient {
         spec: &ReadSpec,
         number: u64,
     ) -> Result<Arc<PoolRead>, ChainError> {
-        let key = (spec.pool, number, spec.feed, spec.fee_trader);
+        let key = read_key(spec, number);
         if let Some(hit) = self.cached_read(&key) {
             return Ok(hit);
         }
@@ -57,187 +66,91 @@ impl ChainClient {
         number: u64,
     ) -> Result<PoolRead, ChainError> {
         let ep = &self.endpoint;
-        let pool = spec.pool;
-        let at = BlockId::number(number);
-        let client = self.provider.client();
-        let mut batch = BatchRequest::new(client);
-        let block_w = batch
-            .add_call::<_, Option<Block>>(
-                "eth_getBlockByNumber",
-                &(BlockNumberOrTag::Number(number), false),
-            )
-            .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?;
-        let base_bal = add_call(
-            &mut batch,
-            ep,
-            statics.base.address,
-            &IERC20::balanceOfCall { owner: pool },
-            at,
-        )?;
-        let quote_bal = add_call(
-            &mut batch,
-            ep,
-            statics.quote.address,
-            &IERC20::balanceOfCall { owner: pool },
-            at,
-        )?;
-        let feed_w = match spec.feed {
-            Some(feed) => Some((
-                feed,
-                add_call(
-                    &mut batch,
-                    ep,
-                    feed,
-                    &IChainlinkFeed::latestRoundDataCall {},
-                    at,
-                )?,
-            )),
-            None => None,
-        };
-        let oracle_price_w = match (spec.kind, statics.oracle) {
-            (PoolType::DppOracle, Some(o)) => Some(add_call(
-                &mut batch,
-                ep,
-                o,
-                &IDODOPriceOracle::pricesCall {
-                    base: statics.base.address,
-                },
-                at,
-            )?),
-            _ => None,
-        };
-        let v2 = if spec.kind == PoolType::V1 {
-            None
-        } else {
-            Some(V2Pending {
-                state: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV2Pool::getPMMStateForCallCall {},
-                    at,
-                )?,
-                mid: add_call(&mut batch, ep, pool, &IDODOV2Pool::getMidPriceCall {}, at)?,
-                reserve: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV2Pool::getVaultReserveCall {},
-                    at,
-                )?,
-                fees: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV2Pool::getUserFeeRateCall {
-                        user: spec.fee_trader,
-                    },
-                    at,
-                )?,
-                shares: if has_shares(spec.kind) {
-                    Some(add_call(
-                        &mut batch,
-                        ep,
-                        pool,
-                        &IDODOV2Shares::totalSupplyCall {},
-                        at,
-                    )?)
-                } else {
-                    None
-                },
-                targets: if stores_targets(spec.kind) {
-                    Some((
-                        add_call(
-                            &mut batch,
-                            ep,
-                            pool,
-                            &IDODOV2Targets::_BASE_TARGET_Call {},
-                            at,
-                        )?,
-                        add_call(
-                            &mut batch,
-                            ep,
-                            pool,
-                            &IDODOV2Targets::_QUOTE_TARGET_Call {},
-                            at,
-                        )?,
-                    ))
-                } else {
-                    None
-                },
-                stored_i: add_call(&mut batch, ep, pool, &IDODOV2Pool::_I_Call {}, at)?,
-                oracle_enabled: if spec.kind == PoolType::DppOracle {
-                    Some(add_call(
-                        &mut batch,
-                        ep,
-                        pool,
-                        &IDPPOracle::_IS_ORACLE_ENABLEDCall {},
-                        at,
-                    )?)
-                } else {
-                    None
-                },
-            })
-        };
-        let v1 = if spec.kind == PoolType::V1 {
-            Some(V1Pending {
-                base_balance: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV1Pool::_BASE_BALANCE_Call {},
-                    at,
-                )?,
-                quote_balance: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV1Pool::_QUOTE_BALANCE_Call {},
-                    at,
-                )?,
-                target_base: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV1Pool::_TARGET_BASE_TOKEN_AMOUNT_Call {},
-                    at,
-                )?,
-                target_quote: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV1Pool::_TARGET_QUOTE_TOKEN_AMOUNT_Call {},
-                    at,
-                )?,
-                expected: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV1Pool::getExpectedTargetCall {},
-                    at,
-                )?,
-                k: add_call(&mut batch, ep, pool, &IDODOV1Pool::_K_Call {}, at)?,
-                lp: add_call(&mut batch, ep, pool, &IDODOV1Pool::_LP_FEE_RATE_Call {}, at)?,
-                mt: add_call(&mut batch, ep, pool, &IDODOV1Pool::_MT_FEE_RATE_Call {}, at)?,
-                r: add_call(&mut batch, ep, pool, &IDODOV1Pool::_R_STATUS_Call {}, at)?,
-                oracle_price: add_call(
-                    &mut batch,
-                    ep,
-                    pool,
-                    &IDODOV1Pool::getOraclePriceCall {},
-                    at,
-                )?,
-                mid: add_call(&mut batch, ep, pool, &IDODOV1Pool::getMidPriceCall {}, at)?,
-            })
-        } else {
-            None
-        };
+        let mut batch = BatchRequest::new(self.provider.client());
+        let block_w = add_block_call(&mut batch, ep, number)?;
+        let pending = queue_pool(&mut batch, ep, spec, statics, BlockId::number(number))?;
         batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
-
         let block = block_w
             .await
             .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
             .ok_or(ChainError::BlockNotFound(number))?;
+        self.resolve_pool(pending, spec, statics, &block).await
+    }
+
+    /// Reads every pool of `specs` not yet cached at block `number` in ONE batched round trip
+    /// (one `eth_getBlockByNumber` shared by all, then each pool's getters) and caches them, so
+    /// the reads of that block that follow cost no RPC. A pool whose statics or getters fail
+    /// is left uncached: its own read reports why.
+    pub async fn prefetch_pools_at(
+        &self,
+        specs: &[ReadSpec],
+        number: u64,
+    ) -> Result<(), ChainError> {
+        let misses: Vec<&ReadSpec> = specs
+            .iter()
+            .filter(|s| self.cached_read(&read_key(s, number)).is_none())
+            .collect();
+        // Statics are fetched once per pool, so only a first sweep pays these round trips.
+        let mut ready: Vec<(&ReadSpec, Arc<PoolStatics>)> = Vec::with_capacity(misses.len());
+        for spec in misses {
+            match self.pool_statics(spec).await {
+                Ok(st) => ready.push((spec, st)),
+                Err(e) => tracing::debug!(pool = %spec.pool, error = %e, "pool statics unreadable"),
+            }
+        }
+        for chunk in ready.chunks(POOLS_PER_BATCH) {
+            self.prefetch_chunk(chunk, number).await?;
+        }
+        Ok(())
+    }
+
+    async fn prefetch_chunk(
+        &self,
+        pools: &[(&ReadSpec, Arc<PoolStatics>)],
+        number: u64,
+    ) -> Result<(), ChainError> {
+        let ep = &self.endpoint;
+        let mut batch = BatchRequest::new(self.provider.client());
+        let block_w = add_block_call(&mut batch, ep, number)?;
+        let at = BlockId::number(number);
+        let mut pending = Vec::with_capacity(pools.len());
+        for (spec, statics) in pools {
+            pending.push(queue_pool(&mut batch, ep, spec, statics, at)?);
+        }
+        batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
+        let block = block_w
+            .await
+            .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
+            .ok_or(ChainError::BlockNotFound(number))?;
+        for ((spec, statics), p) in pools.iter().zip(pending) {
+            match self.resolve_pool(p, spec, statics, &block).await {
+                Ok(read) => self.cache_read(read_key(spec, number), Arc::new(read)),
+                Err(e) => {
+                    tracing::debug!(pool = %spec.pool, error = %e, "batched pool read failed")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds a pool's read from its answered getters and the block they are pinned to.
+    async fn resolve_pool(
+        &self,
+        p: PoolPending,
+        spec: &ReadSpec,
+        statics: &PoolStatics,
+        block: &Block,
+    ) -> Result<PoolRead, ChainError> {
+        let ep = &self.endpoint;
+        let pool = spec.pool;
+        let PoolPending {
+            base_bal,
+            quote_bal,
+            feed_w,
+            oracle_price_w,
+            v2,
+            v1,
+        } = p;
         let base_balance = base_bal
             .resolve(ep)
             .await?
@@ -264,7 +177,7 @@ impl ChainClient {
             pool,
             kind: spec.kind,
             chain_id: self.chain_id(),
-            block: block_ref_of(&block),
+            block: block_ref_of(block),
             version: statics.version.clone(),
             base_token: statics.base.clone(),
             quote_token: statics.quote.clone(),
@@ -477,6 +390,165 @@ impl ChainClient {
         }
         Ok(statics)
     }
+}
+
+/// The block a batch's calls are pinned to, for its hash and timestamp.
+fn add_block_call(
+    batch: &mut BatchRequest<'_>,
+    ep: &Endpoint,
+    number: u64,
+) -> Result<Waiter<Option<Block>>, ChainError> {
+    batch
+        .add_call::<_, Option<Block>>(
+            "eth_getBlockByNumber",
+            &(BlockNumberOrTag::Number(number), false),
+        )
+        .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))
+}
+
+/// Queues every getter a read of `spec` needs into `batch`, pinned to `at`.
+fn queue_pool(
+    batch: &mut BatchRequest<'_>,
+    ep: &Endpoint,
+    spec: &ReadSpec,
+    statics: &PoolStatics,
+    at: BlockId,
+) -> Result<PoolPending, ChainError> {
+    let pool = spec.pool;
+    let base_bal = add_call(
+        batch,
+        ep,
+        statics.base.address,
+        &IERC20::balanceOfCall { owner: pool },
+        at,
+    )?;
+    let quote_bal = add_call(
+        batch,
+        ep,
+        statics.quote.address,
+        &IERC20::balanceOfCall { owner: pool },
+        at,
+    )?;
+    let feed_w = match spec.feed {
+        Some(feed) => Some((
+            feed,
+            add_call(batch, ep, feed, &IChainlinkFeed::latestRoundDataCall {}, at)?,
+        )),
+        None => None,
+    };
+    let oracle_price_w = match (spec.kind, statics.oracle) {
+        (PoolType::DppOracle, Some(o)) => Some(add_call(
+            batch,
+            ep,
+            o,
+            &IDODOPriceOracle::pricesCall {
+                base: statics.base.address,
+            },
+            at,
+        )?),
+        _ => None,
+    };
+    let v2 = if spec.kind == PoolType::V1 {
+        None
+    } else {
+        Some(V2Pending {
+            state: add_call(batch, ep, pool, &IDODOV2Pool::getPMMStateForCallCall {}, at)?,
+            mid: add_call(batch, ep, pool, &IDODOV2Pool::getMidPriceCall {}, at)?,
+            reserve: add_call(batch, ep, pool, &IDODOV2Pool::getVaultReserveCall {}, at)?,
+            fees: add_call(
+                batch,
+                ep,
+                pool,
+                &IDODOV2Pool::getUserFeeRateCall {
+                    user: spec.fee_trader,
+                },
+                at,
+            )?,
+            shares: if has_shares(spec.kind) {
+                Some(add_call(
+                    batch,
+                    ep,
+                    pool,
+                    &IDODOV2Shares::totalSupplyCall {},
+                    at,
+                )?)
+            } else {
+                None
+            },
+            targets: if stores_targets(spec.kind) {
+                Some((
+                    add_call(batch, ep, pool, &IDODOV2Targets::_BASE_TARGET_Call {}, at)?,
+                    add_call(batch, ep, pool, &IDODOV2Targets::_QUOTE_TARGET_Call {}, at)?,
+                ))
+            } else {
+                None
+            },
+            stored_i: add_call(batch, ep, pool, &IDODOV2Pool::_I_Call {}, at)?,
+            oracle_enabled: if spec.kind == PoolType::DppOracle {
+                Some(add_call(
+                    batch,
+                    ep,
+                    pool,
+                    &IDPPOracle::_IS_ORACLE_ENABLEDCall {},
+                    at,
+                )?)
+            } else {
+                None
+            },
+        })
+    };
+    let v1 = if spec.kind == PoolType::V1 {
+        Some(V1Pending {
+            base_balance: add_call(batch, ep, pool, &IDODOV1Pool::_BASE_BALANCE_Call {}, at)?,
+            quote_balance: add_call(batch, ep, pool, &IDODOV1Pool::_QUOTE_BALANCE_Call {}, at)?,
+            target_base: add_call(
+                batch,
+                ep,
+                pool,
+                &IDODOV1Pool::_TARGET_BASE_TOKEN_AMOUNT_Call {},
+                at,
+            )?,
+            target_quote: add_call(
+                batch,
+                ep,
+                pool,
+                &IDODOV1Pool::_TARGET_QUOTE_TOKEN_AMOUNT_Call {},
+                at,
+            )?,
+            expected: add_call(batch, ep, pool, &IDODOV1Pool::getExpectedTargetCall {}, at)?,
+            k: add_call(batch, ep, pool, &IDODOV1Pool::_K_Call {}, at)?,
+            lp: add_call(batch, ep, pool, &IDODOV1Pool::_LP_FEE_RATE_Call {}, at)?,
+            mt: add_call(batch, ep, pool, &IDODOV1Pool::_MT_FEE_RATE_Call {}, at)?,
+            r: add_call(batch, ep, pool, &IDODOV1Pool::_R_STATUS_Call {}, at)?,
+            oracle_price: add_call(batch, ep, pool, &IDODOV1Pool::getOraclePriceCall {}, at)?,
+            mid: add_call(batch, ep, pool, &IDODOV1Pool::getMidPriceCall {}, at)?,
+        })
+    } else {
+        None
+    };
+    Ok(PoolPending {
+        base_bal,
+        quote_bal,
+        feed_w,
+        oracle_price_w,
+        v2,
+        v1,
+    })
+}
+
+/// The getters of one pool read, queued in a batch not yet answered.
+struct PoolPending {
+    base_bal: PendingCall<IERC20::balanceOfCall>,
+    quote_bal: PendingCall<IERC20::balanceOfCall>,
+    feed_w: Option<(Address, PendingCall<IChainlinkFeed::latestRoundDataCall>)>,
+    oracle_price_w: Option<PendingCall<IDODOPriceOracle::pricesCall>>,
+    v2: Option<V2Pending>,
+    v1: Option<V1Pending>,
+}
+
+/// The per-block cache key of a read.
+fn read_key(spec: &ReadSpec, number: u64) -> crate::client::ReadKey {
+    (spec.pool, number, spec.feed, spec.fee_trader)
 }
 
 struct V2Pending {

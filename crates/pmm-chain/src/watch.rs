@@ -2,6 +2,8 @@
 //! block and gas price in one round trip, and an account's holdings in a pool's tokens and
 //! shares in one batch pinned to the state's block.
 
+use std::time::{Duration, Instant};
+
 use alloy::eips::BlockId;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
@@ -33,6 +35,23 @@ pub struct AccountHoldings {
 }
 
 impl ChainClient {
+    /// Publishes `head`, seen at `seen`, as the head readers may use without asking the node
+    /// (the hub's pool monitor publishes a block once its pools are cached). A head seen
+    /// earlier than the published one never replaces it.
+    pub fn publish_head(&self, head: Head, seen: Instant) {
+        if let Ok(mut g) = self.published.lock()
+            && g.is_none_or(|(_, at)| at <= seen)
+        {
+            *g = Some((head, seen));
+        }
+    }
+
+    /// The published head, if it was seen within `max_age`; older, a reader must ask the node.
+    pub fn published_head(&self, max_age: Duration) -> Option<Head> {
+        let (head, seen) = (*self.published.lock().ok()?)?;
+        (seen.elapsed() <= max_age).then_some(head)
+    }
+
     /// Latest block number and gas price in one batched round trip.
     pub async fn head(&self) -> Result<Head, ChainError> {
         let ep = &self.endpoint;

@@ -198,6 +198,13 @@ pub struct HubConfig {
     /// each new block.
     #[serde(default)]
     pub monitor_interval_s: Option<u64>,
+    /// Read tools, `dodo.risk_check` and `dodo.simulate_action` use the head the pool monitor
+    /// last published (a block whose allowlisted pools it has read and cached, seen within two
+    /// `monitor_poll_ms`) instead of asking the node each call, so a call in that block costs
+    /// no RPC. The price: a block mined since the monitor's last poll is seen up to one poll
+    /// later. Off, or with `monitor_interval_s`, every call asks the node; writes always do.
+    #[serde(default = "default_true")]
+    pub tools_use_monitor_head: bool,
     /// Tool-call log rows kept in memory while Postgres is unreachable.
     #[serde(default = "default_log_buffer")]
     pub tool_log_buffer: usize,
@@ -264,6 +271,9 @@ fn default_hosts() -> Vec<String> {
 fn default_log_buffer() -> usize {
     10_000
 }
+fn default_true() -> bool {
+    true
+}
 fn default_monitor_poll_ms() -> u64 {
     1_000
 }
@@ -316,6 +326,7 @@ impl std::fmt::Debug for HubConfig {
             .field("executor", &self.executor)
             .field("monitor_poll_ms", &self.monitor_poll_ms)
             .field("monitor_interval_s", &self.monitor_interval_s)
+            .field("tools_use_monitor_head", &self.tools_use_monitor_head)
             .field("tool_log_buffer", &self.tool_log_buffer)
             .field("allow_write", &self.allow_write)
             .field("execution_armed", &self.execution_armed)
@@ -331,7 +342,7 @@ impl std::fmt::Debug for HubConfig {
 }
 
 /// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
-const KEYS: [&str; 28] = [
+const KEYS: [&str; 29] = [
     "listen",
     "chain",
     "rpc_url",
@@ -350,6 +361,7 @@ const KEYS: [&str; 28] = [
     "executor",
     "monitor_poll_ms",
     "monitor_interval_s",
+    "tools_use_monitor_head",
     "tool_log_buffer",
     "allow_write",
     "execution_armed",
@@ -536,6 +548,17 @@ impl HubConfig {
             None => crate::monitor::Schedule::EachBlock {
                 poll: std::time::Duration::from_millis(self.monitor_poll_ms),
             },
+        }
+    }
+
+    /// How old a head the pool monitor published may be for a tool call to use it without
+    /// asking the node; `None` when tool calls always ask.
+    pub fn tool_head_max_age(&self) -> Option<std::time::Duration> {
+        match self.monitor() {
+            crate::monitor::Schedule::EachBlock { poll } if self.tools_use_monitor_head => {
+                Some(poll * 2)
+            }
+            _ => None,
         }
     }
 

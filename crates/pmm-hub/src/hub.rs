@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     pub(crate) detected: Mutex<HashMap<Address, PoolType>>,
     pub(crate) writes: crate::tools::WriteSetup,
     pub(crate) monitor: crate::monitor::MonitorState,
+    /// How old a head the monitor published may be for tool calls to use it.
+    pub(crate) tool_head_max_age: Option<std::time::Duration>,
 }
 
 /// The hub; cheap to clone.
@@ -246,6 +248,7 @@ impl Hub {
                 detected: Mutex::default(),
                 writes,
                 monitor: crate::monitor::MonitorState::default(),
+                tool_head_max_age: cfg.tool_head_max_age(),
             }),
         };
         crate::monitor::spawn(&hub, cfg.monitor());
@@ -266,6 +269,19 @@ impl Hub {
             0
         } else {
             log.status().pending
+        }
+    }
+
+    /// The head a tool call reads at: the one the pool monitor published once it had cached
+    /// that block's allowlisted pools (no RPC), else the node's, asked now.
+    pub(crate) async fn current_head(&self) -> Result<pmm_chain::Head, ToolError> {
+        let published = self
+            .inner
+            .tool_head_max_age
+            .and_then(|age| self.inner.chain.published_head(age));
+        match published {
+            Some(head) => Ok(head),
+            None => Ok(self.inner.chain.head().await?),
         }
     }
 

@@ -5,14 +5,15 @@
 //! `pmm_core::policy::trip_reason` says so: an oracle deviation, a stale, missing, zero or
 //! negative feed, reserves below their floors, or a pool that no longer reads as what the
 //! allowlist claims. Each trip is one `policy_events` row (written before Redis changes) and
-//! never overwrites an earlier trip. Its reads go through the chain client's per-block cache,
-//! so a tool call in the same block reuses them; `dodo.risk_check` and
-//! `dodo.simulate_action` only report what is stored.
+//! never overwrites an earlier trip. A sweep reads every allowlisted pool in one JSON-RPC
+//! batch into the chain client's per-block cache, then publishes the block as the head tool
+//! calls use (`tools_use_monitor_head`): a tool call in that block costs no RPC, not even
+//! `eth_blockNumber`. `dodo.risk_check` and `dodo.simulate_action` only report what is stored.
 //!
 //! The task holds only a weak reference to the hub: it ends when the hub is dropped.
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pmm_chain::ChainError;
 use pmm_core::config::PoolEntry;
@@ -72,25 +73,24 @@ async fn run(weak: Weak<Inner>, schedule: Schedule) {
         let Some(inner) = weak.upgrade() else { return };
         let hub = Hub { inner };
         let wait = match schedule {
-            Schedule::EachBlock { poll } => {
-                match hub.inner.chain.block_number().await {
-                    Ok(n) if last != Some(n) => {
-                        hub.sweep(n).await;
-                        last = Some(n);
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "pool monitor: no block number"),
-                }
-                poll
-            }
-            Schedule::Every(every) => {
-                match hub.inner.chain.block_number().await {
-                    Ok(n) => hub.sweep(n).await,
-                    Err(e) => tracing::warn!(error = %e, "pool monitor: no block number"),
-                }
-                every
-            }
+            Schedule::EachBlock { poll } => poll,
+            Schedule::Every(every) => every,
         };
+        // One head poll (block number and gas price in one request) per round. A block is
+        // published to the tool calls only once its pools are cached, so the calls that use
+        // it find them there.
+        let seen = Instant::now();
+        match hub.inner.chain.head().await {
+            Ok(head) => {
+                let new = last != Some(head.number);
+                if new || matches!(schedule, Schedule::Every(_)) {
+                    hub.sweep(head.number).await;
+                    last = Some(head.number);
+                }
+                hub.inner.chain.publish_head(head, seen);
+            }
+            Err(e) => tracing::warn!(error = %e, "pool monitor: no chain head"),
+        }
         drop(hub);
         tokio::time::sleep(wait).await;
     }
@@ -100,6 +100,15 @@ impl Hub {
     /// Reads every allowlisted pool at block `number` and trips the unhealthy ones.
     pub(crate) async fn sweep(&self, number: u64) {
         let pools = &self.inner.allowlist.pools;
+        let specs: Vec<_> = pools
+            .iter()
+            .map(|e| self.read_spec(e.address, e.pool_type, Some(e)))
+            .collect();
+        // All pools in one batch; the checks below then read them from the cache. A pool the
+        // batch could not read is read (and its error reported) on its own.
+        if let Err(e) = self.inner.chain.prefetch_pools_at(&specs, number).await {
+            tracing::warn!(block = number, error = %e, "pool monitor: batched read failed");
+        }
         futures::future::join_all(pools.iter().map(|e| self.watch(e, number))).await;
         self.inner.monitor.record(number);
         metrics::counter!("pmm_hub_monitor_sweeps_total").increment(1);

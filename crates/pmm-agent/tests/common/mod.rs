@@ -146,6 +146,8 @@ impl Stack {
             "agent_token": AGENT_TOKEN,
             "operator_token": "operator-token-for-agent-tests-01",
             "executor": devnet.deployer().to_string(),
+            // The tests change the chain from outside the hub and read right after.
+            "tools_use_monitor_head": false,
         }))?;
         if writes {
             let routers = devnet.deploy_routers().await?;

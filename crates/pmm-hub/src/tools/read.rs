@@ -18,7 +18,8 @@ impl Hub {
     /// `dodo.get_pool_state`: one batched read, normalized.
     pub async fn get_pool_state(&self, p: &PoolParams) -> Result<PoolState, ToolError> {
         let pool = parse_address("pool", &p.pool)?;
-        Ok(self.read_state(pool).await?.1)
+        let head = self.current_head().await?;
+        Ok(self.read_state_at(pool, head.number).await?.1)
     }
 
     /// `dodo.identify_pool_interface`.
@@ -38,7 +39,8 @@ impl Hub {
                 "base_amount: must be greater than 0 (buyShares needs base input)".into(),
             ));
         }
-        let (read, _, _) = self.read_state(pool).await?;
+        let head = self.current_head().await?;
+        let (read, _, _) = self.read_state_at(pool, head.number).await?;
         let (kind, liq) = liquidity_of(&read)?;
         let base_balance = add(read.base_balance, p.base_amount.0, "base_amount")?;
         let quote_balance = add(read.quote_balance, p.quote_amount.0, "quote_amount")?;
@@ -144,16 +146,7 @@ impl Hub {
         number: u64,
     ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
         let (kind, entry) = self.pool_type(pool).await?;
-        let feed = entry.and_then(|e| match e.oracle.kind {
-            OracleKind::Chainlink => e.oracle.address,
-            _ => None,
-        });
-        let spec = ReadSpec {
-            pool,
-            kind,
-            feed,
-            fee_trader: self.fee_trader(),
-        };
+        let spec = self.read_spec(pool, kind, entry);
         let read = self.inner.chain.read_pool_at(&spec, number).await?;
         let profile = entry.map_or_else(|| format!("detected:{kind}"), |e| e.profile.clone());
         let raw = read.to_raw(
@@ -163,6 +156,28 @@ impl Hub {
         )?;
         let state = normalize(raw)?;
         Ok((read, state, entry))
+    }
+}
+
+impl Hub {
+    /// What a read of `pool` asks for; the monitor's batched reads and the tools' reads use
+    /// the same spec, so they share cache entries.
+    pub(crate) fn read_spec(
+        &self,
+        pool: Address,
+        kind: PoolType,
+        entry: Option<&PoolEntry>,
+    ) -> ReadSpec {
+        let feed = entry.and_then(|e| match e.oracle.kind {
+            OracleKind::Chainlink => e.oracle.address,
+            _ => None,
+        });
+        ReadSpec {
+            pool,
+            kind,
+            feed,
+            fee_trader: self.fee_trader(),
+        }
     }
 }
 

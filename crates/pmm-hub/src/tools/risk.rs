@@ -38,7 +38,7 @@ impl Hub {
                 "action.pool {target} differs from pool {pool}"
             )));
         }
-        let head = self.inner.chain.head().await?;
+        let head = self.current_head().await?;
         let (read, state, _) = self.read_unchecked_at(pool, head.number).await?;
         let expected = self.expected_outcome(&read, &action).ok();
         self.evaluate_policy(&read, &state, &action, expected, head)
@@ -54,7 +54,7 @@ impl Hub {
                     .into(),
             ));
         };
-        let head = self.inner.chain.head().await?;
+        let head = self.current_head().await?;
         let (read, state, _) = self.read_unchecked_at(pool, head.number).await?;
         let expected = self.expected_outcome(&read, action);
         let (predicted, dry_run) = match &expected {

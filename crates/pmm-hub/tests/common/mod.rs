@@ -160,6 +160,9 @@ pub fn write_config(
         "operator_token": OPERATOR,
         "executor": devnet.deployer().to_string(),
         "monitor_poll_ms": 100,
+        // The tests change the chain from outside the hub and read right after: every call
+        // asks the node for its head (policy.rs tests the monitor's head on its own).
+        "tools_use_monitor_head": false,
     }))?;
     assert_eq!(cfg.auth, AuthMode::Tokens);
     assert_eq!(cfg.chain, ChainPreset::Devnet);

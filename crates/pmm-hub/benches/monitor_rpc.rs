@@ -1,0 +1,322 @@
+//! JSON-RPC requests per block the hub sends its node for 50 allowlisted pools while tool calls
+//! are in flight, counted by a proxy between the hub and anvil, in three modes of one run:
+//!
+//! * baseline: the monitor idle (`monitor_interval_s` = 1 h: one sweep at start), every tool
+//!   call asks the node for the head and reads its pool itself;
+//! * the monitor sweeping each block, tool calls still asking the node for the head;
+//! * the monitor sweeping each block and tool calls using the head it published.
+//!
+//! A "request" is one HTTP request reaching the node: a JSON-RPC batch counts once, whatever
+//! it holds. Each is sorted by what it holds: a pool-read batch (has `eth_getBlockByNumber`:
+//! the monitor's batch of every pool, or one tool call's read of one pool), a head poll (has
+//! `eth_blockNumber`), or anything else. Calls counts every JSON-RPC call inside them.
+//!
+//! Run: `cargo bench -p pmm-hub --bench monitor_rpc` (prints; asserts nothing).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, I256, U256};
+use alloy::providers::Provider;
+use axum::body::Bytes;
+use pmm_testkit::devnet::{Devnet, ONE, PoolParams};
+use serde_json::{Value, json};
+
+const POOLS: usize = 50;
+const CLIENTS: usize = 8;
+const BLOCKS: u64 = 20;
+const BLOCK_GAP: Duration = Duration::from_millis(500);
+const POLL_MS: u64 = 100;
+const TOKEN: &str = "bench-agent-token-000000001";
+
+#[derive(Default)]
+struct Counts {
+    pool_batches: AtomicU64,
+    head_polls: AtomicU64,
+    other: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl Counts {
+    fn snapshot(&self) -> [u64; 4] {
+        [
+            self.pool_batches.load(Ordering::Relaxed),
+            self.head_polls.load(Ordering::Relaxed),
+            self.other.load(Ordering::Relaxed),
+            self.calls.load(Ordering::Relaxed),
+        ]
+    }
+
+    fn count(&self, body: &[u8]) {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let calls: Vec<&Value> = match &v {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        let has = |m: &str| calls.iter().any(|c| c["method"] == m);
+        let bucket = if has("eth_getBlockByNumber") {
+            &self.pool_batches
+        } else if has("eth_blockNumber") {
+            &self.head_polls
+        } else {
+            &self.other
+        };
+        bucket.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A proxy on a free port that counts every request and forwards it to `upstream`.
+async fn counting_proxy(upstream: String, counts: Arc<Counts>) -> anyhow::Result<String> {
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: Bytes| {
+            let (http, upstream, counts) = (http.clone(), upstream.clone(), counts.clone());
+            async move {
+                counts.count(&body);
+                let resp = http
+                    .post(&upstream)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| (axum::http::StatusCode::BAD_GATEWAY, e.to_string()))?;
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| (axum::http::StatusCode::BAD_GATEWAY, e.to_string()))?;
+                Ok::<_, (axum::http::StatusCode, String)>((
+                    [("content-type", "application/json")],
+                    bytes,
+                ))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}"))
+}
+
+struct Mode {
+    name: &'static str,
+    monitor_each_block: bool,
+    tools_use_monitor_head: bool,
+}
+
+struct Measured {
+    per_block: [f64; 4],
+    tool_calls_per_block: f64,
+}
+
+impl Measured {
+    fn requests(&self) -> f64 {
+        self.per_block[0] + self.per_block[1] + self.per_block[2]
+    }
+}
+
+async fn tool_call(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+    pools: &[Address],
+) -> anyhow::Result<()> {
+    let pool = pools[n % pools.len()].to_string();
+    let body = match n % 3 {
+        0 => json!({"tool": "dodo.get_pool_state", "params": {"pool": pool}}),
+        1 => json!({"tool": "dodo.risk_check", "params": {"pool": pool}}),
+        _ => json!({"tool": "dodo.quote_add_liquidity", "params": {"pool": pool,
+                     "base_amount": "1000000000000000000", "quote_amount": "2000000000"}}),
+    };
+    http.post(url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+async fn measure(
+    devnet: &Devnet,
+    proxy: &str,
+    counts: &Counts,
+    allowlist: &std::path::Path,
+    pools: &[Address],
+    mode: &Mode,
+) -> anyhow::Result<Measured> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut cfg = json!({
+        "listen": "127.0.0.1:0",
+        "chain": "devnet",
+        "rpc_url": proxy,
+        "allowlist_path": allowlist,
+        "profiles_path": root.join("config/pool_profiles.json"),
+        "agent_token": TOKEN,
+        "executor": devnet.deployer().to_string(),
+        "monitor_poll_ms": POLL_MS,
+        "tools_use_monitor_head": mode.tools_use_monitor_head,
+    });
+    if !mode.monitor_each_block {
+        cfg["monitor_interval_s"] = json!(3600);
+    }
+    let cfg: pmm_hub::HubConfig = serde_json::from_value(cfg)?;
+    let hub = pmm_hub::serve(&cfg, None).await?;
+    let url = format!("http://{}/mcp/call", hub.addr);
+    let http = reqwest::Client::new();
+    // Warm up: the first sweep and every pool's statics.
+    let health = format!("http://{}/health", hub.addr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http.get(&health).send().await?.json::<Value>().await?["monitor_block"].is_null() {
+        anyhow::ensure!(Instant::now() < deadline, "the monitor never swept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 0..pools.len() * 3 {
+        tool_call(&http, &url, n, pools).await?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let before = counts.snapshot();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (http, url, pools) = (http.clone(), url.clone(), pools.to_vec());
+            let (stop, served) = (stop.clone(), served.clone());
+            tokio::spawn(async move {
+                let mut n = c * 7;
+                while !stop.load(Ordering::Relaxed) {
+                    tool_call(&http, &url, n, &pools).await?;
+                    served.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+                Ok::<(), anyhow::Error>(())
+            })
+        })
+        .collect();
+    let provider = devnet.provider();
+    for _ in 0..BLOCKS {
+        provider
+            .raw_request::<_, Value>("evm_mine".into(), ())
+            .await?;
+        tokio::time::sleep(BLOCK_GAP).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await??;
+    }
+    let after = counts.snapshot();
+    hub.shutdown().await;
+    let per_block = std::array::from_fn(|i| (after[i] - before[i]) as f64 / BLOCKS as f64);
+    Ok(Measured {
+        per_block,
+        tool_calls_per_block: served.load(Ordering::Relaxed) as f64 / BLOCKS as f64,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let devnet = Devnet::start()?;
+    let base = devnet.deploy_token("WETH", 18).await?;
+    let quote = devnet.deploy_token("USDC", 6).await?;
+    let me = devnet.deployer();
+    devnet.mint(base, me, U256::from(10u128.pow(30))).await?;
+    devnet.mint(quote, me, U256::from(10u128.pow(30))).await?;
+    let feed = devnet
+        .deploy_feed(8, I256::try_from(200_000_000_000_i64)?)
+        .await?;
+    let mut pools = Vec::with_capacity(POOLS);
+    for _ in 0..POOLS {
+        let dsp = devnet
+            .deploy_dsp(PoolParams {
+                base,
+                quote,
+                lp_fee_rate: U256::from(ONE / 1000),
+                mt_fee_rate: U256::ZERO,
+                i: U256::from(2_000_000_000u64),
+                k: U256::from(ONE / 10),
+            })
+            .await?;
+        devnet
+            .buy_shares(me, dsp, U256::from(10 * ONE), U256::from(20_000_000_000u64))
+            .await?;
+        pools.push(dsp);
+    }
+    let entries: Vec<Value> = pools
+        .iter()
+        .map(|p| {
+            json!({"address": p.to_string(), "base_token": base.to_string(),
+                   "quote_token": quote.to_string(), "profile": "dsp", "pool_type": "dsp",
+                   "oracle": {"kind": "chainlink", "address": feed.to_string()},
+                   "limits": {"max_slippage_bps": 100, "max_notional_per_tx": "100000000000",
+                              "max_notional_per_day": "500000000000", "cooldown_s": 60,
+                              "oracle_deviation_bps": 10_000, "oracle_max_age_s": 3600,
+                              "gas_cap_gwei": 100}})
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("pmm-hub-monitor-rpc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let allowlist = dir.join("allowlist.json");
+    std::fs::write(
+        &allowlist,
+        serde_json::to_string(&json!({"chain": "devnet", "chain_id": 31337, "pools": entries}))?,
+    )?;
+    let counts = Arc::new(Counts::default());
+    let proxy = counting_proxy(devnet.rpc_url().to_owned(), counts.clone()).await?;
+
+    let modes = [
+        Mode {
+            name: "baseline: monitor idle, tools ask",
+            monitor_each_block: false,
+            tools_use_monitor_head: false,
+        },
+        Mode {
+            name: "monitor each block, tools ask",
+            monitor_each_block: true,
+            tools_use_monitor_head: false,
+        },
+        Mode {
+            name: "monitor each block, monitor head",
+            monitor_each_block: true,
+            tools_use_monitor_head: true,
+        },
+    ];
+    let mut results = Vec::new();
+    for mode in &modes {
+        results.push(measure(&devnet, &proxy, &counts, &allowlist, &pools, mode).await?);
+    }
+    println!(
+        "monitor_rpc: {POOLS} allowlisted DSPs, {CLIENTS} clients calling get_pool_state / \
+         risk_check / quote_add_liquidity without pause, {BLOCKS} blocks {} ms apart, monitor \
+         poll {POLL_MS} ms",
+        BLOCK_GAP.as_millis()
+    );
+    println!(
+        "{:<36} {:>11} {:>13} {:>12} {:>10} {:>7} {:>11} {:>10}",
+        "per block",
+        "tool calls",
+        "requests",
+        "pool batches",
+        "head polls",
+        "other",
+        "rpc calls",
+        "x baseline"
+    );
+    let baseline = results[0].requests();
+    for (mode, m) in modes.iter().zip(&results) {
+        println!(
+            "{:<36} {:>11.1} {:>13.1} {:>12.1} {:>10.1} {:>7.1} {:>11.1} {:>10.3}",
+            mode.name,
+            m.tool_calls_per_block,
+            m.requests(),
+            m.per_block[0],
+            m.per_block[1],
+            m.per_block[2],
+            m.per_block[3],
+            m.requests() / baseline,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
