@@ -1,5 +1,5 @@
 //! The fixture pools on anvil: liquidity, swaps, DPP reset, feeds and the PMM probe. Expected
-//! numbers were computed independently from /work/shared/dodo-pmm.md with exact integer math.
+//! numbers were computed independently from shared/dodo-pmm.md (beside the repository) with exact integer math.
 
 use alloy::primitives::aliases::U80;
 use alloy::primitives::{Address, I256, U256};

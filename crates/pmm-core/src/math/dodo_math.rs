@@ -1,7 +1,7 @@
 //! The three PMM curve primitives: the integral G, the target solver T and the trade solver S.
 //!
 //! Argument order and names follow the formulas in the project's DODO notes
-//! (`/work/shared/dodo-pmm.md`): V0 = target, V1 = current reserve, i = price of the pair as
+//! (`shared/dodo-pmm.md (beside the repository)`): V0 = target, V1 = current reserve, i = price of the pair as
 //! seen from the traded side, k = curvature (all 1e18 fixed point where they are prices).
 
 use super::fixed::{

@@ -2,7 +2,7 @@
 //!
 //! Every on-chain revert is a [`MathError`], never a panic. The formulas, their rounding and
 //! their revert points follow the deployed DVM 1.0.2 / DSP 1.0.1 contracts as described in the
-//! project's DODO notes (`/work/shared/dodo-pmm.md`):
+//! project's DODO notes (`shared/dodo-pmm.md (beside the repository)`):
 //!
 //! - [`fixed`]: SafeMath / DecimalMath building blocks (checked ops, floor / ceil, sqrt).
 //! - [`dodo_math`]: the curve primitives G ([`general_integrate`]), T

@@ -1,5 +1,5 @@
 """Regenerates pmm_vectors.txt: an independent big-integer model of the PMM formulas in
-/work/shared/dodo-pmm.md (SafeMath reverts included), run as `python3 gen_pmm_vectors.py > pmm_vectors.txt`."""
+shared/dodo-pmm.md (beside the repository) (SafeMath reverts included), run as `python3 gen_pmm_vectors.py > pmm_vectors.txt`."""
 ONE=10**18; ONE2=10**36; M=2**256
 class Rev(Exception): pass
 def chk(x):
