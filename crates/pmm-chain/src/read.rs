@@ -69,12 +69,24 @@ impl ChainClient {
         let mut batch = BatchRequest::new(self.provider.client());
         let block_w = add_block_call(&mut batch, ep, number)?;
         let pending = queue_pool(&mut batch, ep, spec, statics, BlockId::number(number))?;
+        let block = self.send_pinned(batch, block_w, number).await?;
+        self.resolve_pool(pending, spec, statics, &block).await
+    }
+
+    /// Sends a batch built around [`add_block_call`] and answers the block its calls are
+    /// pinned to.
+    async fn send_pinned(
+        &self,
+        batch: BatchRequest<'_>,
+        block_w: Waiter<Option<Block>>,
+        number: u64,
+    ) -> Result<Block, ChainError> {
+        let ep = &self.endpoint;
         batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
-        let block = block_w
+        block_w
             .await
             .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
-            .ok_or(ChainError::BlockNotFound(number))?;
-        self.resolve_pool(pending, spec, statics, &block).await
+            .ok_or(ChainError::BlockNotFound(number))
     }
 
     /// Reads every pool of `specs` not yet cached at block `number` in ONE batched round trip
@@ -117,11 +129,7 @@ impl ChainClient {
         for (spec, statics) in pools {
             pending.push(queue_pool(&mut batch, ep, spec, statics, at)?);
         }
-        batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
-        let block = block_w
-            .await
-            .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
-            .ok_or(ChainError::BlockNotFound(number))?;
+        let block = self.send_pinned(batch, block_w, number).await?;
         for ((spec, statics), p) in pools.iter().zip(pending) {
             match self.resolve_pool(p, spec, statics, &block).await {
                 Ok(read) => self.cache_read(read_key(spec, number), Arc::new(read)),

@@ -215,7 +215,9 @@ pub(crate) fn liquidity_of(read: &PoolRead) -> Result<(math::PoolKind, Liquidity
     ))
 }
 
-/// The template generation whose rules price the pool.
+/// The template generation whose rules price the pool. The hub does not identify generations
+/// yet (open on the [generations] issue): every pool is priced with the 2024 rules, as before
+/// pmm-core knew the 2021 ones. This is the one place identification plugs in.
 pub(crate) fn generation_of(_read: &PoolRead) -> math::Generation {
     math::Generation::V2024
 }
