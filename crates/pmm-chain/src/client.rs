@@ -12,6 +12,7 @@ use crate::batch::rpc_error;
 use crate::endpoint::Endpoint;
 use crate::error::ChainError;
 use crate::types::{BlockRef, PoolRead, TokenInfo};
+use crate::watch::AccountHoldings;
 
 /// How many recent blocks of pool reads the cache keeps.
 const CACHE_BLOCK_WINDOW: u64 = 8;
@@ -34,6 +35,8 @@ type StaticsCache = Arc<Mutex<HashMap<(Address, Option<Address>), Arc<PoolStatic
 
 /// Key of the per-block read cache.
 pub(crate) type ReadKey = (Address, u64, Option<Address>, Address);
+/// Key of the per-block holdings cache: pool, owner, block.
+pub(crate) type HoldingsKey = (Address, Address, u64);
 
 /// Connection to one EVM node.
 #[derive(Clone)]
@@ -46,8 +49,8 @@ pub struct ChainClient {
     pub(crate) slots: crate::overrides::SlotCache,
     /// Allowance-mapping slot per token, found by probing like `slots`.
     pub(crate) allowance_slots: crate::overrides::SlotCache,
-    /// The head a reader may use without asking the node, and when it was seen.
-    pub(crate) published: Arc<Mutex<Option<(crate::watch::Head, std::time::Instant)>>>,
+    /// Per-block account holdings, kept like `reads`.
+    pub(crate) holdings: Arc<Mutex<HashMap<HoldingsKey, AccountHoldings>>>,
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -79,7 +82,7 @@ impl ChainClient {
             statics: Arc::default(),
             slots: Arc::default(),
             allowance_slots: Arc::default(),
-            published: Arc::default(),
+            holdings: Arc::default(),
         })
     }
 
@@ -122,6 +125,24 @@ impl ChainClient {
     /// A cached read, if any.
     pub(crate) fn cached_read(&self, key: &ReadKey) -> Option<Arc<PoolRead>> {
         self.reads.lock().ok()?.get(key).cloned()
+    }
+
+    /// Stores holdings, dropping those older than the block window.
+    pub(crate) fn cache_holdings(&self, key: HoldingsKey, h: AccountHoldings) {
+        let Ok(mut held) = self.holdings.lock() else {
+            return;
+        };
+        let floor = key.2.saturating_sub(CACHE_BLOCK_WINDOW);
+        held.retain(|k, _| k.2 >= floor);
+        if held.len() >= CACHE_MAX_ENTRIES {
+            held.clear();
+        }
+        held.insert(key, h);
+    }
+
+    /// Cached holdings, if any.
+    pub(crate) fn cached_holdings(&self, key: &HoldingsKey) -> Option<AccountHoldings> {
+        self.holdings.lock().ok()?.get(key).copied()
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gas;
 pub mod identify;
 pub mod overrides;
+pub mod prefetch;
 pub mod raw;
 pub mod read;
 pub mod send;

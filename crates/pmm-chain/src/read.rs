@@ -1,4 +1,4 @@
-//! One batched read per pool per block, and one for every allowlisted pool together.
+//! One batched read per pool per block.
 //!
 //! Pinning: the latest block number is fetched first (one small request that also serves as
 //! the cache key), then every getter goes out in ONE JSON-RPC batch whose `eth_call`s all name
@@ -7,9 +7,8 @@
 //! when a block lands while the node works through the batch. Token addresses, symbols and
 //! decimals never change after a pool's `init`, so they are fetched once per pool and kept.
 //!
-//! The hub's pool monitor reads all allowlisted pools of a new block with
-//! [`ChainClient::prefetch_pools_at`]: one batch holding one `eth_getBlockByNumber` and every
-//! pool's getters, cached per pool, so the tool calls of that block are served from the cache.
+//! The hub's pool monitor reads all allowlisted pools of a new block at once
+//! ([`crate::prefetch`]).
 
 use std::sync::Arc;
 
@@ -31,10 +30,6 @@ use crate::types::{
     FeedRead, PoolRead, PoolType, RawPmmState, RawV1State, ReadSpec, TokenInfo, has_shares,
     stores_targets,
 };
-
-/// Pools per batch of [`ChainClient::prefetch_pools_at`]: about a dozen calls each, so a batch
-/// stays under the ~1000-call limit common RPC providers set.
-const POOLS_PER_BATCH: usize = 64;
 
 impl ChainClient {
     /// Reads a pool at the latest block (cached by pool and block number).
@@ -69,80 +64,16 @@ impl ChainClient {
         let mut batch = BatchRequest::new(self.provider.client());
         let block_w = add_block_call(&mut batch, ep, number)?;
         let pending = queue_pool(&mut batch, ep, spec, statics, BlockId::number(number))?;
-        let block = self.send_pinned(batch, block_w, number).await?;
+        batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
+        let block = block_w
+            .await
+            .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
+            .ok_or(ChainError::BlockNotFound(number))?;
         self.resolve_pool(pending, spec, statics, &block).await
     }
 
-    /// Sends a batch built around [`add_block_call`] and answers the block its calls are
-    /// pinned to.
-    async fn send_pinned(
-        &self,
-        batch: BatchRequest<'_>,
-        block_w: Waiter<Option<Block>>,
-        number: u64,
-    ) -> Result<Block, ChainError> {
-        let ep = &self.endpoint;
-        batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
-        block_w
-            .await
-            .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
-            .ok_or(ChainError::BlockNotFound(number))
-    }
-
-    /// Reads every pool of `specs` not yet cached at block `number` in ONE batched round trip
-    /// (one `eth_getBlockByNumber` shared by all, then each pool's getters) and caches them, so
-    /// the reads of that block that follow cost no RPC. A pool whose statics or getters fail
-    /// is left uncached: its own read reports why.
-    pub async fn prefetch_pools_at(
-        &self,
-        specs: &[ReadSpec],
-        number: u64,
-    ) -> Result<(), ChainError> {
-        let misses: Vec<&ReadSpec> = specs
-            .iter()
-            .filter(|s| self.cached_read(&read_key(s, number)).is_none())
-            .collect();
-        // Statics are fetched once per pool, so only a first sweep pays these round trips.
-        let mut ready: Vec<(&ReadSpec, Arc<PoolStatics>)> = Vec::with_capacity(misses.len());
-        for spec in misses {
-            match self.pool_statics(spec).await {
-                Ok(st) => ready.push((spec, st)),
-                Err(e) => tracing::debug!(pool = %spec.pool, error = %e, "pool statics unreadable"),
-            }
-        }
-        for chunk in ready.chunks(POOLS_PER_BATCH) {
-            self.prefetch_chunk(chunk, number).await?;
-        }
-        Ok(())
-    }
-
-    async fn prefetch_chunk(
-        &self,
-        pools: &[(&ReadSpec, Arc<PoolStatics>)],
-        number: u64,
-    ) -> Result<(), ChainError> {
-        let ep = &self.endpoint;
-        let mut batch = BatchRequest::new(self.provider.client());
-        let block_w = add_block_call(&mut batch, ep, number)?;
-        let at = BlockId::number(number);
-        let mut pending = Vec::with_capacity(pools.len());
-        for (spec, statics) in pools {
-            pending.push(queue_pool(&mut batch, ep, spec, statics, at)?);
-        }
-        let block = self.send_pinned(batch, block_w, number).await?;
-        for ((spec, statics), p) in pools.iter().zip(pending) {
-            match self.resolve_pool(p, spec, statics, &block).await {
-                Ok(read) => self.cache_read(read_key(spec, number), Arc::new(read)),
-                Err(e) => {
-                    tracing::debug!(pool = %spec.pool, error = %e, "batched pool read failed")
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Builds a pool's read from its answered getters and the block they are pinned to.
-    async fn resolve_pool(
+    pub(crate) async fn resolve_pool(
         &self,
         p: PoolPending,
         spec: &ReadSpec,
@@ -401,7 +332,7 @@ impl ChainClient {
 }
 
 /// The block a batch's calls are pinned to, for its hash and timestamp.
-fn add_block_call(
+pub(crate) fn add_block_call(
     batch: &mut BatchRequest<'_>,
     ep: &Endpoint,
     number: u64,
@@ -415,7 +346,7 @@ fn add_block_call(
 }
 
 /// Queues every getter a read of `spec` needs into `batch`, pinned to `at`.
-fn queue_pool(
+pub(crate) fn queue_pool(
     batch: &mut BatchRequest<'_>,
     ep: &Endpoint,
     spec: &ReadSpec,
@@ -545,7 +476,7 @@ fn queue_pool(
 }
 
 /// The getters of one pool read, queued in a batch not yet answered.
-struct PoolPending {
+pub(crate) struct PoolPending {
     base_bal: PendingCall<IERC20::balanceOfCall>,
     quote_bal: PendingCall<IERC20::balanceOfCall>,
     feed_w: Option<(Address, PendingCall<IChainlinkFeed::latestRoundDataCall>)>,
@@ -555,7 +486,7 @@ struct PoolPending {
 }
 
 /// The per-block cache key of a read.
-fn read_key(spec: &ReadSpec, number: u64) -> crate::client::ReadKey {
+pub(crate) fn read_key(spec: &ReadSpec, number: u64) -> crate::client::ReadKey {
     (spec.pool, number, spec.feed, spec.fee_trader)
 }
 

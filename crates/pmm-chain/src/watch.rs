@@ -2,8 +2,6 @@
 //! block and gas price in one round trip, and an account's holdings in a pool's tokens and
 //! shares in one batch pinned to the state's block.
 
-use std::time::{Duration, Instant};
-
 use alloy::eips::BlockId;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
@@ -11,7 +9,8 @@ use alloy::rpc::client::BatchRequest;
 
 use crate::ChainClient;
 use crate::abi::{IDODOV2Shares, IERC20};
-use crate::batch::{add_call, rpc_error};
+use crate::batch::{PendingCall, add_call, rpc_error};
+use crate::endpoint::Endpoint;
 use crate::error::ChainError;
 
 /// The chain head: latest block number and gas price, from one batched request.
@@ -35,23 +34,6 @@ pub struct AccountHoldings {
 }
 
 impl ChainClient {
-    /// Publishes `head`, seen at `seen`, as the head readers may use without asking the node
-    /// (the hub's pool monitor publishes a block once its pools are cached). A head seen
-    /// earlier than the published one never replaces it.
-    pub fn publish_head(&self, head: Head, seen: Instant) {
-        if let Ok(mut g) = self.published.lock()
-            && g.is_none_or(|(_, at)| at <= seen)
-        {
-            *g = Some((head, seen));
-        }
-    }
-
-    /// The published head, if it was seen within `max_age`; older, a reader must ask the node.
-    pub fn published_head(&self, max_age: Duration) -> Option<Head> {
-        let (head, seen) = (*self.published.lock().ok()?)?;
-        (seen.elapsed() <= max_age).then_some(head)
-    }
-
     /// Latest block number and gas price in one batched round trip.
     pub async fn head(&self) -> Result<Head, ChainError> {
         let ep = &self.endpoint;
@@ -74,8 +56,9 @@ impl ChainClient {
     }
 
     /// `owner`'s balances of `base`, `quote` and (when `shares`) the pool's LP shares at block
-    /// `number`, in one batch. A token that does not answer `balanceOf` is an error: holdings
-    /// that cannot be read are unknown, never zero.
+    /// `number`, in one batch (cached per pool, owner and block: the pool monitor's sweep
+    /// reads the executor's with the pools). A token that does not answer `balanceOf` is an
+    /// error: holdings that cannot be read are unknown, never zero.
     pub async fn holdings(
         &self,
         pool: Address,
@@ -85,28 +68,89 @@ impl ChainClient {
         owner: Address,
         number: u64,
     ) -> Result<AccountHoldings, ChainError> {
+        let key = (pool, owner, number);
+        if let Some(hit) = self.cached_holdings(&key) {
+            return Ok(hit);
+        }
         let ep = &self.endpoint;
-        let at = BlockId::number(number);
         let mut batch = BatchRequest::new(self.provider.client());
-        let b = add_call(&mut batch, ep, base, &IERC20::balanceOfCall { owner }, at)?;
-        let q = add_call(&mut batch, ep, quote, &IERC20::balanceOfCall { owner }, at)?;
-        let s = if shares {
-            Some(add_call(
-                &mut batch,
-                ep,
+        let pending = queue_holdings(
+            &mut batch,
+            ep,
+            HoldingsOf {
                 pool,
+                base,
+                quote,
+                shares,
+                owner,
+            },
+            BlockId::number(number),
+        )?;
+        batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
+        let h = pending.resolve(ep).await?;
+        self.cache_holdings(key, h);
+        Ok(h)
+    }
+}
+
+/// Whose holdings of which pool's tokens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HoldingsOf {
+    pub(crate) pool: Address,
+    pub(crate) base: Address,
+    pub(crate) quote: Address,
+    /// Whether the pool issues LP shares.
+    pub(crate) shares: bool,
+    pub(crate) owner: Address,
+}
+
+/// The `balanceOf` calls of one account's holdings, queued in a batch not yet answered.
+pub(crate) struct HoldingsPending {
+    of: HoldingsOf,
+    base: PendingCall<IERC20::balanceOfCall>,
+    quote: PendingCall<IERC20::balanceOfCall>,
+    shares: Option<PendingCall<IDODOV2Shares::balanceOfCall>>,
+}
+
+/// Queues `of`'s balance calls into `batch`, pinned to `at`.
+pub(crate) fn queue_holdings(
+    batch: &mut BatchRequest<'_>,
+    ep: &Endpoint,
+    of: HoldingsOf,
+    at: BlockId,
+) -> Result<HoldingsPending, ChainError> {
+    let owner = of.owner;
+    Ok(HoldingsPending {
+        of,
+        base: add_call(batch, ep, of.base, &IERC20::balanceOfCall { owner }, at)?,
+        quote: add_call(batch, ep, of.quote, &IERC20::balanceOfCall { owner }, at)?,
+        shares: if of.shares {
+            Some(add_call(
+                batch,
+                ep,
+                of.pool,
                 &IDODOV2Shares::balanceOfCall { owner },
                 at,
             )?)
         } else {
             None
-        };
-        batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
+        },
+    })
+}
+
+impl HoldingsPending {
+    /// The holdings, once the batch was sent.
+    pub(crate) async fn resolve(self, ep: &Endpoint) -> Result<AccountHoldings, ChainError> {
+        let of = self.of;
         Ok(AccountHoldings {
-            base: b.resolve(ep).await?.required(base, "balanceOf")?,
-            quote: q.resolve(ep).await?.required(quote, "balanceOf")?,
-            shares: match s {
-                Some(s) => Some(s.resolve(ep).await?.required(pool, "balanceOf")?),
+            base: self.base.resolve(ep).await?.required(of.base, "balanceOf")?,
+            quote: self
+                .quote
+                .resolve(ep)
+                .await?
+                .required(of.quote, "balanceOf")?,
+            shares: match self.shares {
+                Some(s) => Some(s.resolve(ep).await?.required(of.pool, "balanceOf")?),
                 None => None,
             },
         })

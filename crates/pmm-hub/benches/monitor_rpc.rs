@@ -6,12 +6,17 @@
 //! * the monitor sweeping each block, tool calls still asking the node for the head;
 //! * the monitor sweeping each block and tool calls using the head it published.
 //!
-//! A "request" is one HTTP request reaching the node: a JSON-RPC batch counts once, whatever
-//! it holds. Each is sorted by what it holds: a pool-read batch (has `eth_getBlockByNumber`:
-//! the monitor's batch of every pool, or one tool call's read of one pool), a head poll (has
-//! `eth_blockNumber`), or anything else. Calls counts every JSON-RPC call inside them.
+//! Requests are counted and sorted by the proxy in `tests/common/rpc_proxy.rs` (a JSON-RPC
+//! batch counts once). With the monitor's head, what is left per block is the monitor's own:
+//! its one batch of every pool, and its head polls (`monitor_poll_ms` apart, so about the
+//! block interval over the poll interval of them; a node that pushed new heads would need
+//! none).
 //!
 //! Run: `cargo bench -p pmm-hub --bench monitor_rpc` (prints; asserts nothing).
+
+#[allow(dead_code)]
+#[path = "../tests/common/rpc_proxy.rs"]
+mod rpc_proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, I256, U256};
 use alloy::providers::Provider;
-use axum::body::Bytes;
 use pmm_testkit::devnet::{Devnet, ONE, PoolParams};
+use rpc_proxy::{CountingProxy, Snapshot};
 use serde_json::{Value, json};
 
 const POOLS: usize = 50;
@@ -30,76 +35,6 @@ const BLOCK_GAP: Duration = Duration::from_millis(500);
 const POLL_MS: u64 = 100;
 const TOKEN: &str = "bench-agent-token-000000001";
 
-#[derive(Default)]
-struct Counts {
-    pool_batches: AtomicU64,
-    head_polls: AtomicU64,
-    other: AtomicU64,
-    calls: AtomicU64,
-}
-
-impl Counts {
-    fn snapshot(&self) -> [u64; 4] {
-        [
-            self.pool_batches.load(Ordering::Relaxed),
-            self.head_polls.load(Ordering::Relaxed),
-            self.other.load(Ordering::Relaxed),
-            self.calls.load(Ordering::Relaxed),
-        ]
-    }
-
-    fn count(&self, body: &[u8]) {
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let calls: Vec<&Value> = match &v {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        };
-        let has = |m: &str| calls.iter().any(|c| c["method"] == m);
-        let bucket = if has("eth_getBlockByNumber") {
-            &self.pool_batches
-        } else if has("eth_blockNumber") {
-            &self.head_polls
-        } else {
-            &self.other
-        };
-        bucket.fetch_add(1, Ordering::Relaxed);
-        self.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
-    }
-}
-
-/// A proxy on a free port that counts every request and forwards it to `upstream`.
-async fn counting_proxy(upstream: String, counts: Arc<Counts>) -> anyhow::Result<String> {
-    let http = reqwest::Client::new();
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::post(move |body: Bytes| {
-            let (http, upstream, counts) = (http.clone(), upstream.clone(), counts.clone());
-            async move {
-                counts.count(&body);
-                let resp = http
-                    .post(&upstream)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| (axum::http::StatusCode::BAD_GATEWAY, e.to_string()))?;
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| (axum::http::StatusCode::BAD_GATEWAY, e.to_string()))?;
-                Ok::<_, (axum::http::StatusCode, String)>((
-                    [("content-type", "application/json")],
-                    bytes,
-                ))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(format!("http://{addr}"))
-}
-
 struct Mode {
     name: &'static str,
     monitor_each_block: bool,
@@ -107,13 +42,17 @@ struct Mode {
 }
 
 struct Measured {
-    per_block: [f64; 4],
-    tool_calls_per_block: f64,
+    counted: Snapshot,
+    tool_calls: u64,
 }
 
 impl Measured {
+    fn per_block(&self, n: u64) -> f64 {
+        n as f64 / BLOCKS as f64
+    }
+
     fn requests(&self) -> f64 {
-        self.per_block[0] + self.per_block[1] + self.per_block[2]
+        self.per_block(self.counted.requests())
     }
 }
 
@@ -141,8 +80,7 @@ async fn tool_call(
 
 async fn measure(
     devnet: &Devnet,
-    proxy: &str,
-    counts: &Counts,
+    proxy: &CountingProxy,
     allowlist: &std::path::Path,
     pools: &[Address],
     mode: &Mode,
@@ -151,7 +89,7 @@ async fn measure(
     let mut cfg = json!({
         "listen": "127.0.0.1:0",
         "chain": "devnet",
-        "rpc_url": proxy,
+        "rpc_url": proxy.url,
         "allowlist_path": allowlist,
         "profiles_path": root.join("config/pool_profiles.json"),
         "agent_token": TOKEN,
@@ -179,7 +117,7 @@ async fn measure(
 
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicU64::new(0));
-    let before = counts.snapshot();
+    let before = proxy.counts.snapshot();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let (http, url, pools) = (http.clone(), url.clone(), pools.to_vec());
@@ -206,12 +144,11 @@ async fn measure(
     for c in clients {
         c.await??;
     }
-    let after = counts.snapshot();
+    let counted = proxy.counts.snapshot().since(&before);
     hub.shutdown().await;
-    let per_block = std::array::from_fn(|i| (after[i] - before[i]) as f64 / BLOCKS as f64);
     Ok(Measured {
-        per_block,
-        tool_calls_per_block: served.load(Ordering::Relaxed) as f64 / BLOCKS as f64,
+        counted,
+        tool_calls: served.load(Ordering::Relaxed),
     })
 }
 
@@ -262,8 +199,7 @@ async fn main() -> anyhow::Result<()> {
         &allowlist,
         serde_json::to_string(&json!({"chain": "devnet", "chain_id": 31337, "pools": entries}))?,
     )?;
-    let counts = Arc::new(Counts::default());
-    let proxy = counting_proxy(devnet.rpc_url().to_owned(), counts.clone()).await?;
+    let proxy = CountingProxy::start(devnet.rpc_url()).await?;
 
     let modes = [
         Mode {
@@ -284,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
     ];
     let mut results = Vec::new();
     for mode in &modes {
-        results.push(measure(&devnet, &proxy, &counts, &allowlist, &pools, mode).await?);
+        results.push(measure(&devnet, &proxy, &allowlist, &pools, mode).await?);
     }
     println!(
         "monitor_rpc: {POOLS} allowlisted DSPs, {CLIENTS} clients calling get_pool_state / \
@@ -308,12 +244,12 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "{:<36} {:>11.1} {:>13.1} {:>12.1} {:>10.1} {:>7.1} {:>11.1} {:>10.3}",
             mode.name,
-            m.tool_calls_per_block,
+            m.per_block(m.tool_calls),
             m.requests(),
-            m.per_block[0],
-            m.per_block[1],
-            m.per_block[2],
-            m.per_block[3],
+            m.per_block(m.counted.pool_batches),
+            m.per_block(m.counted.head_polls),
+            m.per_block(m.counted.other),
+            m.per_block(m.counted.calls),
             m.requests() / baseline,
         );
     }

@@ -199,10 +199,11 @@ pub struct HubConfig {
     #[serde(default)]
     pub monitor_interval_s: Option<u64>,
     /// Read tools, `dodo.risk_check` and `dodo.simulate_action` use the head the pool monitor
-    /// last published (a block whose allowlisted pools it has read and cached, seen within two
-    /// `monitor_poll_ms`) instead of asking the node each call, so a call in that block costs
-    /// no RPC. The price: a block mined since the monitor's last poll is seen up to one poll
-    /// later. Off, or with `monitor_interval_s`, every call asks the node; writes always do.
+    /// last published (a block whose allowlisted pools it has read and cached, reported by the
+    /// node within two `monitor_poll_ms`) instead of asking the node each call, so a call in
+    /// that block costs no RPC; a call during the monitor's read of a new block waits for it.
+    /// The price: a block mined since the monitor's last poll is seen up to one poll later.
+    /// Off, or with `monitor_interval_s`, every call asks the node; writes always do.
     #[serde(default = "default_true")]
     pub tools_use_monitor_head: bool,
     /// Tool-call log rows kept in memory while Postgres is unreachable.

@@ -134,25 +134,42 @@ pub async fn run(cfg: &HubConfig) -> Vec<Check> {
             cfg.allow_write, cfg.execution_armed
         ),
     ));
-    match &cfg.redis_url {
-        None => out.push(check("redis_persistence", false, "redis_url not set")),
+    let info = match &cfg.redis_url {
+        None => Err("redis_url not set".to_owned()),
         Some(url) => match pmm_store::RedisStore::connect(url, "") {
-            Err(e) => out.push(check("redis_persistence", false, e.to_string())),
-            Ok(r) => match r.server_info().await {
-                Ok(i) if i.aof_enabled => out.push(check(
-                    "redis_persistence",
-                    true,
-                    format!("AOF on (redis {})", i.version),
-                )),
-                Ok(_) => out.push(check(
-                    "redis_persistence",
-                    false,
-                    "appendonly is off: a restart loses breakers and caps",
-                )),
-                Err(e) => out.push(check("redis_persistence", false, e.to_string())),
-            },
+            Err(e) => Err(e.to_string()),
+            Ok(r) => r.server_info().await.map_err(|e| e.to_string()),
         },
+    };
+    match &info {
+        Ok(i) if i.aof_enabled => out.push(check(
+            "redis_persistence",
+            true,
+            format!("AOF on (redis {})", i.version),
+        )),
+        Ok(_) => out.push(check(
+            "redis_persistence",
+            false,
+            "appendonly is off: a restart loses breakers and caps",
+        )),
+        Err(e) => out.push(check("redis_persistence", false, e.clone())),
     }
+    let required = pmm_store::REQUIRED_EVICTION_POLICY;
+    out.push(match &info {
+        Ok(i) if i.maxmemory_policy.as_deref() == Some(required) => {
+            check("redis_eviction", true, format!("maxmemory-policy {required}"))
+        }
+        Ok(i) => check(
+            "redis_eviction",
+            false,
+            format!(
+                "maxmemory-policy is {}: an evicted breaker or cap key reads as clear, so the \
+                 hub refuses writes (set {required}; pmm-state bootstrap does)",
+                i.maxmemory_policy.as_deref().unwrap_or("unreported")
+            ),
+        ),
+        Err(e) => check("redis_eviction", false, e.clone()),
+    });
     match &cfg.database_url {
         None => out.push(check("postgres", false, "database_url not set")),
         Some(url) => match pmm_store::PgStore::connect(url, 1) {

@@ -6,16 +6,18 @@
 //! negative feed, reserves below their floors, or a pool that no longer reads as what the
 //! allowlist claims. Each trip is one `policy_events` row (written before Redis changes) and
 //! never overwrites an earlier trip. A sweep reads every allowlisted pool in one JSON-RPC
-//! batch into the chain client's per-block cache, then publishes the block as the head tool
-//! calls use (`tools_use_monitor_head`): a tool call in that block costs no RPC, not even
-//! `eth_blockNumber`. `dodo.risk_check` and `dodo.simulate_action` only report what is stored.
+//! batch into the chain client's per-block cache. With `tools_use_monitor_head` the monitor
+//! also publishes what it knows of the head ([`HeadView`]) and tool calls read at that head:
+//! a call in a swept block costs no RPC, not even `eth_blockNumber`, and a call that arrives
+//! while the monitor reads a new block waits for that sweep instead of reading it a second
+//! time. `dodo.risk_check` and `dodo.simulate_action` only report what is stored.
 //!
 //! The task holds only a weak reference to the hub: it ends when the hub is dropped.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use pmm_chain::ChainError;
+use pmm_chain::{ChainError, Head};
 use pmm_core::config::PoolEntry;
 use pmm_core::policy::trip_reason;
 use pmm_store::PolicyEventKind;
@@ -39,13 +41,56 @@ pub enum Schedule {
     Every(Duration),
 }
 
-/// What the monitor has done, for `/health`-style inspection and tests.
-#[derive(Debug, Default)]
+/// What the monitor knows of the chain head, published for tool calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum HeadView {
+    /// Nothing yet, or tool calls do not use the monitor's head.
+    #[default]
+    Unknown,
+    /// The node said `head` is its latest at `seen`; its pools are being read.
+    Sweeping {
+        /// The new head.
+        head: Head,
+        /// When the node reported it.
+        seen: Instant,
+    },
+    /// `head`'s allowlisted pools are cached; `seen` is when the node last reported it as
+    /// its latest.
+    Ready {
+        /// The head.
+        head: Head,
+        /// When the node last reported it.
+        seen: Instant,
+    },
+}
+
+/// What the monitor has done, for `/health`-style inspection, tests, and the head it
+/// publishes to tool calls.
+#[derive(Debug)]
 pub(crate) struct MonitorState {
     swept: Mutex<Option<u64>>,
+    head: tokio::sync::watch::Sender<HeadView>,
+}
+
+impl Default for MonitorState {
+    fn default() -> Self {
+        Self {
+            swept: Mutex::default(),
+            head: tokio::sync::watch::Sender::new(HeadView::Unknown),
+        }
+    }
 }
 
 impl MonitorState {
+    /// Follows the head view the monitor publishes.
+    pub(crate) fn head_view(&self) -> tokio::sync::watch::Receiver<HeadView> {
+        self.head.subscribe()
+    }
+
+    fn publish(&self, view: HeadView) {
+        self.head.send_replace(view);
+    }
+
     /// The block of the last completed sweep.
     pub(crate) fn last_block(&self) -> Option<u64> {
         self.swept.lock().ok().and_then(|g| *g)
@@ -68,31 +113,38 @@ pub(crate) fn spawn(hub: &Hub, schedule: Schedule) {
 }
 
 async fn run(weak: Weak<Inner>, schedule: Schedule) {
+    let wait = match schedule {
+        Schedule::EachBlock { poll } => poll,
+        Schedule::Every(every) => every,
+    };
+    // Rounds start `wait` apart whatever a round took, so the published head is never older
+    // than one poll plus one round trip while the node answers.
+    let mut ticks = tokio::time::interval(wait);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = None;
     loop {
+        ticks.tick().await;
         let Some(inner) = weak.upgrade() else { return };
         let hub = Hub { inner };
-        let wait = match schedule {
-            Schedule::EachBlock { poll } => poll,
-            Schedule::Every(every) => every,
-        };
-        // One head poll (block number and gas price in one request) per round. A block is
-        // published to the tool calls only once its pools are cached, so the calls that use
-        // it find them there.
+        // One head poll (block number and gas price in one request) per round. Tool calls see
+        // a new block only as `Sweeping` until its pools are cached, so they wait for the
+        // sweep's batch rather than read the pools themselves.
         let seen = Instant::now();
         match hub.inner.chain.head().await {
             Ok(head) => {
+                let state = &hub.inner.monitor;
                 let new = last != Some(head.number);
                 if new || matches!(schedule, Schedule::Every(_)) {
+                    state.publish(HeadView::Sweeping { head, seen });
                     hub.sweep(head.number).await;
                     last = Some(head.number);
                 }
-                hub.inner.chain.publish_head(head, seen);
+                state.publish(HeadView::Ready { head, seen });
             }
+            // The published head ages out: tool calls stop using it after their maximum age.
             Err(e) => tracing::warn!(error = %e, "pool monitor: no chain head"),
         }
         drop(hub);
-        tokio::time::sleep(wait).await;
     }
 }
 
@@ -104,9 +156,15 @@ impl Hub {
             .iter()
             .map(|e| self.read_spec(e.address, e.pool_type, Some(e)))
             .collect();
-        // All pools in one batch; the checks below then read them from the cache. A pool the
-        // batch could not read is read (and its error reported) on its own.
-        if let Err(e) = self.inner.chain.prefetch_pools_at(&specs, number).await {
+        // All pools, and the executor's holdings in them (what `balance` checks), in one
+        // batch; the checks below and the tool calls of this block then read them from the
+        // cache. A pool the batch could not read is read (and its error reported) on its own.
+        if let Err(e) = self
+            .inner
+            .chain
+            .prefetch_pools_at(&specs, self.inner.executor, number)
+            .await
+        {
             tracing::warn!(block = number, error = %e, "pool monitor: batched read failed");
         }
         futures::future::join_all(pools.iter().map(|e| self.watch(e, number))).await;

@@ -4,14 +4,17 @@
 
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+#[path = "common/own_redis.rs"]
+mod own_redis;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use alloy::primitives::{Address, I256, U256};
 use alloy::providers::Provider;
 use common::*;
+use own_redis::OwnRedis;
 use pmm_core::keys::{daily_cap_scope, utc_day};
 use pmm_core::schema::ChainName;
 use pmm_store::{NotionalReservation, PgStore, PolicyEventKind, RedisStore, ReserveOutcome};
@@ -33,72 +36,6 @@ fn amount(v: &Value) -> U256 {
     v.as_str()
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("not an amount: {v}"))
-}
-
-/// A redis-server of this test's own, without persistence, on an ephemeral 127.0.0.1 port:
-/// the shared Redis is never flushed or restarted. Killed on drop.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start() -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut r = Self { port, child: None };
-        r.spawn()?;
-        Ok(r)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            anyhow::ensure!(Instant::now() < end, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Stops the server and starts a new one on the same port: everything in it is gone.
-    fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()
-    }
-
-    /// `FLUSHALL` in the RESP wire format (this server only).
-    fn flushall(&self) -> anyhow::Result<()> {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
-        conn.write_all(b"*1\r\n$8\r\nFLUSHALL\r\n")?;
-        let mut reply = [0u8; 5];
-        conn.read_exact(&mut reply)?;
-        anyhow::ensure!(&reply == b"+OK\r\n", "FLUSHALL: {reply:?}");
-        Ok(())
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Writes an allowlist of `pools` (address, pool_type, feed, limits) and points `cfg` at it.

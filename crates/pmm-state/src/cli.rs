@@ -70,15 +70,16 @@ pub enum Command {
     },
     /// List applied and pending migrations and any drift. Needs --database-url.
     Status,
-    /// Prepare Redis: PING, report the server version, warn when AOF persistence is off,
-    /// rebuild breakers, pauses, cooldowns and today's usage from Postgres (policy_events,
-    /// notional_windows), then record the key-layout version (the bootstrap marker the hub
-    /// requires before it allows any write). Safe to run any number of times; run it after
-    /// Redis lost data (restart without persistence, flush). Needs --redis-url and
-    /// --database-url.
+    /// Prepare Redis: PING, report the server version, warn when AOF persistence is off, set
+    /// maxmemory-policy noeviction (the hub refuses writes under any policy that may evict a
+    /// breaker or cap key; persist it in redis.conf too), rebuild breakers, pauses, cooldowns
+    /// and today's usage from Postgres (policy_events, notional_windows), then record the
+    /// key-layout version (the bootstrap marker the hub requires before it allows any write).
+    /// Safe to run any number of times; run it after Redis lost data (restart without
+    /// persistence, flush). Needs --redis-url and --database-url.
     Bootstrap,
     /// Readiness check for health checks: Postgres reachable with every migration applied, Redis
-    /// reachable and bootstrapped. Exit 0 when ready, 1 when not.
+    /// reachable, bootstrapped and on maxmemory-policy noeviction. Exit 0 when ready, 1 when not.
     Check {
         /// Which stores to check.
         #[arg(long, value_enum, default_value_t = Stores::All)]

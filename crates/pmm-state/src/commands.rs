@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use pmm_store::migrate::{MigrationInfo, MigrationSet, Migrator};
 use pmm_store::redis::REDIS_SCHEMA_VERSION;
-use pmm_store::{BootstrapOutcome, PgStore, RedisStore, policy_state};
+use pmm_store::{
+    BootstrapOutcome, EvictionOutcome, PgStore, REQUIRED_EVICTION_POLICY, RedisStore,
+    policy_state,
+};
 
 use crate::cli::{Cli, Command, EXIT_FAILURE, EXIT_OK, MissingSetting};
 
@@ -142,13 +145,20 @@ async fn bootstrap(cli: &Cli) -> Result<u8, CommandError> {
         "policy state rebuilt from Postgres: {} breakers, {} cooldowns, {} daily counters",
         report.breakers, report.cooldowns, report.counters
     );
+    if let EvictionOutcome::Set { from } = &report.eviction {
+        println!(
+            "redis maxmemory-policy was {from}, set to {REQUIRED_EVICTION_POLICY} (an evicted \
+             breaker or cap key would read as clear; persist it in redis.conf too)"
+        );
+    }
     let what = match report.marker {
         BootstrapOutcome::Created => "recorded".to_owned(),
         BootstrapOutcome::Unchanged => "already current".to_owned(),
         BootstrapOutcome::Upgraded { from } => format!("upgraded from {from}"),
     };
     println!(
-        "redis {} at {}: aof {}, schema version {REDIS_SCHEMA_VERSION} {what}",
+        "redis {} at {}: aof {}, maxmemory-policy {REQUIRED_EVICTION_POLICY}, schema version \
+         {REDIS_SCHEMA_VERSION} {what}",
         info.version,
         redis.endpoint(),
         if info.aof_enabled { "on" } else { "off" },
@@ -190,26 +200,28 @@ async fn check_postgres(cli: &Cli) -> Result<bool, CommandError> {
 
 async fn check_redis(cli: &Cli) -> Result<bool, CommandError> {
     let redis = redis_store(cli)?;
-    let version = match redis.ping().await {
-        Ok(()) => redis.schema_version().await,
+    let guard = match redis.ping().await {
+        Ok(()) => redis.state_guard().await,
         Err(e) => Err(e),
     };
-    match version {
-        Ok(Some(v)) if v == REDIS_SCHEMA_VERSION => {
-            println!("redis: ready (schema version {v})");
-            Ok(true)
+    let why_not = match guard {
+        Ok((Some(v), Some(policy))) if v == REDIS_SCHEMA_VERSION => {
+            if policy == REQUIRED_EVICTION_POLICY {
+                println!("redis: ready (schema version {v}, maxmemory-policy {policy})");
+                return Ok(true);
+            }
+            format!(
+                "maxmemory-policy is {policy}, the hub needs {REQUIRED_EVICTION_POLICY} (run \
+                 pmm-state bootstrap)"
+            )
         }
-        Ok(Some(v)) => {
-            println!("redis: not ready: schema version {v}, expected {REDIS_SCHEMA_VERSION}");
-            Ok(false)
+        Ok((Some(v), None)) if v == REDIS_SCHEMA_VERSION => {
+            "the server reports no maxmemory-policy".to_owned()
         }
-        Ok(None) => {
-            println!("redis: not ready: not bootstrapped (run pmm-state bootstrap)");
-            Ok(false)
-        }
-        Err(e) => {
-            println!("redis: not ready: {e}");
-            Ok(false)
-        }
-    }
+        Ok((Some(v), _)) => format!("schema version {v}, expected {REDIS_SCHEMA_VERSION}"),
+        Ok((None, _)) => "not bootstrapped (run pmm-state bootstrap)".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    println!("redis: not ready: {why_not}");
+    Ok(false)
 }

@@ -365,3 +365,73 @@ fn help_explains_each_command() {
     assert!(migrate_help.contains("advisory lock"));
     assert!(migrate_help.contains("--lock-timeout-secs"));
 }
+
+/// `CONFIG SET maxmemory-policy <policy>` on the Redis at `port`, in the RESP wire format.
+fn set_eviction_policy(port: u16, policy: &str) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let args = ["CONFIG", "SET", "maxmemory-policy", policy];
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    conn.write_all(req.as_bytes()).expect("write");
+    let mut reply = [0u8; 5];
+    conn.read_exact(&mut reply).expect("reply");
+    assert_eq!(&reply, b"+OK\r\n");
+}
+
+#[tokio::test]
+async fn bootstrap_sets_noeviction_and_check_refuses_an_evicting_redis() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let _redis = Children(vec![
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--maxmemory-policy", "allkeys-lru"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let db = TestDb::create().await.expect("db");
+    let migrated = run(&["migrate", "--database-url", db.url()]);
+    assert_eq!(migrated.status.code(), Some(0), "{}", stderr(&migrated));
+    let args = |cmd: &'static str| {
+        let mut c = pmm_state(&[cmd]);
+        c.env("REDIS_URL", &url).env("DATABASE_URL", db.url());
+        if cmd == "check" {
+            c.args(["--stores", "redis"]);
+        }
+        c
+    };
+
+    let boot = args("bootstrap").output().expect("bootstrap");
+    assert_eq!(boot.status.code(), Some(0), "{}", stderr(&boot));
+    assert!(
+        stdout(&boot).contains("maxmemory-policy was allkeys-lru, set to noeviction"),
+        "{}",
+        stdout(&boot)
+    );
+    let ready = args("check").output().expect("check");
+    assert_eq!(ready.status.code(), Some(0), "{}", stdout(&ready));
+    assert!(stdout(&ready).contains("maxmemory-policy noeviction"));
+
+    // Bootstrapped, then switched to a policy that may evict: not ready, and says why.
+    set_eviction_policy(port, "allkeys-lru");
+    let evicting = args("check").output().expect("check");
+    assert_eq!(evicting.status.code(), Some(1), "{}", stdout(&evicting));
+    assert!(
+        stdout(&evicting).contains("maxmemory-policy is allkeys-lru"),
+        "{}",
+        stdout(&evicting)
+    );
+}

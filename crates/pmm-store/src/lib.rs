@@ -29,7 +29,10 @@ pub use ledger::{NotionalReservation, ReserveOutcome, WindowUsage};
 pub use migrate::{MigrateError, MigrateReport, MigrationSet, Migrator, SchemaStatus};
 pub use pg::PgStore;
 pub use policy_events::{ActiveCooldown, ActiveTrip, PolicyEvent, PolicyEventKind, pool_text};
-pub use redis::{BootstrapOutcome, CapReservation, RedisInfo, RedisStore};
+pub use redis::{
+    BootstrapOutcome, CapReservation, EvictionOutcome, REQUIRED_EVICTION_POLICY, RedisInfo,
+    RedisStore,
+};
 pub use reservations::{ReserveResult, Settled, WriteReservation};
 pub use snapshots::PoolSnapshot;
 pub use tool_calls::{ToolCall, ToolOutcome};

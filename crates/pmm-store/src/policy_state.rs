@@ -9,6 +9,9 @@
 //! * [`rebuild`] only ever adds: breakers Redis does not hold, cooldowns and daily counters
 //!   raised to what Postgres says. It writes the bootstrap marker last; until then (or after a
 //!   flush) [`availability`] reports the state as lost and the hub denies every write.
+//! * A single key can be lost too, evicted under memory pressure: [`rebuild`] sets
+//!   `maxmemory-policy noeviction`, and [`availability`] reports the state as unavailable
+//!   whenever the server says otherwise.
 
 use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
@@ -18,7 +21,9 @@ use serde_json::json;
 
 use crate::error::{Result, StoreError};
 use crate::policy_events::{PolicyEvent, PolicyEventKind, pool_text};
-use crate::redis::{BootstrapOutcome, REDIS_SCHEMA_VERSION};
+use crate::redis::{
+    BootstrapOutcome, EvictionOutcome, REDIS_SCHEMA_VERSION, REQUIRED_EVICTION_POLICY,
+};
 use crate::{PgStore, RedisStore};
 
 /// Who changes a breaker, and at which block the change was decided.
@@ -128,10 +133,12 @@ pub async fn set_cooldown(
     redis.set_cooldown(c.chain, pool, until).await
 }
 
-/// Whether Redis' policy state can be trusted: `Err` says why not (no bootstrap marker, or
-/// one of another version). A missing key in an untrusted Redis may be a lost one.
+/// Whether Redis' policy state can be trusted: `Err` says why not (no bootstrap marker, one
+/// of another version, or a server that may evict keys). A missing key in an untrusted Redis
+/// may be a lost one. One round trip, so every policy check can afford it.
 pub async fn availability(redis: &RedisStore) -> Result<std::result::Result<(), String>> {
-    Ok(match redis.schema_version().await? {
+    let (version, eviction) = redis.state_guard().await?;
+    let marker = match version {
         Some(v) if v == REDIS_SCHEMA_VERSION => Ok(()),
         Some(v) => Err(format!(
             "bootstrap marker is version {v}, expected {REDIS_SCHEMA_VERSION} (run pmm-state \
@@ -142,11 +149,20 @@ pub async fn availability(redis: &RedisStore) -> Result<std::result::Result<(), 
              pmm-state bootstrap)"
                 .into(),
         ),
-    })
+    };
+    Ok(marker.and_then(|()| match eviction.as_deref() {
+        Some(REQUIRED_EVICTION_POLICY) => Ok(()),
+        found => Err(format!(
+            "maxmemory-policy is {}: Redis may evict a breaker, cooldown or cap key, which \
+             would read as clear (set maxmemory-policy {REQUIRED_EVICTION_POLICY}; pmm-state \
+             bootstrap does)",
+            found.unwrap_or("unreported")
+        )),
+    }))
 }
 
 /// What [`rebuild`] restored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildReport {
     /// Breakers and global pauses written back.
     pub breakers: usize,
@@ -154,13 +170,18 @@ pub struct RebuildReport {
     pub cooldowns: usize,
     /// Daily counters raised.
     pub counters: usize,
+    /// What happened to the server's `maxmemory-policy`.
+    pub eviction: EvictionOutcome,
     /// What happened to the marker.
     pub marker: BootstrapOutcome,
 }
 
-/// Rebuilds Redis' breakers, pauses, cooldowns and today's (`now`'s UTC day) usage from
-/// Postgres, then writes the bootstrap marker. Safe to run any number of times.
+/// Makes sure Redis cannot evict a key (`maxmemory-policy noeviction`), rebuilds its
+/// breakers, pauses, cooldowns and today's (`now`'s UTC day) usage from Postgres, then writes
+/// the bootstrap marker. Safe to run any number of times. A server that cannot be set to
+/// `noeviction` gets no marker: the hub keeps denying writes.
 pub async fn rebuild(pg: &PgStore, redis: &RedisStore, now: u64) -> Result<RebuildReport> {
+    let eviction = redis.ensure_noeviction().await?;
     let chain_of = |name: &str| {
         ChainName::new(name).map_err(|e| StoreError::Corrupt {
             location: "policy_events.chain".into(),
@@ -208,6 +229,7 @@ pub async fn rebuild(pg: &PgStore, redis: &RedisStore, now: u64) -> Result<Rebui
         breakers,
         cooldowns,
         counters,
+        eviction,
         marker,
     })
 }

@@ -170,6 +170,33 @@ pub struct RedisInfo {
     pub version: String,
     /// Whether the append-only file is on; without it a restart can lose breaker trips.
     pub aof_enabled: bool,
+    /// `maxmemory_policy`, when the server reports one; anything but
+    /// [`REQUIRED_EVICTION_POLICY`] may evict a breaker or cap key.
+    pub maxmemory_policy: Option<String>,
+}
+
+/// The only `maxmemory-policy` under which a missing key is one that was never written: any
+/// other may evict a breaker, cooldown or cap key under memory pressure, and an evicted key
+/// reads as "clear".
+pub const REQUIRED_EVICTION_POLICY: &str = "noeviction";
+
+/// What [`RedisStore::ensure_noeviction`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvictionOutcome {
+    /// The server already had [`REQUIRED_EVICTION_POLICY`].
+    Unchanged,
+    /// The policy was `from` and is now [`REQUIRED_EVICTION_POLICY`].
+    Set {
+        /// The policy found.
+        from: String,
+    },
+}
+
+/// One `name:value` line of an `INFO` section.
+fn info_field(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
 }
 
 /// What a bootstrap did to the schema-version key.
@@ -297,20 +324,74 @@ impl RedisStore {
             .arg("persistence")
             .query_async(&mut conn)
             .await?;
-        let field = |text: &str, name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(|v| v.trim().to_owned())
-        };
-        let version = field(&server, "redis_version").ok_or_else(|| StoreError::Corrupt {
+        let memory: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?;
+        let version = info_field(&server, "redis_version").ok_or_else(|| StoreError::Corrupt {
             location: "INFO server".into(),
             reason: "no redis_version".into(),
         })?;
-        let aof_enabled = field(&persistence, "aof_enabled").as_deref() == Some("1");
+        let aof_enabled = info_field(&persistence, "aof_enabled").as_deref() == Some("1");
         Ok(RedisInfo {
             version,
             aof_enabled,
+            maxmemory_policy: info_field(&memory, "maxmemory_policy"),
         })
+    }
+
+    /// The bootstrap marker's version and the server's `maxmemory_policy`, in one round trip
+    /// (a pipeline): what every policy check asks before it trusts a missing key.
+    pub async fn state_guard(&self) -> Result<(Option<u32>, Option<String>)> {
+        let key = self.key(keys::SCHEMA_VERSION_KEY);
+        let (marker, memory): (Option<String>, String) = redis::pipe()
+            .get(&key)
+            .cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        let version = marker
+            .map(|raw| {
+                raw.parse::<u32>().map_err(|e| StoreError::Corrupt {
+                    location: key.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok((version, info_field(&memory, "maxmemory_policy")))
+    }
+
+    /// Sets the server's `maxmemory-policy` to [`REQUIRED_EVICTION_POLICY`] unless it already
+    /// is, and verifies it took. A server that refuses `CONFIG SET` (managed Redis often
+    /// does) is an error naming what to configure instead.
+    pub async fn ensure_noeviction(&self) -> Result<EvictionOutcome> {
+        let found = self.server_info().await?.maxmemory_policy;
+        if found.as_deref() == Some(REQUIRED_EVICTION_POLICY) {
+            return Ok(EvictionOutcome::Unchanged);
+        }
+        let refused = |reason: String| StoreError::InvalidInput {
+            field: "maxmemory-policy",
+            reason,
+        };
+        let from = found.unwrap_or_else(|| "unreported".to_owned());
+        let set: redis::RedisResult<()> = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg(REQUIRED_EVICTION_POLICY)
+            .query_async(&mut self.conn().await?)
+            .await;
+        if let Err(e) = set {
+            return Err(refused(format!(
+                "is {from} and CONFIG SET was refused ({e}): configure maxmemory-policy                  {REQUIRED_EVICTION_POLICY} on the server"
+            )));
+        }
+        match self.server_info().await?.maxmemory_policy {
+            Some(p) if p == REQUIRED_EVICTION_POLICY => Ok(EvictionOutcome::Set { from }),
+            other => Err(refused(format!(
+                "is still {} after CONFIG SET",
+                other.unwrap_or_else(|| "unreported".to_owned())
+            ))),
+        }
     }
 
     /// The breaker of a pool; `None` when it is not tripped. A value that is not a

@@ -1,0 +1,109 @@
+//! One batched read of every allowlisted pool per block, for the hub's pool monitor: one
+//! request holding one `eth_getBlockByNumber`, every pool's getters and the executor's
+//! holdings, cached per pool, so the tool calls of that block are served from the cache.
+
+use std::sync::Arc;
+
+use alloy::eips::BlockId;
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use alloy::rpc::client::BatchRequest;
+
+use crate::batch::rpc_error;
+use crate::client::{ChainClient, PoolStatics};
+use crate::error::ChainError;
+use crate::read::{add_block_call, queue_pool, read_key};
+use crate::types::{ReadSpec, has_shares};
+use crate::watch::{HoldingsOf, queue_holdings};
+
+/// Pools per batch of [`ChainClient::prefetch_pools_at`]: about fifteen calls each, so a batch
+/// stays under the ~1000-call limit common RPC providers set.
+const POOLS_PER_BATCH: usize = 64;
+
+impl ChainClient {
+    /// Reads every pool of `specs` not yet cached at block `number` in ONE batched round trip
+    /// (one `eth_getBlockByNumber` shared by all, then each pool's getters, and `holder`'s
+    /// holdings in each pool's tokens and shares) and caches them, so the reads of that block
+    /// that follow, [`ChainClient::holdings`] included, cost no RPC. A pool whose statics or
+    /// getters fail is left uncached: its own read reports why.
+    pub async fn prefetch_pools_at(
+        &self,
+        specs: &[ReadSpec],
+        holder: Option<Address>,
+        number: u64,
+    ) -> Result<(), ChainError> {
+        let misses: Vec<&ReadSpec> = specs
+            .iter()
+            .filter(|s| {
+                self.cached_read(&read_key(s, number)).is_none()
+                    || holder.is_some_and(|h| self.cached_holdings(&(s.pool, h, number)).is_none())
+            })
+            .collect();
+        // Statics are fetched once per pool, so only a first sweep pays these round trips.
+        let mut ready: Vec<(&ReadSpec, Arc<PoolStatics>)> = Vec::with_capacity(misses.len());
+        for spec in misses {
+            match self.pool_statics(spec).await {
+                Ok(st) => ready.push((spec, st)),
+                Err(e) => tracing::debug!(pool = %spec.pool, error = %e, "pool statics unreadable"),
+            }
+        }
+        for chunk in ready.chunks(POOLS_PER_BATCH) {
+            self.prefetch_chunk(chunk, holder, number).await?;
+        }
+        Ok(())
+    }
+
+    async fn prefetch_chunk(
+        &self,
+        pools: &[(&ReadSpec, Arc<PoolStatics>)],
+        holder: Option<Address>,
+        number: u64,
+    ) -> Result<(), ChainError> {
+        let ep = &self.endpoint;
+        let mut batch = BatchRequest::new(self.provider.client());
+        let block_w = add_block_call(&mut batch, ep, number)?;
+        let at = BlockId::number(number);
+        let mut pending = Vec::with_capacity(pools.len());
+        for (spec, statics) in pools {
+            let held = match holder {
+                Some(owner) => Some(queue_holdings(
+                    &mut batch,
+                    ep,
+                    HoldingsOf {
+                        pool: spec.pool,
+                        base: statics.base.address,
+                        quote: statics.quote.address,
+                        shares: has_shares(spec.kind),
+                        owner,
+                    },
+                    at,
+                )?),
+                None => None,
+            };
+            pending.push((queue_pool(&mut batch, ep, spec, statics, at)?, held));
+        }
+        batch.send().await.map_err(|e| rpc_error("batch", ep, &e))?;
+        let block = block_w
+            .await
+            .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
+            .ok_or(ChainError::BlockNotFound(number))?;
+        for ((spec, statics), (p, held)) in pools.iter().zip(pending) {
+            match self.resolve_pool(p, spec, statics, &block).await {
+                Ok(read) => self.cache_read(read_key(spec, number), Arc::new(read)),
+                Err(e) => {
+                    tracing::debug!(pool = %spec.pool, error = %e, "batched pool read failed")
+                }
+            }
+            if let (Some(h), Some(owner)) = (held, holder) {
+                match h.resolve(ep).await {
+                    Ok(h) => self.cache_holdings((spec.pool, owner, number), h),
+                    Err(e) => {
+                        tracing::debug!(pool = %spec.pool, error = %e, "batched holdings read failed")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+}
