@@ -360,8 +360,8 @@ mod tests {
     #[test]
     fn normalizes_a_balanced_pool() {
         let s = normalize(raw()).unwrap();
-        assert!((s.mid_price - 2000.0).abs() < 1e-9);
-        assert_eq!(s.mid_price_raw, Amount(U256::from(2000u64) * e(6)));
+        assert!((s.mid_price.unwrap() - 2000.0).abs() < 1e-9);
+        assert_eq!(s.mid_price_raw, Some(Amount(U256::from(2000u64) * e(6))));
         assert_eq!(s.inventory_ratio, Some(0.5));
         assert!((s.liquidity_base - 10.0).abs() < 1e-12);
         assert!((s.liquidity_quote - 20_000.0).abs() < 1e-9);
@@ -442,7 +442,7 @@ mod tests {
         let mut r = raw();
         r.base_reserve = U256::from(1u8) << 112;
         r.quote_reserve = U256::from(1u8) << 112;
-        r.mid_price = U256::from(3u8) * e(18);
+        r.mid_price = Some(U256::from(3u8) * e(18));
         assert_eq!(normalize(r).unwrap().inventory_ratio, Some(0.75));
 
         // Values a hostile contract could report: B * mid + Q * 1e18 exceeds 2^512 and must
@@ -450,7 +450,7 @@ mod tests {
         let mut r = raw();
         r.base_reserve = U256::MAX;
         r.quote_reserve = U256::MAX;
-        r.mid_price = U256::MAX;
+        r.mid_price = Some(U256::MAX);
         let ratio = normalize(r).unwrap().inventory_ratio.unwrap();
         assert!(ratio > 0.99 && ratio <= 1.0, "{ratio}");
     }
@@ -500,7 +500,7 @@ mod tests {
                 |r| r.pmm.k = e(18) + U256::from(1u8),
                 SchemaError::KTooLarge(e(18) + U256::from(1u8)),
             ),
-            (|r| r.mid_price = U256::ZERO, SchemaError::ZeroMidPrice),
+            (|r| r.mid_price = Some(U256::ZERO), SchemaError::ZeroMidPrice),
             (
                 |r| r.fees.mt = U256::MAX,
                 SchemaError::FeesTooLarge {
