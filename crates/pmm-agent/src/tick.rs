@@ -90,8 +90,9 @@ fn kind(p: &ActionProposal) -> &'static str {
     }
 }
 
-/// Notional of a write at `mid`, raw quote units; `None` for hold.
-fn proposal_notional(p: &ActionProposal, mid: Amount) -> Option<Amount> {
+/// Notional of a write at `mid`, raw quote units; `None` for hold or without a mid price.
+fn proposal_notional(p: &ActionProposal, mid: Option<Amount>) -> Option<Amount> {
+    let mid = mid?;
     match p {
         ActionProposal::Hold { .. } => None,
         ActionProposal::AddLiquidity {
@@ -109,7 +110,7 @@ fn proposal_notional(p: &ActionProposal, mid: Amount) -> Option<Amount> {
 
 /// Gap between two proposals' notionals, basis points of the baseline's; `None` unless both
 /// are writes of the same kind.
-fn drift_bps(model: &ActionProposal, base: &ActionProposal, mid: Amount) -> Option<i64> {
+fn drift_bps(model: &ActionProposal, base: &ActionProposal, mid: Option<Amount>) -> Option<i64> {
     if kind(model) != kind(base) {
         return None;
     }
@@ -505,8 +506,9 @@ mod tests {
             min_shares: Amount::ZERO,
             reason: String::new(),
         };
-        let mid = Amount::from(1_000_000_000_000_000_000u128);
+        let mid = Some(Amount::from(1_000_000_000_000_000_000u128));
         assert_eq!(drift_bps(&add(0, 150), &add(0, 100), mid), Some(5_000));
+        assert_eq!(drift_bps(&add(0, 150), &add(0, 100), None), None);
         assert_eq!(drift_bps(&add(0, 100), &add(0, 100), mid), Some(0));
         let hold = ActionProposal::Hold {
             reason: String::new(),

@@ -30,6 +30,13 @@ sol! {
         function _I_() external view returns (uint256);
     }
 
+    /// The TWAP state of the pools with LP shares (DVM, DSP, GSP).
+    #[sol(rpc)]
+    interface IDODOV2Twap {
+        function _IS_OPEN_TWAP_() external view returns (bool);
+        function _BLOCK_TIMESTAMP_LAST_() external view returns (uint32);
+    }
+
     /// Getters present on DSP, DPP* and GSP but not on DVM.
     #[sol(rpc)]
     interface IDODOV2Targets {

@@ -4,9 +4,11 @@
 //! `version()` decides when it answers; otherwise the set of getters that answer does.
 
 use alloy::eips::BlockId;
-use alloy::primitives::{Address, Bytes};
+use alloy::primitives::{Address, Bytes, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::client::BatchRequest;
+
+use pmm_core::templates::eip1167_implementation;
 
 use crate::abi::{
     IChainlinkFeed, IDODOV1Pool, IDODOV2Pool, IDODOV2Shares, IDODOV2Targets, IDPPOracle, IERC20,
@@ -147,12 +149,28 @@ impl ChainClient {
             note(name, ok);
         }
         let (detected_profile, notes) = classify(code.is_empty(), version.as_deref(), &probes);
+        let template = eip1167_implementation(&code);
+        let template_code_hash = match template {
+            Some(t) => {
+                let code = self
+                    .provider
+                    .get_code_at(t)
+                    .block_id(at)
+                    .await
+                    .map_err(|e| rpc_error("eth_getCode", ep, &e))?;
+                (!code.is_empty()).then(|| keccak256(&code))
+            }
+            None => None,
+        };
         Ok(InterfaceReport {
             pool,
             functions_found: found,
             detected_profile,
             version,
             notes,
+            template,
+            template_code_hash,
+            generation: None,
         })
     }
 }

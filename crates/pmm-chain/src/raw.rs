@@ -2,7 +2,7 @@
 
 use alloy::primitives::{Address, I256, U256};
 use pmm_core::config::{OracleConfig, PoolEntry};
-use pmm_core::math::{FeeRates, PmmState, RState};
+use pmm_core::math::{FeeRates, Generation, PmmState, RState};
 use pmm_core::schema::{ChainName, OracleKind, OracleRead, RawPoolRead, TokenInfo};
 
 use crate::error::ChainError;
@@ -12,12 +12,13 @@ use crate::types::{PoolRead, RawPmmState};
 const DODO_ORACLE_DECIMALS: u8 = 18;
 
 impl PoolRead {
-    /// Converts to pmm-core's raw read. `oracle` picks which answer of the batch is the pool's
+    /// Converts to pmm-core's raw read, for a pool of template `generation`. `oracle` picks which answer of the batch is the pool's
     /// reference price. Fails when a getter the schema needs did not answer.
     pub fn to_raw(
         &self,
         chain: ChainName,
         profile: &str,
+        generation: Option<Generation>,
         oracle: Option<&OracleConfig>,
     ) -> Result<RawPoolRead, ChainError> {
         let pool = self.pool;
@@ -56,12 +57,13 @@ impl PoolRead {
             pool_address: pool,
             chain,
             pool_type: self.kind,
+            generation,
             profile: profile.to_owned(),
             version: self.version.clone().unwrap_or_default(),
             block_number: self.block.number,
             block_timestamp: self.block.timestamp,
             pmm,
-            mid_price: self.mid_price.ok_or_else(|| missing("getMidPrice"))?,
+            mid_price: self.mid_price,
             base_reserve,
             quote_reserve,
             fees: FeeRates {

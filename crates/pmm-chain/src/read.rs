@@ -20,7 +20,7 @@ use alloy::rpc::types::Block;
 
 use crate::abi::{
     IChainlinkFeed, IDODOPriceOracle, IDODOV1Pool, IDODOV2Pool, IDODOV2Shares, IDODOV2Targets,
-    IDPPOracle, IERC20,
+    IDODOV2Twap, IDPPOracle, IERC20,
 };
 use crate::batch::{CallOutcome, PendingCall, add_call, rpc_error};
 use crate::client::{ChainClient, PoolStatics, block_ref_of};
@@ -128,6 +128,7 @@ impl ChainClient {
             fee_trader: spec.fee_trader,
             stored_targets: None,
             stored_i: None,
+            twap_last_update: None,
             total_shares: None,
             base_balance,
             quote_balance,
@@ -173,6 +174,17 @@ impl ChainClient {
                 read.stored_targets = Some((b, q));
             }
             read.stored_i = p.stored_i.resolve(ep).await?.ok();
+            if let Some((open, last)) = p.twap {
+                // Every DVM, DSP and GSP template has the getter: a pool without it is not
+                // one, and guessing "no TWAP" could pass a write that reverts.
+                if open.resolve(ep).await?.required(pool, "_IS_OPEN_TWAP_")? {
+                    let last = last
+                        .resolve(ep)
+                        .await?
+                        .required(pool, "_BLOCK_TIMESTAMP_LAST_")?;
+                    read.twap_last_update = Some(last);
+                }
+            }
             if let Some(w) = p.oracle_enabled {
                 read.oracle_enabled = w.resolve(ep).await?.ok();
             }
@@ -423,6 +435,20 @@ pub(crate) fn queue_pool(
                 None
             },
             stored_i: add_call(batch, ep, pool, &IDODOV2Pool::_I_Call {}, at)?,
+            twap: if has_shares(spec.kind) {
+                Some((
+                    add_call(batch, ep, pool, &IDODOV2Twap::_IS_OPEN_TWAP_Call {}, at)?,
+                    add_call(
+                        batch,
+                        ep,
+                        pool,
+                        &IDODOV2Twap::_BLOCK_TIMESTAMP_LAST_Call {},
+                        at,
+                    )?,
+                ))
+            } else {
+                None
+            },
             oracle_enabled: if spec.kind == PoolType::DppOracle {
                 Some(add_call(
                     batch,
@@ -501,6 +527,10 @@ struct V2Pending {
         PendingCall<IDODOV2Targets::_QUOTE_TARGET_Call>,
     )>,
     stored_i: PendingCall<IDODOV2Pool::_I_Call>,
+    twap: Option<(
+        PendingCall<IDODOV2Twap::_IS_OPEN_TWAP_Call>,
+        PendingCall<IDODOV2Twap::_BLOCK_TIMESTAMP_LAST_Call>,
+    )>,
     oracle_enabled: Option<PendingCall<IDPPOracle::_IS_ORACLE_ENABLEDCall>>,
 }
 

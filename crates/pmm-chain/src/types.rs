@@ -1,7 +1,9 @@
 //! Plain data returned by the chain layer: raw on-chain values, no interpretation.
 
 use alloy::primitives::{Address, B256, I256, U256};
+use pmm_core::math::Generation;
 pub use pmm_core::schema::PoolType;
+use pmm_core::templates::TemplateCode;
 use serde::{Deserialize, Serialize};
 
 /// Whether a pool family mints LP shares (`totalSupply`, `buyShares`, `sellShares`).
@@ -146,6 +148,9 @@ pub struct PoolRead {
     pub stored_targets: Option<(U256, U256)>,
     /// Stored `_I_` (a DSP first deposit prices shares with it).
     pub stored_i: Option<U256>,
+    /// `_BLOCK_TIMESTAMP_LAST_` of a pool with TWAP on (`_IS_OPEN_TWAP_`); `None` when off or
+    /// for families without LP shares. Every write of such a pool prices its new state.
+    pub twap_last_update: Option<u32>,
     /// `totalSupply()` of LP shares (DVM, DSP, GSP).
     pub total_shares: Option<U256>,
     /// `base.balanceOf(pool)`.
@@ -170,6 +175,22 @@ fn address_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})
 }
 
+/// JSON Schema of an optional address as serde writes it.
+fn opt_address_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["string", "null"],
+        "pattern": "^0x[0-9a-fA-F]{40}$"
+    })
+}
+
+/// JSON Schema of an optional 32-byte hash as serde writes it.
+fn opt_hash_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["string", "null"],
+        "pattern": "^0x[0-9a-f]{64}$"
+    })
+}
+
 /// Result of probing an address for DODO pool interfaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InterfaceReport {
@@ -184,6 +205,28 @@ pub struct InterfaceReport {
     pub version: Option<String>,
     /// Why the guess was made, and anything odd seen.
     pub notes: Vec<String>,
+    /// The implementation the pool's code delegates to, when that code is an EIP-1167 clone.
+    #[schemars(schema_with = "opt_address_schema")]
+    pub template: Option<Address>,
+    /// keccak256 of the template's runtime code; `null` without a template or code there.
+    #[schemars(schema_with = "opt_hash_schema")]
+    pub template_code_hash: Option<B256>,
+    /// The template generation whose rules the pool runs, from the chain's table of known
+    /// templates (filled in by its holder, the hub); `null` when unknown or for V1 pools.
+    pub generation: Option<Generation>,
+}
+
+impl InterfaceReport {
+    /// What the pool's code says about its template, for a [`pmm_core::templates::TemplateTable`].
+    pub fn template_code(&self) -> TemplateCode {
+        match self.template {
+            None => TemplateCode::NotAClone,
+            Some(address) => TemplateCode::Clone {
+                address,
+                code_hash: self.template_code_hash,
+            },
+        }
+    }
 }
 
 /// Identification verdict: a known family or unknown.

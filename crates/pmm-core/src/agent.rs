@@ -109,10 +109,9 @@ pub fn baseline(state: &PoolState, limits: &Limits, cfg: &BaselineConfig) -> Bas
             "inventory ratio {ratio:.4} inside {target:.2} +/- {band:.2}"
         ));
     }
-    let mid = state.mid_price_raw.0;
-    if mid.is_zero() {
-        return hold("mid price is zero".into());
-    }
+    let Some(Amount(mid)) = state.mid_price_raw.filter(|m| !m.is_zero()) else {
+        return hold("no mid price to size a deposit with".into());
+    };
     let size = limits
         .max_notional_per_tx
         .0
@@ -164,7 +163,10 @@ pub fn validate_proposal(
             state.pool_type
         ));
     }
-    let mid = state.mid_price_raw;
+    if let (None, Some(why)) = (state.mid_price_raw, &state.mid_price_undefined) {
+        return err(format!("the pool has no mid price to value it with: {why}"));
+    }
+    let mid = state.mid_price_raw.unwrap_or(Amount::ZERO);
     let cap = limits.max_notional_per_tx;
     let within_cap = |what: &str, base: Amount, quote: Amount| match notional_of(base, quote, mid) {
         Some(n) if n.0 <= cap.0 => Ok(()),
@@ -227,6 +229,7 @@ mod tests {
             pool_address: POOL,
             chain: ChainName::new("devnet").unwrap(),
             pool_type,
+            generation: Some(crate::math::Generation::V2024),
             profile: pool_type.as_str().into(),
             version: "test".into(),
             block_number: 10,
@@ -240,7 +243,7 @@ mod tests {
                 q0: q,
                 r: RState::One,
             },
-            mid_price: mid,
+            mid_price: Some(mid),
             base_reserve: b,
             quote_reserve: q,
             fees: FeeRates::default(),

@@ -7,3 +7,4 @@ pub mod keys;
 pub mod math;
 pub mod policy;
 pub mod schema;
+pub mod templates;

@@ -125,11 +125,18 @@ async fn main() -> anyhow::Result<()> {
         &allowlist,
         r#"{"chain": "devnet", "chain_id": 31337, "pools": []}"#,
     )?;
+    let devnet_file = dir.join("devnet.json");
+    std::fs::write(
+        &devnet_file,
+        json!({"rpc_url": devnet.rpc_url(), "templates": devnet.all_templates().await?})
+            .to_string(),
+    )?;
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cfg: pmm_hub::HubConfig = serde_json::from_value(json!({
         "listen": "127.0.0.1:0",
         "chain": "devnet",
         "rpc_url": devnet.rpc_url(),
+        "devnet_file": devnet_file,
         "allowlist_path": allowlist,
         "profiles_path": root.join("config/pool_profiles.json"),
         "agent_token": TOKEN,

@@ -86,10 +86,16 @@ async fn measure(
     mode: &Mode,
 ) -> anyhow::Result<Measured> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let devnet_file = allowlist.with_file_name("devnet.json");
+    std::fs::write(
+        &devnet_file,
+        json!({"rpc_url": proxy.url, "templates": devnet.all_templates().await?}).to_string(),
+    )?;
     let mut cfg = json!({
         "listen": "127.0.0.1:0",
         "chain": "devnet",
         "rpc_url": proxy.url,
+        "devnet_file": devnet_file,
         "allowlist_path": allowlist,
         "profiles_path": root.join("config/pool_profiles.json"),
         "agent_token": TOKEN,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::{Address, address};
+use pmm_core::templates::{KnownTemplate, TemplateTable};
 use serde::{Deserialize, Serialize};
 
 /// A config that cannot be used; the message names the bad key.
@@ -147,7 +148,8 @@ pub struct HubConfig {
     /// `devnet_file` names the file `just devnet` wrote.
     #[serde(default)]
     pub rpc_url: Option<String>,
-    /// `var/devnet.json` from `just devnet`: supplies `rpc_url` on a devnet.
+    /// `var/devnet.json` from `just devnet`: supplies `rpc_url`, the deposit routers and the
+    /// table of pool templates on a devnet.
     #[serde(default)]
     pub devnet_file: Option<PathBuf>,
     /// `config/allowlist.json`.
@@ -540,6 +542,34 @@ impl HubConfig {
                 dsp_proxy: Some(r.dsp_proxy),
                 approve: Some(r.dodo_approve),
             }))
+    }
+
+    /// The templates whose clones the hub prices, with each one's generation. DODO publishes
+    /// no template addresses for the public presets, so their tables are empty and every V2
+    /// pool there is refused as a clone of an unknown template; a devnet's come from the
+    /// `templates` its `devnet_file` lists (none without one).
+    pub fn resolve_templates(&self) -> Result<TemplateTable, ConfigError> {
+        let name = self.chain.name();
+        if self.chain != ChainPreset::Devnet {
+            return Ok(TemplateTable::new(name, Vec::new()));
+        }
+        let Some(path) = &self.devnet_file else {
+            return Ok(TemplateTable::new(name, Vec::new()));
+        };
+        #[derive(Deserialize)]
+        struct DevnetFile {
+            #[serde(default)]
+            templates: Vec<KnownTemplate>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "devnet_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let f: DevnetFile = serde_json::from_str(&text)
+            .map_err(|e| invalid("devnet_file", format!("{}: {e}", path.display())))?;
+        Ok(TemplateTable::new(name, f.templates))
     }
 
     /// When the pool monitor sweeps the allowlist.

@@ -8,7 +8,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use alloy::primitives::Address;
 use pmm_chain::{ChainClient, PoolType};
 use pmm_core::config::{Allowlist, PoolProfiles};
+use pmm_core::math::Generation;
 use pmm_core::schema::ChainName;
+use pmm_core::templates::{TemplateTable, check_pin};
 use pmm_store::{PgStore, RedisStore, ToolCall, ToolOutcome};
 use serde::Serialize;
 use serde_json::Value;
@@ -74,7 +76,8 @@ pub enum StartError {
     #[error("writes enabled but {0}")]
     Writes(&'static str),
     /// An allowlisted pool is not what its entry claims (`version()` or the probed interface
-    /// of another family), or cannot be probed.
+    /// of another family, a template of unknown code or of another generation than the entry
+    /// pins), or cannot be probed.
     #[error("allowlist {entry} ({pool}): {why}")]
     AllowlistEntry {
         /// `pools[<index>]`.
@@ -96,11 +99,24 @@ pub(crate) struct Inner {
     pub(crate) log: ToolLog,
     /// The account writes would be signed by; `None` denies every write under `balance`.
     pub(crate) executor: Option<Address>,
-    pub(crate) detected: Mutex<HashMap<Address, PoolType>>,
+    /// The chain's known pool templates, which name each V2 pool's generation.
+    pub(crate) templates: TemplateTable,
+    /// Family and generation per pool: the allowlist's, checked at start, and those of other
+    /// pools once probed (neither changes: a clone's code is fixed).
+    pub(crate) identities: Mutex<HashMap<Address, PoolIdentity>>,
     pub(crate) writes: crate::tools::WriteSetup,
     pub(crate) monitor: crate::monitor::MonitorState,
     /// How old a head the monitor published may be for tool calls to use it.
     pub(crate) tool_head_max_age: Option<std::time::Duration>,
+}
+
+/// What the hub established about a pool before reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolIdentity {
+    /// Pool family.
+    pub(crate) kind: PoolType,
+    /// Its template's generation; `None` for V1 pools.
+    pub(crate) generation: Option<Generation>,
 }
 
 /// The hub; cheap to clone.
@@ -182,7 +198,8 @@ impl Hub {
                 allowlist: allowlist.chain.to_string(),
             });
         }
-        check_allowlisted_pools(&chain, &allowlist, &profiles).await?;
+        let templates = cfg.resolve_templates()?;
+        let identities = check_allowlisted_pools(&chain, &allowlist, &profiles, &templates).await?;
         let redis = match &cfg.redis_url {
             Some(url) => Some(RedisStore::connect(url, cfg.redis_namespace.clone())?),
             None => None,
@@ -249,7 +266,8 @@ impl Hub {
                 pg,
                 log,
                 executor,
-                detected: Mutex::default(),
+                templates,
+                identities: Mutex::new(identities),
                 writes,
                 monitor: crate::monitor::MonitorState::default(),
                 tool_head_max_age: cfg.tool_head_max_age(),
@@ -485,13 +503,17 @@ pub struct WriteGates {
 }
 
 /// Refuses to start when an allowlisted pool is not what its entry claims: its `version()`
-/// must select a profile of the entry's `pool_type`, and probing its interface must detect
-/// that family too (a DVM listed as a DSP would otherwise be read with DSP math).
+/// must select a profile of the entry's `pool_type`, probing its interface must detect that
+/// family too (a DVM listed as a DSP would otherwise be read with DSP math), and its template
+/// must be a known one of the generation the entry pins, if it pins one. Returns what it
+/// established about each pool.
 async fn check_allowlisted_pools(
     chain: &ChainClient,
     allowlist: &Allowlist,
     profiles: &PoolProfiles,
-) -> Result<(), StartError> {
+    templates: &TemplateTable,
+) -> Result<HashMap<Address, PoolIdentity>, StartError> {
+    let mut identities = HashMap::new();
     for (idx, entry) in allowlist.pools.iter().enumerate() {
         let fail = |why: String| StartError::AllowlistEntry {
             entry: format!("pools[{idx}]"),
@@ -512,8 +534,19 @@ async fn check_allowlisted_pools(
                 entry.pool_type, report.detected_profile
             )));
         }
+        let generation = templates
+            .generation_of(entry.pool_type, report.template_code())
+            .and_then(|g| check_pin(g, entry.generation).map(|()| g))
+            .map_err(|e| fail(format!("generation: {e}")))?;
+        identities.insert(
+            entry.address,
+            PoolIdentity {
+                kind: entry.pool_type,
+                generation,
+            },
+        );
     }
-    Ok(())
+    Ok(identities)
 }
 
 /// One dependency in `/health`.

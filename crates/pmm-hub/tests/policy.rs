@@ -475,6 +475,10 @@ async fn an_allowlist_calling_a_dvm_a_dsp_stops_the_hub_naming_the_entry() -> an
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PMM_CHAIN", "devnet")
         .env("PMM_RPC_URL", f.devnet.rpc_url())
+        .env(
+            "PMM_DEVNET_FILE",
+            cfg.devnet_file.as_ref().expect("fixture devnet file"),
+        )
         .env("PMM_ALLOWLIST_PATH", &cfg.allowlist_path)
         .env("PMM_PROFILES_PATH", &cfg.profiles_path)
         .env("PMM_AUTH", "none")

@@ -42,11 +42,7 @@ async fn writes(allow: bool, armed: bool) -> anyhow::Result<Writes> {
         fx.db.url(),
         &fx.redis,
     )?;
-    let devnet_file = fx.dir.join("devnet.json");
-    std::fs::write(
-        &devnet_file,
-        json!({"rpc_url": fx.devnet.rpc_url(), "routers": routers}).to_string(),
-    )?;
+    let devnet_file = common::write_devnet_file(&fx.dir, &fx.devnet, Some(routers)).await?;
     let key_hex = fx.devnet.accounts()[0].private_key.clone();
     let keystore = fx.dir.join("keystore.json");
     let pass = fx.dir.join("keystore.pass");

@@ -172,6 +172,15 @@ impl Devnet {
             .collect()
     }
 
+    /// Every template, deploying those not deployed yet: the full table a hub needs to price
+    /// any pool a test deploys later.
+    pub async fn all_templates(&self) -> Result<Vec<DeployedTemplate>> {
+        for t in Template::ALL {
+            self.template(t).await?;
+        }
+        Ok(self.deployed_templates().await)
+    }
+
     /// A fresh, uninitialised EIP-1167 clone of `template`.
     pub async fn clone_of(&self, template: Template) -> Result<Address> {
         let implementation = self.template(template).await?;

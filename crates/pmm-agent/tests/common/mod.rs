@@ -134,10 +134,15 @@ impl Stack {
             .migrate(&MigrationSet::embedded()?, Duration::from_secs(10))
             .await?;
         let redis = TestRedis::new();
+        // The hub prices a V2 pool only as a clone of a template its devnet file lists.
+        let devnet_file = dir.0.join("devnet.json");
+        let mut file =
+            json!({"rpc_url": devnet.rpc_url(), "templates": devnet.all_templates().await?});
         let mut cfg: HubConfig = serde_json::from_value(json!({
             "listen": "127.0.0.1:0",
             "chain": "devnet",
             "rpc_url": devnet.rpc_url(),
+            "devnet_file": devnet_file,
             "allowlist_path": allowlist,
             "profiles_path": repo_root().join("config/pool_profiles.json"),
             "redis_url": redis.url(),
@@ -150,12 +155,7 @@ impl Stack {
             "tools_use_monitor_head": false,
         }))?;
         if writes {
-            let routers = devnet.deploy_routers().await?;
-            let devnet_file = dir.0.join("devnet.json");
-            std::fs::write(
-                &devnet_file,
-                json!({"rpc_url": devnet.rpc_url(), "routers": routers}).to_string(),
-            )?;
+            file["routers"] = serde_json::to_value(devnet.deploy_routers().await?)?;
             let keystore = dir.0.join("keystore.json");
             let pass = dir.0.join("keystore.pass");
             std::fs::write(&pass, KEYSTORE_PASSWORD)?;
@@ -175,7 +175,6 @@ impl Stack {
                 .as_secs();
             pmm_store::policy_state::rebuild(&pg, &rs, now).await?;
             cfg.executor = None;
-            cfg.devnet_file = Some(devnet_file);
             cfg.keystore_path = Some(keystore);
             cfg.keystore_password_file = Some(pass);
             cfg.allow_write = true;
@@ -183,6 +182,7 @@ impl Stack {
             cfg.receipt_timeout_s = 30;
             cfg.validate()?;
         }
+        std::fs::write(&devnet_file, file.to_string())?;
         let hub = pmm_hub::serve(&cfg, None).await?;
         let store = PgStore::connect(db.url(), 2)?;
         Ok(Self {

@@ -6,6 +6,7 @@ use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, PoolProfiles, de, parse_json};
+use crate::math::Generation;
 use crate::policy::Limits;
 use crate::schema::{ChainName, OracleKind, PoolType};
 
@@ -49,6 +50,10 @@ pub struct PoolEntry {
     pub oracle: OracleConfig,
     /// Policy limits for this pool, as written in the file.
     pub limits: Limits,
+    /// The template generation ("2021" or "2024") the pool must run; the hub refuses to start
+    /// when the pool's template says otherwise. Omitted: whatever the template says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Generation>,
 }
 
 impl PoolEntry {
@@ -113,6 +118,12 @@ impl Allowlist {
                         "{} does not match profile \"{}\" (pool_type {})",
                         pool.pool_type, pool.profile, profile.pool_type
                     ),
+                ));
+            }
+            if pool.generation.is_some() && !pool.pool_type.is_v2() {
+                return Err(ConfigError::at(
+                    at("generation"),
+                    "v1 pools are no template clones and have no generation",
                 ));
             }
             validate_oracle(&pool.oracle, pool.pool_type, &at)?;
@@ -263,6 +274,10 @@ mod tests {
         assert_eq!(entry.limits.oracle_max_age_s, 3600);
         assert_eq!(entry.effective_limits().oracle_max_age_s, 120);
         assert_eq!(entry.effective_limits().cooldown_s, 60);
+        assert_eq!(entry.generation, None);
+        v["pools"][0]["generation"] = json!("2021");
+        let pinned = parse(&v).unwrap();
+        assert_eq!(pinned.pools[0].generation, Some(Generation::V2021));
         assert!(
             a.pool(address!("00000000000000000000000000000000000000a2"))
                 .is_none()
@@ -376,6 +391,26 @@ mod tests {
         let mut v = doc(vec![pool(A1)]);
         v["pools"][0]["limits"]["oracle_max_age_s"] = json!(0);
         assert!(err_of(&v).starts_with("pools[0].limits.oracle_max_age_s: must be > 0"));
+
+        let mut v = doc(vec![pool(A1)]);
+        v["pools"][0]["profile"] = json!("v1");
+        v["pools"][0]["pool_type"] = json!("v1");
+        v["pools"][0]["oracle"] = json!({"kind": "v1"});
+        assert!(parse(&v).is_ok());
+        v["pools"][0]["generation"] = json!("2021");
+        assert!(
+            err_of(&v).starts_with("pools[0].generation: v1 pools are no template clones"),
+            "{}",
+            err_of(&v)
+        );
+
+        let mut v = doc(vec![pool(A1)]);
+        v["pools"][0]["generation"] = json!("2023");
+        assert!(
+            err_of(&v).starts_with("pools[0].generation: unknown variant `2023`"),
+            "{}",
+            err_of(&v)
+        );
 
         let mut v = doc(vec![pool(A1)]);
         v["pools"][0]["limits"]["max_notional_per_day"] = json!("1");

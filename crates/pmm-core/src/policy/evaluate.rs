@@ -338,7 +338,14 @@ fn action_notional(input: &PolicyInput<'_>) -> Result<Amount, String> {
         }
         (ActionProposal::Hold { .. }, _) => return Ok(Amount::ZERO),
     };
-    let mid = input.state.mid_price_raw;
+    let Some(mid) = input.state.mid_price_raw else {
+        let why = input
+            .state
+            .mid_price_undefined
+            .as_deref()
+            .unwrap_or("no mid price");
+        return Err(format!("the base amount cannot be valued: {why}"));
+    };
     if mid.is_zero() && !base.is_zero() {
         return Err("mid price is zero: the base amount cannot be valued".into());
     }
@@ -490,7 +497,8 @@ fn donation(input: &PolicyInput<'_>, notional: &Result<Amount, String>, limits: 
         Ok(n) => *n,
         Err(why) => return Eval::Deny(why.clone()),
     };
-    let Some(donated) = notional_of(d.base, d.quote, input.state.mid_price_raw) else {
+    let mid = input.state.mid_price_raw.unwrap_or(Amount::ZERO);
+    let Some(donated) = notional_of(d.base, d.quote, mid) else {
         return Eval::Deny("donated notional overflows 256 bits".into());
     };
     let bps = if notional.is_zero() {

@@ -110,7 +110,15 @@ pub fn oracle_check(
             ),
         };
     }
-    let mid = state.mid_price_raw.0;
+    // No mid price is a state of the pool (an empty one has none), not a feed failure: writes
+    // deny, the breaker stays as it is.
+    let Some(mid) = state.mid_price_raw.map(|m| m.0) else {
+        let why = state
+            .mid_price_undefined
+            .as_deref()
+            .unwrap_or("no mid price");
+        return OracleCheck::Deny(format!("nothing to compare with the feed: {why}"));
+    };
     let reference = oracle.price_raw.0;
     let diff = if mid > reference {
         mid - reference

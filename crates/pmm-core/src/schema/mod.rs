@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use amount::{Amount, AmountError};
 pub use normalize::{MAX_DECIMALS, OracleRead, RawPoolRead, SchemaError, normalize};
 
-use crate::math::{PmmState, RState};
+use crate::math::{Generation, PmmState, RState};
 
 /// JSON Schema of an EVM address as the schema's types serialize it.
 pub(crate) fn address_schema(_: &mut SchemaGenerator) -> Schema {
@@ -270,6 +270,10 @@ pub struct PoolState {
     pub chain: ChainName,
     /// Pool family.
     pub pool_type: PoolType,
+    /// Template generation ("2021" or "2024") whose rules price the pool, read from the
+    /// template its EIP-1167 clone delegates to (`version()` is the same for both); `null` for
+    /// V1 pools, which have one set of rules.
+    pub generation: Option<Generation>,
     /// Name of the profile (config/pool_profiles.json) used to read the pool.
     pub profile: String,
     /// The pool's `version()` string, sanitized.
@@ -282,10 +286,14 @@ pub struct PoolState {
     pub block_number: u64,
     /// That block's Unix timestamp.
     pub timestamp: u64,
-    /// Mid price, quote per base in whole tokens (display only).
-    pub mid_price: f64,
-    /// Mid price from `getMidPrice()`: quote per base on raw units, 1e18 fixed point.
-    pub mid_price_raw: Amount,
+    /// Mid price, quote per base in whole tokens (display only); `null` when undefined.
+    pub mid_price: Option<f64>,
+    /// Mid price from `getMidPrice()`: quote per base on raw units, 1e18 fixed point; `null`
+    /// when `getMidPrice()` reverts (every empty pool's does), `mid_price_undefined` says why.
+    pub mid_price_raw: Option<Amount>,
+    /// Why the pool has no mid price (and so no inventory ratio), when it has none: the policy
+    /// denies every write whose checks need one.
+    pub mid_price_undefined: Option<String>,
     /// Reference price from the pool's oracle, when it has one and its answer is usable.
     pub oracle_price: Option<OraclePrice>,
     /// Why the oracle's answer is unusable (zero or negative, decimals out of range, a price
@@ -381,6 +389,7 @@ mod tests {
             "quote_token",
             "mid_price",
             "mid_price_raw",
+            "mid_price_undefined",
             "oracle_price",
             "oracle_unusable",
             "inventory_ratio",
@@ -391,6 +400,7 @@ mod tests {
             "timestamp",
             "block_number",
             "pool_type",
+            "generation",
             "profile",
             "lp_fee_rate",
             "mt_fee_rate",

@@ -6,7 +6,7 @@ use super::{
     Amount, ChainName, OracleKind, OraclePrice, PmmRaw, PoolState, PoolType, Reserves, TokenInfo,
 };
 use crate::math::fixed::ONE2;
-use crate::math::{FeeRates, ONE, PmmState};
+use crate::math::{FeeRates, Generation, ONE, PmmState, mid_price};
 
 /// Largest token or feed `decimals()` accepted. Real tokens stay at or below 24; beyond 36 the
 /// value is more likely a hostile contract than a token, and exact conversions need headroom.
@@ -26,6 +26,8 @@ pub struct RawPoolRead {
     pub chain: ChainName,
     /// Pool family (from the profile that matched `version()`).
     pub pool_type: PoolType,
+    /// Template generation, from the pool's EIP-1167 template; `None` for V1 pools.
+    pub generation: Option<Generation>,
     /// Profile name used for the read.
     pub profile: String,
     /// `version()` as read (V1 pools return a number; the chain layer renders it in decimal).
@@ -36,8 +38,8 @@ pub struct RawPoolRead {
     pub block_timestamp: u64,
     /// `getPMMStateForCall()` (V1: assembled from its getters).
     pub pmm: PmmState,
-    /// `getMidPrice()`: quote per base on raw units, 1e18 fixed point.
-    pub mid_price: U256,
+    /// `getMidPrice()`: quote per base on raw units, 1e18 fixed point; `None` when it reverted.
+    pub mid_price: Option<U256>,
     /// `getVaultReserve()` base.
     pub base_reserve: U256,
     /// `getVaultReserve()` quote.
@@ -132,9 +134,10 @@ pub fn normalize(raw: RawPoolRead) -> Result<PoolState, SchemaError> {
     if pmm.k > ONE {
         return Err(SchemaError::KTooLarge(pmm.k));
     }
-    if raw.mid_price.is_zero() {
+    if raw.mid_price.is_some_and(|m| m.is_zero()) {
         return Err(SchemaError::ZeroMidPrice);
     }
+    let mid_price_undefined = raw.mid_price.is_none().then(|| mid_undefined(&raw));
     let total_fee = raw
         .fees
         .lp
@@ -156,17 +159,21 @@ pub fn normalize(raw: RawPoolRead) -> Result<PoolState, SchemaError> {
         pool_address: raw.pool_address,
         chain: raw.chain,
         pool_type: raw.pool_type,
+        generation: raw.generation,
         profile: raw.profile,
         version: sanitize(&raw.version, MAX_VERSION_CHARS),
         base_token: sanitize_token(raw.base_token),
         quote_token: sanitize_token(raw.quote_token),
         block_number: raw.block_number,
         timestamp: raw.block_timestamp,
-        mid_price: display_price(raw.mid_price, bd, qd),
-        mid_price_raw: Amount(raw.mid_price),
+        mid_price: raw.mid_price.map(|m| display_price(m, bd, qd)),
+        mid_price_raw: raw.mid_price.map(Amount),
+        mid_price_undefined,
         oracle_price,
         oracle_unusable,
-        inventory_ratio: inventory_ratio(raw.base_reserve, raw.quote_reserve, raw.mid_price),
+        inventory_ratio: raw
+            .mid_price
+            .and_then(|m| inventory_ratio(raw.base_reserve, raw.quote_reserve, m)),
         liquidity_base: display_units(raw.base_reserve, bd),
         liquidity_quote: display_units(raw.quote_reserve, qd),
         k: display_units(pmm.k, 18),
@@ -179,6 +186,20 @@ pub fn normalize(raw: RawPoolRead) -> Result<PoolState, SchemaError> {
         },
         pmm: PmmRaw::from(pmm),
     })
+}
+
+/// Why `getMidPrice()` reverted, in the math's words where it names the revert.
+fn mid_undefined(raw: &RawPoolRead) -> String {
+    let reason = raw
+        .generation
+        .and_then(|g| mid_price(g, &raw.pmm).err())
+        .and_then(|e| e.reason())
+        .map_or_else(String::new, |r| format!(" ({r})"));
+    if raw.base_reserve.is_zero() && raw.quote_reserve.is_zero() {
+        format!("the pool is empty: getMidPrice() reverts{reason} until a first deposit")
+    } else {
+        format!("getMidPrice() reverts{reason}")
+    }
 }
 
 fn check_decimals(side: &'static str, decimals: u8) -> Result<u8, SchemaError> {
@@ -296,6 +317,7 @@ mod tests {
             pool_address: address!("00000000000000000000000000000000000000aa"),
             chain: ChainName::new("devnet").unwrap(),
             pool_type: PoolType::Dsp,
+            generation: Some(Generation::V2024),
             profile: "dsp".into(),
             version: "DSP 1.0.1".into(),
             block_number: 42,
@@ -309,7 +331,7 @@ mod tests {
                 q0: U256::from(20_000u64) * e(6),
                 r: RState::One,
             },
-            mid_price: i,
+            mid_price: Some(i),
             base_reserve: U256::from(10u8) * e(18),
             quote_reserve: U256::from(20_000u64) * e(6),
             fees: FeeRates {
@@ -338,8 +360,8 @@ mod tests {
     #[test]
     fn normalizes_a_balanced_pool() {
         let s = normalize(raw()).unwrap();
-        assert!((s.mid_price - 2000.0).abs() < 1e-9);
-        assert_eq!(s.mid_price_raw, Amount(U256::from(2000u64) * e(6)));
+        assert!((s.mid_price.unwrap() - 2000.0).abs() < 1e-9);
+        assert_eq!(s.mid_price_raw, Some(Amount(U256::from(2000u64) * e(6))));
         assert_eq!(s.inventory_ratio, Some(0.5));
         assert!((s.liquidity_base - 10.0).abs() < 1e-12);
         assert!((s.liquidity_quote - 20_000.0).abs() < 1e-9);
@@ -352,6 +374,33 @@ mod tests {
         assert_eq!(o.price_raw, Amount(U256::from(2_001_500_000u64)));
         assert!((o.price - 2001.5).abs() < 1e-9);
         assert_eq!(o.updated_at, 1_699_999_990);
+    }
+
+    #[test]
+    fn an_empty_pool_has_no_mid_price_and_says_why() {
+        let mut r = raw();
+        r.mid_price = None;
+        r.base_reserve = U256::ZERO;
+        r.quote_reserve = U256::ZERO;
+        r.pmm.b = U256::ZERO;
+        r.pmm.q = U256::ZERO;
+        let s = normalize(r.clone()).unwrap();
+        assert_eq!(
+            (s.mid_price, s.mid_price_raw, s.inventory_ratio),
+            (None, None, None)
+        );
+        assert_eq!(
+            s.mid_price_undefined.as_deref(),
+            Some("the pool is empty: getMidPrice() reverts (DIVIDING_ERROR) until a first deposit")
+        );
+        r.generation = None;
+        r.base_reserve = U256::from(1u8);
+        let s = normalize(r).unwrap();
+        assert_eq!(
+            s.mid_price_undefined.as_deref(),
+            Some("getMidPrice() reverts")
+        );
+        assert_eq!(normalize(raw()).unwrap().mid_price_undefined, None);
     }
 
     #[test]
@@ -393,7 +442,7 @@ mod tests {
         let mut r = raw();
         r.base_reserve = U256::from(1u8) << 112;
         r.quote_reserve = U256::from(1u8) << 112;
-        r.mid_price = U256::from(3u8) * e(18);
+        r.mid_price = Some(U256::from(3u8) * e(18));
         assert_eq!(normalize(r).unwrap().inventory_ratio, Some(0.75));
 
         // Values a hostile contract could report: B * mid + Q * 1e18 exceeds 2^512 and must
@@ -401,7 +450,7 @@ mod tests {
         let mut r = raw();
         r.base_reserve = U256::MAX;
         r.quote_reserve = U256::MAX;
-        r.mid_price = U256::MAX;
+        r.mid_price = Some(U256::MAX);
         let ratio = normalize(r).unwrap().inventory_ratio.unwrap();
         assert!(ratio > 0.99 && ratio <= 1.0, "{ratio}");
     }
@@ -451,7 +500,7 @@ mod tests {
                 |r| r.pmm.k = e(18) + U256::from(1u8),
                 SchemaError::KTooLarge(e(18) + U256::from(1u8)),
             ),
-            (|r| r.mid_price = U256::ZERO, SchemaError::ZeroMidPrice),
+            (|r| r.mid_price = Some(U256::ZERO), SchemaError::ZeroMidPrice),
             (
                 |r| r.fees.mt = U256::MAX,
                 SchemaError::FeesTooLarge {

@@ -9,10 +9,11 @@ use pmm_core::config::PoolEntry;
 use pmm_core::math::{self, LiquidityState, ONE, PmmState};
 use pmm_core::policy::balanced_deposit;
 use pmm_core::schema::{Amount, OracleKind, PoolState, normalize};
+use pmm_core::templates::check_pin;
 
 use super::{AddLiquidityQuote, PoolParams, QuoteAddParams, parse_address};
 use crate::error::ToolError;
-use crate::hub::Hub;
+use crate::hub::{Hub, PoolIdentity};
 
 impl Hub {
     /// `dodo.get_pool_state`: one batched read, normalized.
@@ -22,10 +23,22 @@ impl Hub {
         Ok(self.read_state_at(pool, head.number).await?.1)
     }
 
-    /// `dodo.identify_pool_interface`.
+    /// `dodo.identify_pool_interface`: the probed interface plus the generation the chain's
+    /// template table names (a note says why, when it names none).
     pub async fn identify(&self, p: &PoolParams) -> Result<InterfaceReport, ToolError> {
         let pool = parse_address("pool", &p.pool)?;
-        Ok(self.inner.chain.identify_pool_interface(pool).await?)
+        let mut report = self.inner.chain.identify_pool_interface(pool).await?;
+        if let Some(kind) = report.detected_profile.kind() {
+            match self
+                .inner
+                .templates
+                .generation_of(kind, report.template_code())
+            {
+                Ok(generation) => report.generation = generation,
+                Err(e) => report.notes.push(format!("generation: {e}")),
+            }
+        }
+        Ok(report)
     }
 
     /// `dodo.quote_add_liquidity`: exact `buyShares` outcome of depositing the amounts.
@@ -41,24 +54,20 @@ impl Hub {
         }
         let head = self.current_head().await?;
         let (read, _, _) = self.read_state_at(pool, head.number).await?;
+        let generation = self.generation_of(&read)?;
         let (kind, liq) = liquidity_of(&read)?;
         let base_balance = add(read.base_balance, p.base_amount.0, "base_amount")?;
         let quote_balance = add(read.quote_balance, p.quote_amount.0, "quote_amount")?;
-        let bs = math::buy_shares(
+        let bs = math::buy_shares(kind, generation, &liq, base_balance, quote_balance)?;
+        let after = state_after(
             kind,
-            generation_of(&read),
-            &liq,
-            base_balance,
-            quote_balance,
-        )?;
-        let mid = mid_after_deposit(
-            kind,
-            generation_of(&read),
             &pmm_of(&read)?,
             base_balance,
             quote_balance,
             bs.targets.map(|t| (t.base, t.quote)),
         );
+        twap_check(&read, generation, &after)?;
+        let mid = math::mid_price(generation, &after).ok();
         let (balanced_base, balanced_quote) = balanced_deposit(
             liq.base_reserve,
             liq.quote_reserve,
@@ -85,34 +94,58 @@ impl Hub {
         })
     }
 
-    /// Pool family: the allowlist's, else detected once and remembered.
-    pub(crate) async fn pool_type(
+    /// Family and generation: established at start for allowlisted pools, else probed once
+    /// and remembered. A V2 pool whose template the chain's table does not know, or whose
+    /// template runs another generation than its allowlist entry pins, is refused.
+    pub(crate) async fn pool_identity(
         &self,
         pool: Address,
-    ) -> Result<(PoolType, Option<&PoolEntry>), ToolError> {
-        if let Some(entry) = self.inner.allowlist.pool(pool) {
-            return Ok((entry.pool_type, Some(entry)));
+    ) -> Result<(PoolIdentity, Option<&PoolEntry>), ToolError> {
+        let entry = self.inner.allowlist.pool(pool);
+        if let Some(id) = self.cached_identity(pool) {
+            return Ok((id, entry));
         }
-        if let Some(t) = self
+        let report = self.inner.chain.identify_pool_interface(pool).await?;
+        let kind = match entry {
+            Some(e) => e.pool_type,
+            None => report.detected_profile.kind().ok_or_else(|| {
+                ToolError::Unsupported(format!(
+                    "{pool} is not a recognised DODO pool: {}",
+                    report.notes.join("; ")
+                ))
+            })?,
+        };
+        let generation = self
             .inner
-            .detected
+            .templates
+            .generation_of(kind, report.template_code())
+            .and_then(|g| check_pin(g, entry.and_then(|e| e.generation)).map(|()| g))
+            .map_err(|e| ToolError::Unsupported(format!("{pool}: {e}")))?;
+        let id = PoolIdentity { kind, generation };
+        if let Ok(mut m) = self.inner.identities.lock() {
+            m.insert(pool, id);
+        }
+        Ok((id, entry))
+    }
+
+    fn cached_identity(&self, pool: Address) -> Option<PoolIdentity> {
+        self.inner
+            .identities
             .lock()
             .ok()
             .and_then(|m| m.get(&pool).copied())
-        {
-            return Ok((t, None));
-        }
-        let report = self.inner.chain.identify_pool_interface(pool).await?;
-        let kind = report.detected_profile.kind().ok_or_else(|| {
-            ToolError::Unsupported(format!(
-                "{pool} is not a recognised DODO pool: {}",
-                report.notes.join("; ")
-            ))
-        })?;
-        if let Ok(mut m) = self.inner.detected.lock() {
-            m.insert(pool, kind);
-        }
-        Ok((kind, None))
+    }
+
+    /// The template generation whose rules price a pool already read.
+    pub(crate) fn generation_of(&self, read: &PoolRead) -> Result<math::Generation, ToolError> {
+        self.cached_identity(read.pool)
+            .and_then(|id| id.generation)
+            .ok_or_else(|| {
+                ToolError::Unsupported(format!(
+                    "{}: {} pools have no template generation for the V2 math",
+                    read.pool, read.kind
+                ))
+            })
     }
 
     /// One batched read at the latest block, checked against the allowlist and normalized.
@@ -145,13 +178,14 @@ impl Hub {
         pool: Address,
         number: u64,
     ) -> Result<(Arc<PoolRead>, PoolState, Option<&PoolEntry>), ToolError> {
-        let (kind, entry) = self.pool_type(pool).await?;
-        let spec = self.read_spec(pool, kind, entry);
+        let (id, entry) = self.pool_identity(pool).await?;
+        let spec = self.read_spec(pool, id.kind, entry);
         let read = self.inner.chain.read_pool_at(&spec, number).await?;
-        let profile = entry.map_or_else(|| format!("detected:{kind}"), |e| e.profile.clone());
+        let profile = entry.map_or_else(|| format!("detected:{}", id.kind), |e| e.profile.clone());
         let raw = read.to_raw(
             self.inner.chain_name.clone(),
             &profile,
+            id.generation,
             entry.map(|e| &e.oracle),
         )?;
         let state = normalize(raw)?;
@@ -215,13 +249,6 @@ pub(crate) fn liquidity_of(read: &PoolRead) -> Result<(math::PoolKind, Liquidity
     ))
 }
 
-/// The template generation whose rules price the pool. The hub does not identify generations
-/// yet (open on the [generations] issue): every pool is priced with the 2024 rules, as before
-/// pmm-core knew the 2021 ones. This is the one place identification plugs in.
-pub(crate) fn generation_of(_read: &PoolRead) -> math::Generation {
-    math::Generation::V2024
-}
-
 /// The pool's V2 PMM state; a pool without one, or with an R state outside 0..=2, is a pool
 /// these tools do not handle.
 pub(crate) fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
@@ -232,8 +259,7 @@ pub(crate) fn pmm_of(read: &PoolRead) -> Result<PmmState, ToolError> {
 }
 
 /// The mid price once a deposit leaves the pool holding `base` and `quote`, `None` where the
-/// math defines none. Reserves become the balances; a DVM re-derives its targets, a DSP
-/// stores the new ones `buyShares` computed.
+/// math defines none.
 pub(crate) fn mid_after_deposit(
     kind: math::PoolKind,
     generation: math::Generation,
@@ -242,7 +268,20 @@ pub(crate) fn mid_after_deposit(
     quote: U256,
     targets: Option<(U256, U256)>,
 ) -> Option<U256> {
-    let after = match (kind, targets) {
+    math::mid_price(generation, &state_after(kind, before, base, quote, targets)).ok()
+}
+
+/// The PMM state a share mint or burn leaves the pool holding `base` and `quote` in: reserves
+/// become the balances; a DVM re-derives its targets, a DSP stores the new ones the share
+/// math computed.
+pub(crate) fn state_after(
+    kind: math::PoolKind,
+    before: &PmmState,
+    base: U256,
+    quote: U256,
+    targets: Option<(U256, U256)>,
+) -> PmmState {
+    match (kind, targets) {
         (math::PoolKind::Dvm, _) => PmmState::dvm(before.i, before.k, base, quote),
         (math::PoolKind::Dsp, Some((b0, q0))) => PmmState {
             b: base,
@@ -256,8 +295,26 @@ pub(crate) fn mid_after_deposit(
             q: quote,
             ..*before
         },
+    }
+}
+
+/// The check a pool with TWAP on runs inside the write that leaves it in `after`: the
+/// state's mid price, times the seconds since its last update, must compute, or the write
+/// reverts with that error. The write lands in a block no earlier than the one read, so at
+/// least one second is counted: a later block only adds time, and refusing a write that the
+/// read's own second would let through is the safe side.
+pub(crate) fn twap_check(
+    read: &PoolRead,
+    generation: math::Generation,
+    after: &PmmState,
+) -> Result<(), math::MathError> {
+    let Some(last) = read.twap_last_update else {
+        return Ok(());
     };
-    math::mid_price(generation, &after).ok()
+    // The pool keeps `uint32(block.timestamp)`: compare in the same wrapping arithmetic.
+    let now = u32::try_from(read.block.timestamp & u64::from(u32::MAX)).unwrap_or(u32::MAX);
+    let elapsed = now.wrapping_sub(last).max(1);
+    math::twap_update(generation, after, elapsed).map(drop)
 }
 
 /// base value / (base value + quote), base valued at `mid` (1e18 on raw units).

@@ -16,7 +16,9 @@ use pmm_core::policy::{
 use pmm_core::schema::{Amount, PoolState};
 use pmm_store::policy_state;
 
-use super::read::{add, generation_of, inventory_ratio, liquidity_of, mid_after_deposit, pmm_of};
+use super::read::{
+    add, inventory_ratio, liquidity_of, mid_after_deposit, pmm_of, state_after, twap_check,
+};
 use super::{
     ChainDryRun, PredictedState, RiskCheckParams, SimulateParams, SimulationResult, parse_address,
     rule_name,
@@ -102,12 +104,17 @@ impl Hub {
                 ..
             } => {
                 let (kind, liq) = liquidity_of(read)?;
-                let bs = math::buy_shares(
-                    kind,
-                    generation_of(read),
-                    &liq,
+                let generation = self.generation_of(read)?;
+                let (bb, qb) = (
                     add(read.base_balance, base_amount.0, "base_amount")?,
                     add(read.quote_balance, quote_amount.0, "quote_amount")?,
+                );
+                let bs = math::buy_shares(kind, generation, &liq, bb, qb)?;
+                let targets = bs.targets.map(|t| (t.base, t.quote));
+                twap_check(
+                    read,
+                    generation,
+                    &state_after(kind, &pmm_of(read)?, bb, qb, targets),
                 )?;
                 Ok((
                     ExpectedOutcome::Add {
@@ -130,6 +137,17 @@ impl Hub {
                     shares.0,
                     shares.0,
                 )?;
+                // The burn syncs the reserves (and a TWAP pool prices them) only when it pays.
+                if !(ss.base_amount.is_zero() && ss.quote_amount.is_zero()) {
+                    let after = state_after(
+                        kind,
+                        &pmm_of(read)?,
+                        ss.new_base_reserve,
+                        ss.new_quote_reserve,
+                        ss.targets.map(|t| (t.base, t.quote)),
+                    );
+                    twap_check(read, self.generation_of(read)?, &after)?;
+                }
                 Ok((
                     ExpectedOutcome::Remove {
                         base: Amount(ss.base_amount),
@@ -265,10 +283,10 @@ impl Hub {
             } => {
                 let bb = add(read.base_balance, base_amount.0, "base_amount")?;
                 let qb = add(read.quote_balance, quote_amount.0, "quote_amount")?;
-                let bs = math::buy_shares(kind, generation_of(read), &liq, bb, qb)?;
+                let bs = math::buy_shares(kind, self.generation_of(read)?, &liq, bb, qb)?;
                 let ratio = mid_after_deposit(
                     kind,
-                    generation_of(read),
+                    self.generation_of(read)?,
                     &pmm_of(read)?,
                     bb,
                     qb,

@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use uuid::Uuid;
 
-use super::read::{add, generation_of, liquidity_of};
+use super::read::{add, liquidity_of};
 use super::{address_schema, parse_address};
 use crate::error::ToolError;
 use crate::hub::{Hub, now_s};
@@ -365,7 +365,7 @@ impl Hub {
         );
         let bs = math::buy_shares(
             kind,
-            generation_of(&read),
+            self.generation_of(&read)?,
             &liq,
             add(read.base_balance, base_in, "base_amount")?,
             add(read.quote_balance, quote_in, "quote_amount")?,

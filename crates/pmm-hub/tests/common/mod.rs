@@ -9,7 +9,7 @@ use pmm_hub::config::{AuthMode, ChainPreset};
 use pmm_hub::{HubConfig, RunningHub};
 use pmm_store::{MigrationSet, Migrator};
 use pmm_testkit::db::{TestDb, TestRedis};
-use pmm_testkit::devnet::{Devnet, WethUsdcPools};
+use pmm_testkit::devnet::{Devnet, Routers, WethUsdcPools};
 use serde_json::{Value, json};
 
 pub const AGENT: &str = "agent-token-for-tests-0001";
@@ -75,6 +75,7 @@ pub async fn fixture() -> anyhow::Result<Fixture> {
 
     let dir = std::env::temp_dir().join(format!("pmm-hub-test-{}", uuid_like()));
     std::fs::create_dir_all(&dir)?;
+    write_devnet_file(&dir, &devnet, None).await?;
     let cfg = write_config(
         &dir,
         &devnet,
@@ -99,6 +100,22 @@ pub async fn fixture() -> anyhow::Result<Fixture> {
         feed,
         cfg,
     })
+}
+
+/// Writes `dir/devnet.json` as `just devnet` does for the hub: the RPC, every template (so a
+/// pool a test deploys later is a clone of a known one) and, when given, the routers.
+pub async fn write_devnet_file(
+    dir: &std::path::Path,
+    devnet: &Devnet,
+    routers: Option<Routers>,
+) -> anyhow::Result<PathBuf> {
+    let mut file = json!({"rpc_url": devnet.rpc_url(), "templates": devnet.all_templates().await?});
+    if let Some(r) = routers {
+        file["routers"] = serde_json::to_value(r)?;
+    }
+    let path = dir.join("devnet.json");
+    std::fs::write(&path, file.to_string())?;
+    Ok(path)
 }
 
 /// What `pmm-state bootstrap` does: rebuild Redis' policy state from Postgres, then write
@@ -151,6 +168,7 @@ pub fn write_config(
         "listen": "127.0.0.1:0",
         "chain": "devnet",
         "rpc_url": devnet.rpc_url(),
+        "devnet_file": dir.join("devnet.json"),
         "allowlist_path": allowlist_path,
         "profiles_path": repo_root().join("config/pool_profiles.json"),
         "redis_url": redis.url(),

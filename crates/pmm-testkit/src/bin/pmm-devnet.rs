@@ -7,6 +7,7 @@ use alloy::primitives::{Address, I256, U256};
 use anyhow::Context;
 use clap::Parser;
 use pmm_core::config::{Allowlist, PoolProfiles};
+use pmm_core::math::Generation;
 use pmm_testkit::contracts::{TestERC20, V1Pool};
 use pmm_testkit::devnet::{ONE, PoolParams, confirm};
 use pmm_testkit::{
@@ -55,6 +56,8 @@ const SIGNER_INDEX: usize = 5;
 struct PoolEntry {
     address: Address,
     pool_type: PoolType,
+    /// Rules of the template the pool is a clone of (`None` for V1); the allowlist pins it.
+    generation: Option<Generation>,
     base_token: Address,
     quote_token: Address,
     /// Chainlink-style feed pricing the base token in USD, for anchoring.
@@ -241,23 +244,31 @@ async fn deploy_all(d: &Devnet) -> anyhow::Result<DevnetFile<'_>> {
     confirm("V1.depositBase", v1c.depositBase(units(20, 18))).await?;
     confirm("V1.depositQuote", v1c.depositQuote(units(40_000, 6))).await?;
 
-    let pool = |address, pool_type, p: &PoolParams, oracle, price_source| PoolEntry {
-        address,
-        pool_type,
-        base_token: p.base,
-        quote_token: p.quote,
-        oracle: Some(oracle),
-        price_source,
-    };
+    let pool =
+        |address, template: Option<Template>, p: &PoolParams, oracle, price_source| PoolEntry {
+            address,
+            pool_type: template.map_or(PoolType::V1, Template::pool_type),
+            generation: template.map(Template::generation),
+            base_token: p.base,
+            quote_token: p.quote,
+            oracle: Some(oracle),
+            price_source,
+        };
     let pools = vec![
-        pool(dvm, PoolType::Dvm, &volatile, base_feed, None),
-        pool(dsp, PoolType::Dsp, &pegged, stable_feed, None),
-        pool(gsp, PoolType::Gsp, &pegged, stable_feed, None),
-        pool(dvm2021, PoolType::Dvm, &volatile, base_feed, None),
-        pool(dsp2021, PoolType::Dsp, &pegged, stable_feed, None),
-        pool(dpp, PoolType::Dpp, &volatile, base_feed, None),
-        pool(dppo, PoolType::DppOracle, &volatile, base_feed, Some(guide)),
-        pool(v1, PoolType::V1, &volatile, base_feed, Some(guide)),
+        pool(dvm, Some(Template::Dvm), &volatile, base_feed, None),
+        pool(dsp, Some(Template::Dsp), &pegged, stable_feed, None),
+        pool(gsp, Some(Template::Gsp), &pegged, stable_feed, None),
+        pool(dvm2021, Some(Template::Dvm2021), &volatile, base_feed, None),
+        pool(dsp2021, Some(Template::Dsp2021), &pegged, stable_feed, None),
+        pool(dpp, Some(Template::Dpp), &volatile, base_feed, None),
+        pool(
+            dppo,
+            Some(Template::DppOracle),
+            &volatile,
+            base_feed,
+            Some(guide),
+        ),
+        pool(v1, None, &volatile, base_feed, Some(guide)),
     ];
     let tokens = vec![
         TokenEntry {
@@ -363,6 +374,7 @@ fn allowlist_json(file: &DevnetFile<'_>, profiles_path: &Path) -> anyhow::Result
                 "quote_token": p.quote_token,
                 "profile": p.pool_type.as_str(),
                 "pool_type": p.pool_type,
+                "generation": p.generation,
                 "oracle": {"kind": "chainlink", "address": p.oracle, "max_age_s": 3600},
                 "limits": {
                     "max_slippage_bps": 100,

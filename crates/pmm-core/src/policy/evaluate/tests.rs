@@ -34,6 +34,7 @@ fn state() -> PoolState {
         pool_address: POOL,
         chain: ChainName::new("devnet").unwrap(),
         pool_type: PoolType::Dvm,
+        generation: Some(crate::math::Generation::V2024),
         profile: "dvm".into(),
         version: "DVM 1.0.2".into(),
         block_number: 10,
@@ -47,7 +48,7 @@ fn state() -> PoolState {
             q0: U256::ZERO,
             r: RState::AboveOne,
         },
-        mid_price: mid,
+        mid_price: Some(mid),
         base_reserve: weth(10).0,
         quote_reserve: usdc(20_000).0,
         fees: FeeRates::default(),
@@ -715,12 +716,24 @@ fn bypass_attempts_are_denied() {
 
     // A zero mid price would value any base at nothing.
     let mut c = Case::ok();
-    c.state.mid_price_raw = Amount::ZERO;
+    c.state.mid_price_raw = Some(Amount::ZERO);
     c.oracle = None;
     let r = c.run();
     assert_eq!(r.decided_by, Some(Rule::OracleDeviation));
     assert_eq!(outcome(&r, Rule::MaxNotionalPerTx), RuleOutcome::Deny);
     assert!(detail(&r, Rule::MaxNotionalPerTx).contains("mid price is zero"));
+
+    // No mid price at all (an empty pool): nothing can be valued or compared with the feed.
+    let mut c = Case::ok();
+    c.state.mid_price_raw = None;
+    c.state.mid_price_undefined = Some("the pool is empty".into());
+    let r = c.run();
+    assert_eq!(r.verdict, Verdict::Deny);
+    assert_eq!(r.notional, None);
+    assert_eq!(outcome(&r, Rule::OracleDeviation), RuleOutcome::Deny);
+    assert!(detail(&r, Rule::OracleDeviation).contains("the pool is empty"));
+    assert!(detail(&r, Rule::MaxNotionalPerTx).contains("the pool is empty"));
+    assert_eq!(r.trip_breaker, None, "an empty pool is no reason to trip");
 
     // A caller-set notional is not even parseable: unknown fields are rejected.
     let json = serde_json::json!({
