@@ -122,6 +122,14 @@ async fn observe_mode_over_three_pools_with_llama_killed_and_restarted() -> anyh
     let outputs: Vec<&Decision> = rows.iter().filter(|d| d.raw_output.is_some()).collect();
     let valid = outputs.iter().filter(|d| d.parse_error.is_none()).count();
     let invalid = outputs.len() - valid;
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for d in outputs.iter().filter(|d| d.parse_error.is_some()) {
+        let why = d.parse_error.as_deref().unwrap_or_default();
+        *reasons
+            .entry(why.split(':').next().unwrap_or(why).to_owned())
+            .or_default() += 1;
+    }
+    println!("phase 1: invalid outputs by reason: {reasons:?}");
     println!(
         "phase 1: {} ticks x 3 pools, {} model outputs: {valid} parsed and validated, {invalid} recorded invalid",
         whole.len(),
