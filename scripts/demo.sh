@@ -26,8 +26,25 @@ hub_port=${PMM_DEMO_HUB_PORT:-3000}
 inference_port=${PMM_DEMO_INFERENCE_PORT:-8000}
 agent_port=${PMM_DEMO_AGENT_PORT:-3003}
 
-scripts/bootstrap.sh
 say() { printf '\n== %s\n' "$*"; }
+
+# A port someone already serves on would have the demo talk to their server: refuse instead.
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+check_port() { # port, what, env var naming it
+  if port_taken "$1"; then
+    echo "demo: 127.0.0.1:$1 ($2) is already in use by another process;" \
+      "stop it or pick another port with $3=<port>" >&2
+    exit 1
+  fi
+}
+check_ports() {
+  check_port "$hub_port" hub PMM_DEMO_HUB_PORT
+  check_port "$inference_port" "inference proxy" PMM_DEMO_INFERENCE_PORT
+  check_port "$agent_port" "agent health" PMM_DEMO_AGENT_PORT
+}
+check_ports
+
+scripts/bootstrap.sh
 
 say "building the devnet and market tools, the hub, the migrator, the proxy and the agent"
 cargo build -q -p pmm-testkit --bin pmm-devnet --bin pmm-market -p pmm-hub -p pmm-state \
@@ -61,16 +78,27 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for() { # what, deadline seconds, command...
-  local what=$1 limit=$2 deadline=$((SECONDS + $2))
-  shift 2
+wait_for() { # what, pid, log, deadline seconds, command...
+  local what=$1 pid=$2 log=$3 limit=$4 deadline=$((SECONDS + $4))
+  shift 4
   until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "demo: $what exited before it was ready; the end of $log:" >&2
+      tail -n 20 "$log" >&2
+      exit 1
+    fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "$what not ready within ${limit} s" >&2
+      echo "demo: $what not ready within ${limit} s (log: $log)" >&2
       exit 1
     fi
     sleep 0.3
   done
+  # Ready, but maybe only because someone else answers on its port: it must still be ours.
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "demo: $what exited; the end of $log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
 }
 
 mkdir -p var
@@ -78,7 +106,7 @@ rm -f var/devnet.json var/allowlist.json
 say "starting the devnet (log: var/devnet.log)"
 "$bin/pmm-devnet" --out var/devnet.json --allowlist-out var/allowlist.json >var/devnet.log 2>&1 &
 pids+=($!)
-wait_for "devnet" 120 test -s var/allowlist.json
+wait_for "devnet" "${pids[-1]}" var/devnet.log 120 test -s var/allowlist.json
 
 db=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pmm}
 redis=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -86,19 +114,22 @@ say "migrating Postgres and bootstrapping Redis"
 "$bin/pmm-state" --database-url "$db" --redis-url "$redis" migrate
 "$bin/pmm-state" --database-url "$db" --redis-url "$redis" bootstrap
 
+# The build took a while: someone may have taken a port meanwhile.
+check_ports
 say "starting the hub on 127.0.0.1:$hub_port, read-only (log: var/hub.log)"
 PMM_CHAIN=devnet PMM_DEVNET_FILE=var/devnet.json PMM_ALLOWLIST_PATH=var/allowlist.json \
   PMM_AUTH=none PMM_LISTEN="127.0.0.1:$hub_port" PMM_REDIS_URL="$redis" PMM_DATABASE_URL="$db" \
   "$bin/pmm-hub" >var/hub.log 2>&1 &
 pids+=($!)
-wait_for "hub" 60 curl -fsS "http://127.0.0.1:$hub_port/health"
+wait_for "hub" "${pids[-1]}" var/hub.log 60 curl -fsS "http://127.0.0.1:$hub_port/health"
 
 say "starting llama-server (SmolLM2-135M) and the inference proxy on 127.0.0.1:$inference_port (log: var/inference.log)"
 # Its own process group, stopped as a group: llama-server and the proxy go with the script.
 PMM_INFERENCE__LISTEN="127.0.0.1:$inference_port" setsid scripts/llama/inference-local.sh \
   >var/inference.log 2>&1 &
 inference_pgid=$!
-wait_for "inference" 120 curl -fsS "http://127.0.0.1:$inference_port/health"
+wait_for "inference" "$inference_pgid" var/inference.log 120 \
+  curl -fsS "http://127.0.0.1:$inference_port/health"
 
 if [ "$once" = 0 ]; then
   say "starting the market: a swap or a feed move every few seconds (log: var/market.log)"

@@ -83,8 +83,9 @@ async fn main() -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let store = PgStore::connect(cfg.database_url.as_deref().unwrap_or_default(), 4)
-        .context("database_url")?;
+    let database_url = cfg.database_url.as_deref().unwrap_or_default();
+    let store = PgStore::connect(database_url, 4).context("database_url")?;
+    let lease_store = PgStore::connect(database_url, 1).context("database_url")?;
     let (sink, _writer) = DecisionSink::spawn(store.clone(), cfg.decision_buffer);
     let hub = HubClient::new(
         &cfg.hub_url,
@@ -144,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         },
         allowlist.pools,
         store,
+        lease_store,
         sink,
         status,
         hook,

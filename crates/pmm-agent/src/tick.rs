@@ -142,6 +142,19 @@ fn write_params(p: &ActionProposal, idempotency_key: &str) -> Option<(&'static s
     Some((tool, v))
 }
 
+/// An amount field of a hub answer.
+fn amount_at(v: &Value, field: &str) -> Result<Amount, String> {
+    serde_json::from_value(v[field].clone()).map_err(|e| format!("{field}: {e}"))
+}
+
+/// The baseline's hold when its deposit cannot be quoted, with the reason cut to what a
+/// proposal's reason may hold.
+fn hold_because(why: String) -> ActionProposal {
+    ActionProposal::Hold {
+        reason: format!("baseline: {why}").chars().take(500).collect(),
+    }
+}
+
 impl TickContext {
     /// Runs one tick of one pool.
     pub async fn run(&self, job: &PoolTick) -> TickOutcome {
@@ -400,8 +413,10 @@ impl TickContext {
         }
     }
 
-    /// The baseline proposal; a deposit is quoted on the hub for its `min_shares`. Only a hub
-    /// that is down is an error: a quote the hub refuses makes the baseline hold, saying why.
+    /// The baseline proposal. A deposit is quoted on the hub twice: the planned amounts for the
+    /// balanced deposit DODO's proxy would make of them (so nothing is donated), then that
+    /// deposit for its `min_shares`. Only a hub that is down is an error: a quote the hub
+    /// refuses makes the baseline hold, saying why.
     async fn baseline(
         &self,
         state: &PoolState,
@@ -410,15 +425,60 @@ impl TickContext {
         steps: &mut Steps,
     ) -> Result<ActionProposal, HubError> {
         let plan = baseline(state, limits, &self.cfg.baseline());
+        let t = Instant::now();
         let BaselinePlan::Add {
             base_amount,
             quote_amount,
             ..
-        } = &plan
+        } = plan
         else {
             return Ok(plan.into_proposal(state, limits, Amount::ZERO));
         };
-        let t = Instant::now();
+        let planned = match self
+            .quote_deposit(state, base_amount, quote_amount, trace)
+            .await?
+        {
+            Ok(q) => q,
+            Err(hold) => return Ok(hold),
+        };
+        let plan = match (
+            amount_at(&planned, "balanced_base_amount"),
+            amount_at(&planned, "balanced_quote_amount"),
+        ) {
+            (Ok(b), Ok(q)) => plan.balanced(b, q),
+            (Err(e), _) | (_, Err(e)) => return Ok(hold_because(format!("quote: {e}"))),
+        };
+        let BaselinePlan::Add {
+            base_amount,
+            quote_amount,
+            ..
+        } = plan
+        else {
+            return Ok(plan.into_proposal(state, limits, Amount::ZERO));
+        };
+        let balanced = match self
+            .quote_deposit(state, base_amount, quote_amount, trace)
+            .await?
+        {
+            Ok(q) => q,
+            Err(hold) => return Ok(hold),
+        };
+        steps.record("baseline_quote", t);
+        Ok(match amount_at(&balanced, "shares") {
+            Ok(shares) => plan.into_proposal(state, limits, shares),
+            Err(e) => hold_because(format!("quote: {e}")),
+        })
+    }
+
+    /// `dodo.quote_add_liquidity` of a deposit: the quote, or the hold the baseline falls back
+    /// to when the hub refuses it.
+    async fn quote_deposit(
+        &self,
+        state: &PoolState,
+        base_amount: Amount,
+        quote_amount: Amount,
+        trace: &Trace,
+    ) -> Result<Result<Value, ActionProposal>, HubError> {
         let quote = self
             .hub
             .call(
@@ -431,21 +491,10 @@ impl TickContext {
                 trace,
             )
             .await;
-        steps.record("baseline_quote", t);
         match quote {
-            Ok(q) => match serde_json::from_value::<Amount>(q["shares"].clone()) {
-                Ok(shares) => Ok(plan.into_proposal(state, limits, shares)),
-                Err(e) => Ok(ActionProposal::Hold {
-                    reason: format!("baseline: quote without shares: {e}"),
-                }),
-            },
+            Ok(q) => Ok(Ok(q)),
             Err(e) if e.is_unavailable() => Err(e),
-            Err(e) => Ok(ActionProposal::Hold {
-                reason: format!("baseline: cannot quote the deposit: {e}")
-                    .chars()
-                    .take(500)
-                    .collect(),
-            }),
+            Err(e) => Ok(Err(hold_because(format!("cannot quote the deposit: {e}")))),
         }
     }
 

@@ -4,9 +4,9 @@
 //! Sharing: each worker announces itself with a membership lease (`agent-worker:<chain>:<id>`)
 //! and takes pool leases (`agent:<chain>:<pool>`) up to its fair share of the pools among the
 //! live workers, releasing the excess at the end of a tick so a newcomer takes it at the next
-//! one. Leases live for 3/4 of an interval and are renewed four times per lease lifetime, so a
-//! dead worker's pools are free within one interval and taken at the next tick start: within
-//! two intervals of its death. The database refuses a second decision for a pool and tick.
+//! one. Leases live for 3/4 of an interval and are renewed together (one statement on a
+//! connection of their own) four times per lease lifetime, so a dead worker's pools are free
+//! within one interval and taken at the next tick start: within two intervals of its death. The database refuses a second decision for a pool and tick.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use pmm_core::config::PoolEntry;
-use pmm_store::{Decision, Lease, PgStore, StoreError};
+use pmm_store::{Decision, Lease, PgStore};
 use rand::Rng;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,7 @@ pub struct Worker {
     ctx: Arc<TickContext>,
     pools: Vec<PoolEntry>,
     store: PgStore,
+    lease_store: PgStore,
     sink: DecisionSink,
     status: Arc<LoopStatus>,
     held: Arc<Mutex<BTreeMap<String, Lease>>>,
@@ -87,16 +88,14 @@ fn now_ms() -> u128 {
         .unwrap_or_default()
 }
 
-fn lease_lost(e: &StoreError) -> bool {
-    matches!(e, StoreError::LeaseLost { .. })
-}
-
 impl Worker {
-    /// A worker over `pools`.
+    /// A worker over `pools`; `lease_store` is the lease keeper's own handle on the same
+    /// database (one connection is enough: it renews everything in one statement).
     pub fn new(
         ctx: TickContext,
         pools: Vec<PoolEntry>,
         store: PgStore,
+        lease_store: PgStore,
         sink: DecisionSink,
         status: Arc<LoopStatus>,
         hook: Option<DecisionHook>,
@@ -105,6 +104,7 @@ impl Worker {
             ctx: Arc::new(ctx),
             pools,
             store,
+            lease_store,
             sink,
             status,
             held: Arc::default(),
@@ -397,6 +397,7 @@ impl Worker {
                 }
             }
         }
+        metrics::gauge!("pmm_agent_leases_held").set(held.len() as f64);
     }
 
     async fn release_all(&self) {
@@ -412,46 +413,66 @@ impl Worker {
         metrics::gauge!("pmm_agent_leases_held").set(0.0);
     }
 
-    /// Renews the held leases four times per lease lifetime. A lease someone else took is
-    /// dropped; one that cannot be renewed because the store is away is kept: nobody else can
-    /// take it while the store is down, and the database refuses a duplicate decision.
+    /// Renews the held leases (membership and pools) four times per lease lifetime, all in one
+    /// statement on the keeper's own connection: a busy tick never makes it wait for a pooled
+    /// connection, and a round trip more per lease never adds up to a lapse. A lease someone
+    /// else took is dropped and counted; one that cannot be renewed because the store is away
+    /// is kept: nobody else can take it while the store is down, and the database refuses a
+    /// duplicate decision. A round that lands past half the lifetime since the last one is
+    /// logged and counted, so a lapse under load is visible before it happens.
     fn spawn_keeper(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
+        let store = self.lease_store.clone();
         let held = self.held.clone();
         let membership = self.membership.clone();
         let ttl = self.ttl();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(ttl / 4);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_renewed = Instant::now();
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     _ = every.tick() => {}
                 }
                 let mut m = membership.lock().await;
-                if let Some(l) = m.as_ref() {
-                    match store.renew_lease(l, ttl).await {
-                        Ok(l) => *m = Some(l),
-                        Err(e) if lease_lost(&e) => *m = None,
-                        Err(_) => {}
+                let mut held = held.lock().await;
+                let leases: Vec<Lease> = m.iter().chain(held.values()).cloned().collect();
+                if leases.is_empty() {
+                    last_renewed = Instant::now();
+                    continue;
+                }
+                let Ok(renewed) = store.renew_leases(&leases, ttl).await else {
+                    continue;
+                };
+                let gap = last_renewed.elapsed();
+                last_renewed = Instant::now();
+                if gap > ttl / 2 {
+                    metrics::counter!("pmm_agent_lease_renewals_late_total").increment(1);
+                    tracing::warn!(
+                        gap_ms = gap.as_millis() as u64,
+                        ttl_ms = ttl.as_millis() as u64,
+                        "lease renewal late"
+                    );
+                }
+                let mut renewed: HashMap<String, Lease> =
+                    renewed.into_iter().map(|l| (l.name.clone(), l)).collect();
+                if let Some(l) = m.take() {
+                    *m = renewed.remove(&l.name);
+                    if m.is_none() {
+                        tracing::warn!(name = %l.name, "membership lease lost");
                     }
                 }
-                drop(m);
-                let mut held = held.lock().await;
                 let names: Vec<String> = held.keys().cloned().collect();
                 for name in names {
-                    let Some(l) = held.get(&name).cloned() else {
-                        continue;
-                    };
-                    match store.renew_lease(&l, ttl).await {
-                        Ok(l) => {
+                    match renewed.remove(&name) {
+                        Some(l) => {
                             held.insert(name, l);
                         }
-                        Err(e) if lease_lost(&e) => {
+                        None => {
+                            metrics::counter!("pmm_agent_leases_lost_total").increment(1);
                             tracing::warn!(%name, "pool lease lost to another worker");
                             held.remove(&name);
                         }
-                        Err(_) => {}
                     }
                 }
                 metrics::gauge!("pmm_agent_leases_held").set(held.len() as f64);

@@ -41,8 +41,10 @@ pub enum BaselinePlan {
         /// Why.
         reason: String,
     },
-    /// Deposit at the target ratio: the pool takes the proportional part and keeps the excess
-    /// of the short side, which moves its inventory towards the target.
+    /// Deposit sized to the pool's limits. [`baseline`] plans it at the target ratio; the hub's
+    /// quote then gives the balanced amounts (what DODO's proxy would transfer) and
+    /// [`BaselinePlan::balanced`] adopts them, so the other LPs receive no donation and the
+    /// deposit passes `max_donation`.
     Add {
         /// Base to deposit, raw units.
         base_amount: Amount,
@@ -54,6 +56,26 @@ pub enum BaselinePlan {
 }
 
 impl BaselinePlan {
+    /// The plan with its deposit replaced by the balanced amounts the hub's quote reports for
+    /// it (the over-contributing side scaled down to the pool's own ratio): a deposit off the
+    /// pool's ratio gives the excess to the other LPs, which the policy refuses beyond
+    /// `max_donation_bps`. A hold stays a hold; a balanced deposit without base holds, since
+    /// `buyShares` needs base.
+    #[must_use]
+    pub fn balanced(self, base_amount: Amount, quote_amount: Amount) -> Self {
+        match self {
+            Self::Hold { .. } => self,
+            Self::Add { .. } if base_amount.is_zero() => Self::Hold {
+                reason: "the balanced deposit rounds to zero base".into(),
+            },
+            Self::Add { reason, .. } => Self::Add {
+                base_amount,
+                quote_amount,
+                reason: format!("{reason}, balanced to the pool's ratio so nothing is donated"),
+            },
+        }
+    }
+
     /// The finished proposal once the deposit's expected shares are known: `min_shares` allows
     /// half of the pool's slippage limit, so the policy's slippage rule passes it.
     pub fn into_proposal(
@@ -90,7 +112,8 @@ pub fn has_lp_shares(pool_type: PoolType) -> bool {
 }
 
 /// The baseline for one tick: hold while the inventory ratio is inside the band, otherwise a
-/// deposit at the target ratio worth `size_bps` of `max_notional_per_tx`.
+/// deposit worth `size_bps` of `max_notional_per_tx`, planned at the target ratio (to be
+/// balanced with the hub's quote, see [`BaselinePlan::balanced`]).
 pub fn baseline(state: &PoolState, limits: &Limits, cfg: &BaselineConfig) -> BaselinePlan {
     let hold = |reason: String| BaselinePlan::Hold { reason };
     if !has_lp_shares(state.pool_type) {
@@ -127,9 +150,7 @@ pub fn baseline(state: &PoolState, limits: &Limits, cfg: &BaselineConfig) -> Bas
     BaselinePlan::Add {
         base_amount: Amount(base_amount),
         quote_amount: Amount(quote_amount),
-        reason: format!(
-            "inventory ratio {ratio:.4} outside {target:.2} +/- {band:.2}: deposit at the target"
-        ),
+        reason: format!("inventory ratio {ratio:.4} outside {target:.2} +/- {band:.2}: deposit"),
     }
 }
 
@@ -277,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn baseline_holds_inside_the_band_and_deposits_at_the_target_outside() {
+    fn baseline_holds_inside_the_band_and_plans_a_deposit_at_the_target_outside() {
         let cfg = BaselineConfig::default();
         let balanced = state(PoolType::Dvm, 10, 20_000);
         assert!(matches!(
@@ -313,6 +334,86 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(validate_proposal(&p, &heavy, &limits()), Ok(()));
+    }
+
+    /// Donated notional of depositing `base`/`quote` into `s` (a DVM whose LPs hold as many
+    /// shares as it holds base units), basis points of the deposit's notional.
+    fn donation_bps(s: &PoolState, base: Amount, quote: Amount) -> U256 {
+        let liq = crate::math::LiquidityState {
+            total_supply: s.reserves.base.0,
+            base_reserve: s.reserves.base.0,
+            quote_reserve: s.reserves.quote.0,
+            i: s.mid_price_raw.0,
+            b0: U256::ZERO,
+            q0: U256::ZERO,
+        };
+        let bs = crate::math::buy_shares(
+            crate::math::PoolKind::Dvm,
+            crate::math::Generation::V2024,
+            &liq,
+            s.reserves.base.0 + base.0,
+            s.reserves.quote.0 + quote.0,
+        )
+        .unwrap();
+        let mid = s.mid_price_raw;
+        let donated = notional_of(Amount(bs.donated_base), Amount(bs.donated_quote), mid).unwrap();
+        let notional = notional_of(base, quote, mid).unwrap();
+        donated.0 * U256::from(10_000u32) / notional.0
+    }
+
+    #[test]
+    fn baseline_deposit_on_an_off_ratio_pool_is_balanced_and_donates_nothing() {
+        // Ratio 0.6: the plan at the target (0.25 WETH + 500 USDC) over-contributes quote.
+        let heavy = state(PoolType::Dvm, 15, 20_000);
+        let plan = baseline(&heavy, &limits(), &BaselineConfig::default());
+        let BaselinePlan::Add {
+            base_amount,
+            quote_amount,
+            ..
+        } = plan.clone()
+        else {
+            panic!("expected a deposit: {plan:?}");
+        };
+        let max_donation = U256::from(limits().max_donation_bps);
+        let unbalanced = donation_bps(&heavy, base_amount, quote_amount);
+        assert!(unbalanced > max_donation, "{unbalanced} bps");
+
+        // What the hub's quote reports as the balanced amounts (DODO's proxy would take these).
+        let (b, q) = crate::policy::balanced_deposit(
+            heavy.reserves.base.0,
+            heavy.reserves.quote.0,
+            base_amount.0,
+            quote_amount.0,
+        );
+        let p = plan.balanced(Amount(b), Amount(q)).into_proposal(
+            &heavy,
+            &limits(),
+            Amount(U256::from(1000u64)),
+        );
+        let ActionProposal::AddLiquidity {
+            base_amount: pb,
+            quote_amount: pq,
+            reason,
+            ..
+        } = &p
+        else {
+            panic!("{p:?}");
+        };
+        // The pool's own ratio: all the base, and quote at 20,000 / 15 USDC per WETH.
+        assert_eq!(*pb, base_amount);
+        assert_eq!(pq.0, U256::from(333_333_333u64));
+        assert!(reason.contains("balanced"), "{reason}");
+        let balanced = donation_bps(&heavy, *pb, *pq);
+        assert!(balanced <= max_donation, "{balanced} bps");
+        assert_eq!(balanced, U256::ZERO);
+        assert_eq!(validate_proposal(&p, &heavy, &limits()), Ok(()));
+
+        // Balanced to nothing on the base side: nothing to deposit.
+        assert!(matches!(
+            baseline(&heavy, &limits(), &BaselineConfig::default())
+                .balanced(Amount::ZERO, Amount(q)),
+            BaselinePlan::Hold { .. }
+        ));
     }
 
     #[test]

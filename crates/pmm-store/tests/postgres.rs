@@ -762,3 +762,66 @@ async fn leases_have_one_holder_and_fence_changes_of_holder() {
         Err(StoreError::InvalidInput { field: "ttl", .. })
     ));
 }
+
+#[tokio::test]
+async fn leases_renew_together_and_a_lost_one_is_left_out() {
+    let (_db, store) = migrated().await;
+    let short = Duration::from_millis(200);
+    let long = Duration::from_secs(60);
+    let mut held = Vec::new();
+    for name in ["pool:a", "pool:b", "pool:c"] {
+        held.push(
+            store
+                .acquire_lease(name, "host-a", short)
+                .await
+                .expect("acquire")
+                .expect("free lease"),
+        );
+    }
+    // pool:b is released and taken by host-b: its renewal must not steal it back.
+    assert!(store.release_lease(&held[1]).await.expect("release"));
+    let b = store
+        .acquire_lease("pool:b", "host-b", long)
+        .await
+        .expect("acquire b")
+        .expect("released lease is free");
+    let renewed = store.renew_leases(&held, long).await.expect("renew");
+    let names: Vec<&str> = renewed.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(renewed.len(), 2, "{renewed:?}");
+    assert!(
+        names.contains(&"pool:a") && names.contains(&"pool:c"),
+        "{names:?}"
+    );
+    for l in &renewed {
+        assert_eq!(l.holder, "host-a");
+        assert!(l.expires_at > held[0].expires_at + chrono::Duration::seconds(30));
+    }
+    // Renewed for a minute: past the short TTL, nobody else can take them.
+    tokio::time::sleep(short * 2).await;
+    assert_eq!(
+        store
+            .acquire_lease("pool:a", "host-b", long)
+            .await
+            .expect("busy"),
+        None
+    );
+    assert_eq!(
+        store
+            .renew_lease(&b, long)
+            .await
+            .expect("b keeps it")
+            .holder,
+        "host-b"
+    );
+    assert!(
+        store
+            .renew_leases(&[], long)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.renew_leases(&renewed, Duration::ZERO).await,
+        Err(StoreError::InvalidInput { field: "ttl", .. })
+    ));
+}
