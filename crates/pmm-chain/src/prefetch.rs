@@ -105,5 +105,4 @@ impl ChainClient {
         }
         Ok(())
     }
-
 }

@@ -143,7 +143,11 @@ impl HoldingsPending {
     pub(crate) async fn resolve(self, ep: &Endpoint) -> Result<AccountHoldings, ChainError> {
         let of = self.of;
         Ok(AccountHoldings {
-            base: self.base.resolve(ep).await?.required(of.base, "balanceOf")?,
+            base: self
+                .base
+                .resolve(ep)
+                .await?
+                .required(of.base, "balanceOf")?,
             quote: self
                 .quote
                 .resolve(ep)

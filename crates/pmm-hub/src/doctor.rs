@@ -156,9 +156,11 @@ pub async fn run(cfg: &HubConfig) -> Vec<Check> {
     }
     let required = pmm_store::REQUIRED_EVICTION_POLICY;
     out.push(match &info {
-        Ok(i) if i.maxmemory_policy.as_deref() == Some(required) => {
-            check("redis_eviction", true, format!("maxmemory-policy {required}"))
-        }
+        Ok(i) if i.maxmemory_policy.as_deref() == Some(required) => check(
+            "redis_eviction",
+            true,
+            format!("maxmemory-policy {required}"),
+        ),
         Ok(i) => check(
             "redis_eviction",
             false,

@@ -333,7 +333,12 @@ impl Hub {
             }
             // A sweep is worth waiting for; a poll that is overdue by more than the head's
             // age will not come.
-            let deadline = start + if joined.is_some() { MONITOR_WAIT } else { max_age };
+            let deadline = start
+                + if joined.is_some() {
+                    MONITOR_WAIT
+                } else {
+                    max_age
+                };
             match tokio::time::timeout_at(deadline, view.changed()).await {
                 Ok(Ok(())) => continue,
                 // The wait is over, or the monitor is gone.

@@ -50,11 +50,7 @@ fn comparable(tool: &str, result: &Value) -> Value {
     }
     let rules: Vec<Value> = result["rules"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| json!([r["rule"], r["outcome"]]))
-                .collect()
-        })
+        .map(|a| a.iter().map(|r| json!([r["rule"], r["outcome"]])).collect())
         .unwrap_or_default();
     json!({"verdict": result["verdict"], "decided_by": result["decided_by"],
            "notional": result["notional"], "rules": rules})
@@ -126,13 +122,23 @@ async fn a_tool_call_in_a_swept_block_sends_no_rpc_and_equals_a_direct_read() ->
             "{tool} {params}"
         );
     }
-    assert_eq!(provider.get_block_number().await?, target, "nothing was mined meanwhile");
+    assert_eq!(
+        provider.get_block_number().await?,
+        target,
+        "nothing was mined meanwhile"
+    );
 
     // The monitor loses the node: once its head is older than two polls, calls ask the node
     // themselves and fail rather than answer from the cache as if it were current.
     proxy.cut();
     let (status, body) = poll(Duration::from_secs(20), || async {
-        let (status, body) = call(&hub, Some(AGENT), "dodo.get_pool_state", json!({"pool": s(f.dsp)})).await?;
+        let (status, body) = call(
+            &hub,
+            Some(AGENT),
+            "dodo.get_pool_state",
+            json!({"pool": s(f.dsp)}),
+        )
+        .await?;
         Ok((status != 200).then_some((status, body)))
     })
     .await?;

@@ -7,8 +7,7 @@ use anyhow::Context;
 use pmm_store::migrate::{MigrationInfo, MigrationSet, Migrator};
 use pmm_store::redis::REDIS_SCHEMA_VERSION;
 use pmm_store::{
-    BootstrapOutcome, EvictionOutcome, PgStore, REQUIRED_EVICTION_POLICY, RedisStore,
-    policy_state,
+    BootstrapOutcome, EvictionOutcome, PgStore, REQUIRED_EVICTION_POLICY, RedisStore, policy_state,
 };
 
 use crate::cli::{Cli, Command, EXIT_FAILURE, EXIT_OK, MissingSetting};

@@ -398,7 +398,10 @@ async fn bootstrap_sets_noeviction_and_check_refuses_an_evicting_redis() {
     ]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let url = format!("redis://127.0.0.1:{port}");

@@ -500,7 +500,10 @@ mod tests {
                 |r| r.pmm.k = e(18) + U256::from(1u8),
                 SchemaError::KTooLarge(e(18) + U256::from(1u8)),
             ),
-            (|r| r.mid_price = Some(U256::ZERO), SchemaError::ZeroMidPrice),
+            (
+                |r| r.mid_price = Some(U256::ZERO),
+                SchemaError::ZeroMidPrice,
+            ),
             (
                 |r| r.fees.mt = U256::MAX,
                 SchemaError::FeesTooLarge {
