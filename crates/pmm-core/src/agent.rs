@@ -343,7 +343,7 @@ mod tests {
             total_supply: s.reserves.base.0,
             base_reserve: s.reserves.base.0,
             quote_reserve: s.reserves.quote.0,
-            i: s.mid_price_raw.0,
+            i: s.mid_price_raw.expect("a priced pool").0,
             b0: U256::ZERO,
             q0: U256::ZERO,
         };
@@ -355,7 +355,7 @@ mod tests {
             s.reserves.quote.0 + quote.0,
         )
         .unwrap();
-        let mid = s.mid_price_raw;
+        let mid = s.mid_price_raw.expect("a priced pool");
         let donated = notional_of(Amount(bs.donated_base), Amount(bs.donated_quote), mid).unwrap();
         let notional = notional_of(base, quote, mid).unwrap();
         donated.0 * U256::from(10_000u32) / notional.0
