@@ -426,20 +426,9 @@ impl TickContext {
     ) -> Result<ActionProposal, HubError> {
         let plan = baseline(state, limits, &self.cfg.baseline());
         let t = Instant::now();
-        let BaselinePlan::Add {
-            base_amount,
-            quote_amount,
-            ..
-        } = plan
-        else {
-            return Ok(plan.into_proposal(state, limits, Amount::ZERO));
-        };
-        let planned = match self
-            .quote_deposit(state, base_amount, quote_amount, trace)
-            .await?
-        {
+        let planned = match self.quote_deposit(state, limits, &plan, trace).await? {
             Ok(q) => q,
-            Err(hold) => return Ok(hold),
+            Err(settled) => return Ok(settled),
         };
         let plan = match (
             amount_at(&planned, "balanced_base_amount"),
@@ -448,20 +437,9 @@ impl TickContext {
             (Ok(b), Ok(q)) => plan.balanced(b, q),
             (Err(e), _) | (_, Err(e)) => return Ok(hold_because(format!("quote: {e}"))),
         };
-        let BaselinePlan::Add {
-            base_amount,
-            quote_amount,
-            ..
-        } = plan
-        else {
-            return Ok(plan.into_proposal(state, limits, Amount::ZERO));
-        };
-        let balanced = match self
-            .quote_deposit(state, base_amount, quote_amount, trace)
-            .await?
-        {
+        let balanced = match self.quote_deposit(state, limits, &plan, trace).await? {
             Ok(q) => q,
-            Err(hold) => return Ok(hold),
+            Err(settled) => return Ok(settled),
         };
         steps.record("baseline_quote", t);
         Ok(match amount_at(&balanced, "shares") {
@@ -472,13 +450,23 @@ impl TickContext {
 
     /// `dodo.quote_add_liquidity` of a deposit: the quote, or the hold the baseline falls back
     /// to when the hub refuses it.
+    /// The hub's quote of `plan`'s deposit, or the proposal the tick settles on instead: the
+    /// plan itself when it deposits nothing, a hold when the deposit cannot be quoted.
     async fn quote_deposit(
         &self,
         state: &PoolState,
-        base_amount: Amount,
-        quote_amount: Amount,
+        limits: &Limits,
+        plan: &BaselinePlan,
         trace: &Trace,
     ) -> Result<Result<Value, ActionProposal>, HubError> {
+        let BaselinePlan::Add {
+            base_amount,
+            quote_amount,
+            ..
+        } = plan
+        else {
+            return Ok(Err(plan.clone().into_proposal(state, limits, Amount::ZERO)));
+        };
         let quote = self
             .hub
             .call(

@@ -528,14 +528,7 @@ impl HubConfig {
             #[serde(default)]
             routers: Option<DevnetRouters>,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            invalid(
-                "devnet_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let f: DevnetFile = serde_json::from_str(&text)
-            .map_err(|e| invalid("devnet_file", format!("{}: {e}", path.display())))?;
+        let f: DevnetFile = read_devnet_file(path)?;
         Ok(f.routers
             .map_or_else(Default::default, |r| pmm_chain::tx::Routers {
                 v2_proxy: Some(r.v2_proxy),
@@ -561,14 +554,7 @@ impl HubConfig {
             #[serde(default)]
             templates: Vec<KnownTemplate>,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            invalid(
-                "devnet_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let f: DevnetFile = serde_json::from_str(&text)
-            .map_err(|e| invalid("devnet_file", format!("{}: {e}", path.display())))?;
+        let f: DevnetFile = read_devnet_file(path)?;
         Ok(TemplateTable::new(name, f.templates))
     }
 
@@ -673,6 +659,18 @@ impl HubConfig {
         }
         Ok(tokens)
     }
+}
+
+/// Reads the part of a `devnet_file` that `T` names; the file is the devnet tool's output.
+fn read_devnet_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            "devnet_file",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| invalid("devnet_file", format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
