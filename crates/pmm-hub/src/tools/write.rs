@@ -905,7 +905,7 @@ impl Hub {
                 },
                 reservation_id: Some(reservation),
                 notional: Some(notional.to_string()),
-                steps: json!({"steps": steps, "reservation": reservation_json.take(), "predicted": plan.predicted, "risk": report}),
+                steps: saved_steps(&steps, reservation_json.take(), &plan, &report),
             })
             .await;
         let main = match created {
@@ -1007,7 +1007,13 @@ impl Hub {
             true,
             format!("nonce {}, tx {}", attempt.nonce, attempt.tx_hash),
         );
-        pg.set_steps(main.id, &json!({"steps": steps, "reservation": {"id": reservation, "scope": scope.as_str(), "day": day}, "predicted": plan.predicted, "risk": report}))
+        let saved = saved_steps(
+            &steps,
+            json!({"id": reservation, "scope": scope.as_str(), "day": day}),
+            &plan,
+            &report,
+        );
+        pg.set_steps(main.id, &saved)
             .await
             .map_err(store_err)?;
         let r = self.drive_family(&main).await;
@@ -1235,20 +1241,21 @@ impl Hub {
             tracing::error!(key = %main.key, "intent without its reservation window");
             return;
         };
-        let r = if success {
-            redis
-                .commit_write(id, &scope, day)
-                .await
-                .map(drop)
-                .and(Ok(()))
+        let spent = if success {
+            Some(self.spent_notional(main).await)
+        } else {
+            None
+        };
+        let r = if let Some(spent) = spent {
+            redis.commit_write(id, &scope, day, spent).await.map(drop)
         } else {
             redis.refund_write(id, &scope, day).await.map(drop)
         };
         if let Err(e) = r {
             tracing::error!(key = %main.key, error = %e, "could not settle the Redis reservation");
         }
-        let l = if success {
-            pg.commit_notional(id).await
+        let l = if let Some(spent) = spent {
+            pg.commit_notional(id, spent).await
         } else {
             pg.refund_notional(id).await
         };
@@ -1256,6 +1263,59 @@ impl Hub {
             Ok(_) | Err(pmm_store::StoreError::ReservationSettled { .. }) => {}
             Err(e) => tracing::error!(key = %main.key, error = %e, "could not settle the ledger"),
         }
+    }
+
+    /// What a confirmed write really moved, valued at the mid price its policy check used: the
+    /// tokens its receipt's `Transfer` logs carried between the signer and the pool (into the
+    /// pool for a deposit, out of it for a removal). Later state can round a deposit a few units
+    /// below its prediction, and the ledger must equal the chain. Falls back to the reserved
+    /// notional when the receipt or the saved valuation is missing (over-counting fails closed).
+    async fn spent_notional(&self, main: &Intent) -> U256 {
+        let reserved = main
+            .notional
+            .as_deref()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(U256::ZERO);
+        let Some(pg) = &self.inner.pg else {
+            return reserved;
+        };
+        let it = match pg.intent_by_key(&main.key).await {
+            Ok(Some(it)) => it,
+            _ => return reserved,
+        };
+        let (Some(signer), Some(saved)) = (&self.writes().signer, it.steps.as_ref()) else {
+            return reserved;
+        };
+        let mined: Option<Mined> = it
+            .receipt
+            .as_ref()
+            .and_then(|r| serde_json::from_value(r.clone()).ok());
+        let valuation = saved.get("valuation").and_then(|v| {
+            Some((
+                v.get("mid")?.as_str()?.parse::<U256>().ok()?,
+                v.get("base")?.as_str()?.parse::<Address>().ok()?,
+                v.get("quote")?.as_str()?.parse::<Address>().ok()?,
+            ))
+        });
+        let (Some(mined), Some((mid, base, quote)), Some(pool)) = (
+            mined,
+            valuation,
+            it.pool.as_deref().and_then(|p| p.parse::<Address>().ok()),
+        ) else {
+            return reserved;
+        };
+        let me = signer.address();
+        let (from, to) = match it.intent.get("tool").and_then(Value::as_str) {
+            Some(super::ADD_LIQUIDITY) => (me, pool),
+            Some(super::REMOVE_LIQUIDITY) => (pool, me),
+            _ => return reserved,
+        };
+        pmm_core::policy::notional_of(
+            Amount(mined.moved(base, from, to)),
+            Amount(mined.moved(quote, from, to)),
+            Amount(mid),
+        )
+        .map_or(reserved, |n| n.0)
     }
 
     fn gas_cap_of(&self, it: &Intent) -> u64 {
@@ -1312,6 +1372,22 @@ impl Hub {
         lock.release().await;
         result.map(|()| done)
     }
+}
+
+/// What an intent row keeps of its write: the steps so far, its reservation, the prediction,
+/// the risk report, and how its spend is valued at settlement (mid price and tokens).
+fn saved_steps(steps: &[Step], reservation: Value, plan: &Plan, report: &RiskReport) -> Value {
+    json!({
+        "steps": steps,
+        "reservation": reservation,
+        "predicted": plan.predicted,
+        "risk": report,
+        "valuation": plan.state.mid_price_raw.map(|mid| json!({
+            "mid": mid.0.to_string(),
+            "base": format!("{:#x}", plan.read.base_token.address),
+            "quote": format!("{:#x}", plan.read.quote_token.address),
+        })),
+    })
 }
 
 fn reservation_of(it: &Intent) -> Option<(DailyCapScope, u64)> {
