@@ -3,123 +3,18 @@
 
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+#[path = "common/write_fixture.rs"]
+mod write_fixture;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use common::{AGENT, call, call_ok, poll, start};
-use pmm_hub::HubConfig;
 use pmm_store::PgStore;
 use serde_json::{Value, json};
-use zeroize::Zeroizing;
-
-const PASSWORD: &str = "test-keystore-password-7f3a91";
-
-struct Writes {
-    fx: common::Fixture,
-    signer: Address,
-    key_hex: String,
-    routers: pmm_testkit::devnet::Routers,
-}
-
-/// The common fixture plus routers, a keystore of the deployer's key, no cooldown, and both
-/// gates as given.
-async fn writes(allow: bool, armed: bool) -> anyhow::Result<Writes> {
-    let mut fx = common::fixture().await?;
-    let routers = fx.devnet.deploy_routers().await?;
-    let mut limits = common::limits();
-    limits["cooldown_s"] = json!(0);
-    let mut cfg = common::write_config(
-        &fx.dir,
-        &fx.devnet,
-        fx.dsp,
-        fx.base,
-        fx.quote,
-        fx.feed,
-        limits,
-        fx.db.url(),
-        &fx.redis,
-    )?;
-    let devnet_file = common::write_devnet_file(&fx.dir, &fx.devnet, Some(routers)).await?;
-    let key_hex = fx.devnet.accounts()[0].private_key.clone();
-    let keystore = fx.dir.join("keystore.json");
-    let pass = fx.dir.join("keystore.pass");
-    std::fs::write(&pass, PASSWORD)?;
-    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let signer = pmm_hub::signer::write_keystore(
-        &keystore,
-        Some(Zeroizing::new(key_hex.clone())),
-        &Zeroizing::new(PASSWORD.to_owned()),
-    )?;
-    assert_eq!(signer, fx.devnet.deployer());
-    cfg.executor = None;
-    cfg.devnet_file = Some(devnet_file);
-    cfg.keystore_path = Some(keystore);
-    cfg.keystore_password_file = Some(pass);
-    cfg.allow_write = allow;
-    cfg.execution_armed = armed;
-    cfg.receipt_timeout_s = 30;
-    cfg.validate()?;
-    fx.cfg = cfg;
-    Ok(Writes {
-        fx,
-        signer,
-        key_hex,
-        routers,
-    })
-}
-
-async fn nonce(w: &Writes) -> anyhow::Result<u64> {
-    Ok(w.fx
-        .devnet
-        .provider()
-        .get_transaction_count(w.signer)
-        .pending()
-        .await?)
-}
-
-async fn lp(w: &Writes, pool: Address) -> anyhow::Result<U256> {
-    w.fx.devnet
-        .balance_of(pool, w.signer)
-        .await
-        .map_err(Into::into)
-}
-
-async fn reserves(w: &Writes) -> anyhow::Result<(U256, U256)> {
-    let c = pmm_testkit::contracts::DSP::new(w.fx.dsp, w.fx.devnet.provider());
-    let r = c.getVaultReserve().call().await?;
-    Ok((r.baseReserve, r.quoteReserve))
-}
-
-fn amount(v: &Value) -> U256 {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_default()
-}
-
-/// A deposit in the DSP's ratio (10 WETH : 20 000 USDC), scaled down.
-fn add_params(pool: Address, key: &str) -> Value {
-    json!({
-        "pool": pool.to_string(),
-        "base_amount": "100000000000000000",
-        "quote_amount": "200000000",
-        "min_shares": "99500000000000000",
-        "idempotency_key": key,
-    })
-}
-
-async fn anvil(w: &Writes, method: &'static str, params: Value) -> anyhow::Result<Value> {
-    Ok(w.fx
-        .devnet
-        .provider()
-        .raw_request::<_, Value>(method.into(), params)
-        .await?)
-}
-
-async fn tool_calls(w: &Writes) -> anyhow::Result<Vec<pmm_store::ToolCall>> {
-    let pg = PgStore::connect(w.fx.db.url(), 1)?;
-    Ok(pg.recent_tool_calls(None, 1000).await?)
-}
+use write_fixture::*;
 
 #[tokio::test]
 async fn closed_gates_refuse_without_building_anything() -> anyhow::Result<()> {
@@ -403,56 +298,6 @@ async fn a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once() -> an
     Ok(())
 }
 
-/// The hub binary with `cfg` as its config file; stdout and stderr to `log`.
-fn spawn_hub(
-    cfg: &HubConfig,
-    dir: &std::path::Path,
-    log: &std::path::Path,
-) -> anyhow::Result<ChildGuard> {
-    let path = dir.join("hub.json");
-    std::fs::write(&path, serde_json::to_string(cfg)?)?;
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pmm-hub"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(out.try_clone()?))
-        .stderr(Stdio::from(out))
-        .spawn()?;
-    Ok(ChildGuard(child))
-}
-
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn http(port: u16, tool: &str, params: Value) -> anyhow::Result<(u16, Value)> {
-    let resp = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/mcp/call"))
-        .bearer_auth(AGENT)
-        .json(&json!({"tool": tool, "params": params}))
-        .send()
-        .await?;
-    Ok((
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    ))
-}
-
 #[tokio::test]
 async fn sigkill_between_send_and_receipt_then_restart_completes_the_intent() -> anyhow::Result<()>
 {
@@ -540,53 +385,6 @@ async fn sigkill_between_send_and_receipt_then_restart_completes_the_intent() ->
         health.contains(&format!("{:#x}", w.signer).to_lowercase())
             || health.to_lowercase().contains(&format!("{:#x}", w.signer))
     );
-    Ok(())
-}
-
-#[tokio::test]
-async fn each_rule_alone_denies_a_write_and_nothing_is_sent() -> anyhow::Result<()> {
-    let w = writes(true, true).await?;
-    let hub = start(&w.fx.cfg).await?;
-    let n0 = nonce(&w).await?;
-    // Not allowlisted (the DVM), and the DSP's address in upper case is the same pool.
-    let r = call_ok(
-        &hub,
-        AGENT,
-        "dodo.add_liquidity",
-        add_params(w.fx.dvm, "deny-allowlist"),
-    )
-    .await?;
-    assert_eq!(r["result"]["denied_by"], "allowlist", "{r}");
-    // Over the per-transaction cap.
-    let mut big = add_params(w.fx.dsp, "deny-pertx");
-    big["base_amount"] = json!("100000000000000000000");
-    big["quote_amount"] = json!("200000000000");
-    big["min_shares"] = json!("99500000000000000000");
-    let r = call_ok(&hub, AGENT, "dodo.add_liquidity", big).await?;
-    assert_eq!(r["result"]["denied_by"], "max_notional_per_tx", "{r}");
-    // Amounts of 2^256 and above do not parse.
-    let mut huge = add_params(w.fx.dsp, "deny-huge");
-    huge["base_amount"] = json!(U256::MAX.to_string() + "0");
-    let (status, _) = call(&hub, Some(AGENT), "dodo.add_liquidity", huge).await?;
-    assert_eq!(status, 400);
-    // A paused pool.
-    call_ok(
-        &hub,
-        common::OPERATOR,
-        "dodo.pause_pool",
-        json!({"pool": w.fx.dsp.to_string(), "reason": "test"}),
-    )
-    .await?;
-    let r = call_ok(
-        &hub,
-        AGENT,
-        "dodo.add_liquidity",
-        add_params(w.fx.dsp, "deny-breaker"),
-    )
-    .await?;
-    assert_eq!(r["result"]["denied_by"], "circuit_breaker", "{r}");
-    assert_eq!(nonce(&w).await?, n0, "no transaction left");
-    hub.shutdown().await;
     Ok(())
 }
 

@@ -735,17 +735,25 @@ impl Hub {
                 (!overrides.is_empty()).then_some(overrides),
             )
             .await;
-        let sim = match sim {
+        let sim = match sim.map_err(|e| e.to_string()).and_then(|s| {
+            check_dry_run(plan.decode, &s.output, plan.predicted.as_ref()).map(|()| s)
+        }) {
             Ok(s) => s,
-            Err(e) => {
-                step(&mut steps, "dry_run", false, e.to_string());
-                return Ok(denied(&plan.key, "simulation", steps, None, plan.predicted));
+            Err(why) => {
+                step(&mut steps, "dry_run", false, why);
+                // A failing dry run is refused whatever the policy says, but a rule that
+                // explains it (a deposit beyond the signer's balance fails both) is the
+                // named reason.
+                let report = self.policy_report(&plan).await?;
+                return Ok(match (report.verdict, report.decided_by) {
+                    (Verdict::Deny, Some(rule)) => {
+                        step(&mut steps, "policy", false, format!("denied by {}", rule.as_str()));
+                        denied(&plan.key, rule.as_str(), steps, Some(report), plan.predicted)
+                    }
+                    _ => denied(&plan.key, "simulation", steps, Some(report), plan.predicted),
+                });
             }
         };
-        if let Err(why) = check_dry_run(plan.decode, &sim.output, plan.predicted.as_ref()) {
-            step(&mut steps, "dry_run", false, why);
-            return Ok(denied(&plan.key, "simulation", steps, None, plan.predicted));
-        }
         step(
             &mut steps,
             "dry_run",
@@ -753,32 +761,7 @@ impl Hub {
             format!("block {block}, gas {}", sim.gas),
         );
         // policy
-        let head = chain.head().await?;
-        let report = match &plan.action {
-            Some(action) => {
-                // The policy's own view of the outputs (and any donation) at the pinned read.
-                let expected = self
-                    .expected_outcome(&plan.read, action)
-                    .ok()
-                    .filter(|(e, _)| Some(*e) == plan.expected);
-                self.evaluate_policy(&plan.read, &plan.state, action, expected, head)
-                    .await?
-            }
-            None => {
-                let hold = ActionProposal::Hold {
-                    reason: "dodo.reset_pool".into(),
-                };
-                let mut r = self
-                    .evaluate_policy(&plan.read, &plan.state, &hold, None, head)
-                    .await?;
-                // A reset moves no notional, but every state rule must pass for it.
-                if let Some(c) = r.rules.iter().find(|c| c.outcome == RuleOutcome::Warn) {
-                    r.verdict = Verdict::Deny;
-                    r.decided_by = Some(c.rule);
-                }
-                r
-            }
-        };
+        let report = self.policy_report(&plan).await?;
         if report.verdict == Verdict::Deny {
             let by = report
                 .decided_by
@@ -1025,6 +1008,36 @@ impl Hub {
             .map_err(store_err)?
             .ok_or_else(|| ToolError::Store("intent vanished".into()))?;
         Ok(stored_result(&it))
+    }
+
+    /// The policy's verdict on a planned write, at the pinned read and the current head.
+    async fn policy_report(&self, plan: &Plan) -> Result<RiskReport, ToolError> {
+        let head = self.inner.chain.head().await?;
+        Ok(match &plan.action {
+            Some(action) => {
+                // The policy's own view of the outputs (and any donation) at the pinned read.
+                let expected = self
+                    .expected_outcome(&plan.read, action)
+                    .ok()
+                    .filter(|(e, _)| Some(*e) == plan.expected);
+                self.evaluate_policy(&plan.read, &plan.state, action, expected, head)
+                    .await?
+            }
+            None => {
+                let hold = ActionProposal::Hold {
+                    reason: "dodo.reset_pool".into(),
+                };
+                let mut r = self
+                    .evaluate_policy(&plan.read, &plan.state, &hold, None, head)
+                    .await?;
+                // A reset moves no notional, but every state rule must pass for it.
+                if let Some(c) = r.rules.iter().find(|c| c.outcome == RuleOutcome::Warn) {
+                    r.verdict = Verdict::Deny;
+                    r.decided_by = Some(c.rule);
+                }
+                r
+            }
+        })
     }
 
     /// Signs an unsigned intent at the signer's next nonce (no-op when already signed).
