@@ -7,11 +7,13 @@ mod common;
 #[path = "common/write_fixture.rs"]
 mod write_fixture;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use common::{AGENT, call, call_ok, poll, start};
+use pmm_hub::HubConfig;
 use pmm_store::PgStore;
 use serde_json::{Value, json};
 use write_fixture::*;
