@@ -37,8 +37,7 @@ async fn denied_by(w: &Writes, hub: &RunningHub, rule: &str, params: Value) -> a
 }
 
 #[tokio::test]
-async fn each_rule_alone_denies_a_write_by_name_and_no_transaction_leaves() -> anyhow::Result<()>
-{
+async fn each_rule_alone_denies_a_write_by_name_and_no_transaction_leaves() -> anyhow::Result<()> {
     let w = writes(true, true).await?;
     let hub = start(&w.fx.cfg).await?;
     let chain = ChainName::new("devnet")?;
@@ -48,7 +47,13 @@ async fn each_rule_alone_denies_a_write_by_name_and_no_transaction_leaves() -> a
     let mut covered = Vec::new();
 
     // allowlist: the DVM is not on the list.
-    denied_by(&w, &hub, "allowlist", add_params(w.fx.dvm, "rule-allowlist")).await?;
+    denied_by(
+        &w,
+        &hub,
+        "allowlist",
+        add_params(w.fx.dvm, "rule-allowlist"),
+    )
+    .await?;
     covered.push("allowlist");
 
     // oracle_deviation: the independent feed 25% above the pool's mid price.
@@ -98,7 +103,12 @@ async fn each_rule_alone_denies_a_write_by_name_and_no_transaction_leaves() -> a
     redis.set_cooldown(&chain, dsp, 1).await?;
 
     // gas_cap: a 500 gwei base fee against the 100 gwei cap.
-    anvil(&w, "anvil_setNextBlockBaseFeePerGas", json!(["0x746a528800"])).await?;
+    anvil(
+        &w,
+        "anvil_setNextBlockBaseFeePerGas",
+        json!(["0x746a528800"]),
+    )
+    .await?;
     anvil(&w, "evm_mine", json!([])).await?;
     denied_by(&w, &hub, "gas_cap", add_params(dsp, "rule-gas")).await?;
     covered.push("gas_cap");
@@ -134,13 +144,15 @@ async fn each_rule_alone_denies_a_write_by_name_and_no_transaction_leaves() -> a
     // max_notional_per_day: today's window one unit short of the cap.
     let scope = daily_cap_scope(&chain, dsp);
     redis
-        .restore_daily_cap(
-            &scope,
-            utc_day(now()),
-            U256::from(500_000_000_000u64 - 1),
-        )
+        .restore_daily_cap(&scope, utc_day(now()), U256::from(500_000_000_000u64 - 1))
         .await?;
-    denied_by(&w, &hub, "max_notional_per_day", add_params(dsp, "rule-perday")).await?;
+    denied_by(
+        &w,
+        &hub,
+        "max_notional_per_day",
+        add_params(dsp, "rule-perday"),
+    )
+    .await?;
     covered.push("max_notional_per_day");
 
     // max_donation cannot be reached through a write tool: the tool balances the amounts to
@@ -209,7 +221,8 @@ async fn bypass_corpus_is_refused_or_capped() -> anyhow::Result<()> {
     // 2^256 and above, in every amount.
     for field in ["base_amount", "quote_amount", "min_shares"] {
         let mut p = add_params(dsp, "bypass-2-256");
-        p[field] = json!("115792089237316195423570985008687907853269984665640564039457584007913129639936");
+        p[field] =
+            json!("115792089237316195423570985008687907853269984665640564039457584007913129639936");
         let (s, b) = call(&hub, Some(AGENT), "dodo.add_liquidity", p).await?;
         refused("2^256", s, &b);
     }
@@ -223,7 +236,11 @@ async fn bypass_corpus_is_refused_or_capped() -> anyhow::Result<()> {
     p["min_shares"] = json!("99500000000000000000");
     let r = call_ok(&hub, AGENT, "dodo.add_liquidity", p).await?;
     assert_eq!(r["result"]["denied_by"], "max_notional_per_tx", "{r}");
-    assert_eq!(nonce(&w).await?, n0, "nothing was sent for a refused bypass");
+    assert_eq!(
+        nonce(&w).await?,
+        n0,
+        "nothing was sent for a refused bypass"
+    );
 
     // The quote amount written with 18 decimals (200 USDC as 200e18): capped to the pool's
     // ratio, so exactly 200 USDC leaves the signer.

@@ -9,9 +9,9 @@ use pmm_core::keys::{DailyCapScope, daily_cap_scope};
 use pmm_core::schema::ChainName;
 use pmm_store::migrate::{MIGRATION_LOCK_KEY, MigrateError, MigrationSet, Migrator};
 use pmm_store::{
-    Decision, NotionalReservation, PgStore, PolicyEvent, PolicyEventKind, PoolSnapshot,
-    ReserveOutcome, StoreError, ToolCall, ToolOutcome, TxStatus,
-    Attempt, IntentCall, IntentStart, NewIntent, Outcome,
+    Attempt, Decision, IntentCall, IntentStart, NewIntent, NotionalReservation, Outcome, PgStore,
+    PolicyEvent, PolicyEventKind, PoolSnapshot, ReserveOutcome, StoreError, ToolCall, ToolOutcome,
+    TxStatus,
 };
 use pmm_testkit::db::TestDb;
 use serde_json::json;
@@ -726,7 +726,11 @@ async fn intents_are_one_row_per_key_signed_once_at_gap_free_nonces_and_finish_o
         .sign_with_next_nonce(second.id, 31337, "0xfrom", 7, |_| Err("no key".to_owned()))
         .await
         .expect("store");
-    assert_eq!(failed, Err("no key".to_owned()), "a signer error allocates nothing");
+    assert_eq!(
+        failed,
+        Err("no key".to_owned()),
+        "a signer error allocates nothing"
+    );
     let n2 = store
         .sign_with_next_nonce(second.id, 31337, "0xfrom", 7, |n| {
             Ok::<_, String>(attempt(n))

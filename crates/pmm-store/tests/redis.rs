@@ -434,7 +434,9 @@ async fn a_committed_write_counts_what_it_spent_and_settles_once() {
     let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     for (id, amount) in [(a, 400), (b, 400)] {
         assert!(matches!(
-            s.reserve_write(&reserve(id, amount)).await.expect("reserve"),
+            s.reserve_write(&reserve(id, amount))
+                .await
+                .expect("reserve"),
             pmm_store::ReserveResult::Reserved { .. }
         ));
     }
@@ -459,7 +461,9 @@ async fn a_committed_write_counts_what_it_spent_and_settles_once() {
         s.refund_write(a, &scope(POOL), day()).await.expect("late"),
         pmm_store::Settled::Before
     );
-    s.refund_write(b, &scope(POOL), day()).await.expect("refund");
+    s.refund_write(b, &scope(POOL), day())
+        .await
+        .expect("refund");
     assert_eq!(
         s.daily_cap_used(&scope(POOL), day()).await.expect("used"),
         393

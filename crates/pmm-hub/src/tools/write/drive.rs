@@ -5,7 +5,11 @@ use super::*;
 
 impl Hub {
     /// Signs an unsigned intent at the signer's next nonce (no-op when already signed).
-    pub(super) async fn sign_intent(&self, it: &Intent, fees: FeeCaps) -> Result<Attempt, ToolError> {
+    pub(super) async fn sign_intent(
+        &self,
+        it: &Intent,
+        fees: FeeCaps,
+    ) -> Result<Attempt, ToolError> {
         let (signer, pg) = self.gate()?;
         let chain = &self.inner.chain;
         let call = intent_call(it)?;

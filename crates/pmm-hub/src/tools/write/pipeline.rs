@@ -73,8 +73,19 @@ impl Hub {
                 let report = self.policy_report(&plan).await?;
                 return Ok(match (report.verdict, report.decided_by) {
                     (Verdict::Deny, Some(rule)) => {
-                        step(&mut steps, "policy", false, format!("denied by {}", rule.as_str()));
-                        denied(&plan.key, rule.as_str(), steps, Some(report), plan.predicted)
+                        step(
+                            &mut steps,
+                            "policy",
+                            false,
+                            format!("denied by {}", rule.as_str()),
+                        );
+                        denied(
+                            &plan.key,
+                            rule.as_str(),
+                            steps,
+                            Some(report),
+                            plan.predicted,
+                        )
                     }
                     _ => denied(&plan.key, "simulation", steps, Some(report), plan.predicted),
                 });
@@ -322,9 +333,7 @@ impl Hub {
             &plan,
             &report,
         );
-        pg.set_steps(main.id, &saved)
-            .await
-            .map_err(store_err)?;
+        pg.set_steps(main.id, &saved).await.map_err(store_err)?;
         let r = self.drive_family(&main).await;
         lock.release().await;
         r?;
