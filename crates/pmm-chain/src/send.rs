@@ -121,17 +121,57 @@ pub struct Mined {
     pub gas_used: u64,
     /// Effective gas price, wei.
     pub effective_gas_price: u128,
+    /// Every ERC-20 `Transfer` the transaction emitted: what it really moved, which the hub
+    /// books into the notional ledger instead of the amounts it predicted.
+    #[serde(default)]
+    pub transfers: Vec<Transfer>,
+}
+
+/// One ERC-20 `Transfer(from, to, value)` log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Transfer {
+    /// Token contract that emitted the log.
+    pub token: Address,
+    /// Sender.
+    pub from: Address,
+    /// Recipient.
+    pub to: Address,
+    /// Amount, raw token units.
+    pub value: U256,
 }
 
 impl Mined {
     fn of(r: &TransactionReceipt) -> Self {
+        let transfer_topic = keccak256("Transfer(address,address,uint256)");
+        let transfers = r
+            .inner
+            .logs()
+            .iter()
+            .filter(|l| l.topics().len() == 3 && l.topics()[0] == transfer_topic)
+            .filter(|l| l.data().data.len() == 32)
+            .map(|l| Transfer {
+                token: l.address(),
+                from: Address::from_word(l.topics()[1]),
+                to: Address::from_word(l.topics()[2]),
+                value: U256::from_be_slice(&l.data().data),
+            })
+            .collect();
         Self {
             hash: r.transaction_hash,
             block_number: r.block_number.unwrap_or_default(),
             success: r.status(),
             gas_used: r.gas_used,
             effective_gas_price: r.effective_gas_price,
+            transfers,
         }
+    }
+
+    /// Sum of `token` moved from `from` to `to` by this transaction.
+    pub fn moved(&self, token: Address, from: Address, to: Address) -> U256 {
+        self.transfers
+            .iter()
+            .filter(|t| t.token == token && t.from == from && t.to == to)
+            .fold(U256::ZERO, |acc, t| acc.saturating_add(t.value))
     }
 }
 

@@ -90,7 +90,9 @@ async fn usage_of<C: GenericClient>(
 /// The two ways a reservation is settled.
 #[derive(Clone, Copy)]
 enum Settlement {
-    Commit,
+    /// The action happened and spent this much (what the chain moved, which can differ from
+    /// the reserved prediction by the rounding of later state).
+    Commit(U256),
     Refund,
 }
 
@@ -150,9 +152,10 @@ impl PgStore {
         Ok(ReserveOutcome::Reserved(usage))
     }
 
-    /// Marks a reservation as spent: its amount moves from reserved to committed.
-    pub async fn commit_notional(&self, id: Uuid) -> Result<WindowUsage> {
-        self.settle(id, Settlement::Commit).await
+    /// Marks a reservation as spent: its amount leaves reserved and `spent` (what the action
+    /// really moved) joins committed, so the ledger equals the chain.
+    pub async fn commit_notional(&self, id: Uuid, spent: U256) -> Result<WindowUsage> {
+        self.settle(id, Settlement::Commit(spent)).await
     }
 
     /// Gives a reservation back (the action did not happen): its amount leaves the window.
@@ -174,15 +177,15 @@ impl PgStore {
         let scope: String = reservation.try_get(0)?;
         let day: NaiveDate = reservation.try_get(1)?;
         let amount: String = reservation.try_get(2)?;
-        let kind = match how {
-            Settlement::Commit => "commit",
-            Settlement::Refund => "refund",
+        let (kind, booked) = match how {
+            Settlement::Commit(spent) => ("commit", spent.to_string()),
+            Settlement::Refund => ("refund", amount.clone()),
         };
         let inserted = tx
             .execute(
                 "INSERT INTO notional_ledger (reservation_id, scope, window_day, kind, amount) \
                  VALUES ($1, $2, $3, $4, $5::text::numeric)",
-                &[&id, &scope, &day, &kind, &amount],
+                &[&id, &scope, &day, &kind, &booked],
             )
             .await;
         match inserted {
@@ -201,7 +204,7 @@ impl PgStore {
             other => other?,
         };
         let committed_delta = match how {
-            Settlement::Commit => amount.as_str(),
+            Settlement::Commit(_) => booked.as_str(),
             Settlement::Refund => "0",
         };
         tx.execute(

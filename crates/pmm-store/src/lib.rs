@@ -36,4 +36,4 @@ pub use redis::{
 pub use reservations::{ReserveResult, Settled, WriteReservation};
 pub use snapshots::PoolSnapshot;
 pub use tool_calls::{ToolCall, ToolOutcome};
-pub use transactions::{StoredTx, TxRecord, TxStatus, TxUpsert};
+pub use transactions::TxStatus;

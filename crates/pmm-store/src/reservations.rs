@@ -49,7 +49,8 @@ return {{1, after}}
 });
 
 /// Returns {1, 'reserved'} when this call settled it, {0, state} when it was already settled
-/// (or is unknown: state 'missing').
+/// (or is unknown: state 'missing'). A commit replaces the reserved amount in the counter by
+/// ARGV[2], what the write really spent.
 static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{DECIMAL_LUA}
@@ -63,7 +64,14 @@ if ARGV[1] == 'refund' then
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[1], after, 'KEEPTTL') end
   redis.call('SET', KEYS[2], 'refunded:' .. amount, 'KEEPTTL')
 else
-  redis.call('SET', KEYS[2], 'committed:' .. amount, 'KEEPTTL')
+  local spent = norm(ARGV[2])
+  if not valid(spent) then return redis.error_reply('spent is not a decimal integer') end
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    local rest = '0'
+    if cmp(amount, used) < 0 then rest = sub(used, amount) end
+    redis.call('SET', KEYS[1], add(rest, spent), 'KEEPTTL')
+  end
+  redis.call('SET', KEYS[2], 'committed:' .. spent, 'KEEPTTL')
 end
 return {{1, 'reserved'}}
 "
@@ -166,14 +174,22 @@ impl RedisStore {
         })
     }
 
-    /// Marks the reservation spent.
-    pub async fn commit_write(&self, id: Uuid, scope: &DailyCapScope, day: u64) -> Result<Settled> {
-        self.settle_write(id, scope, day, "commit").await
+    /// Marks the reservation spent: the window counts `spent` (what the chain moved) in place
+    /// of the reserved prediction.
+    pub async fn commit_write(
+        &self,
+        id: Uuid,
+        scope: &DailyCapScope,
+        day: u64,
+        spent: U256,
+    ) -> Result<Settled> {
+        self.settle_write(id, scope, day, "commit", spent).await
     }
 
     /// Gives the reservation's notional back to the window.
     pub async fn refund_write(&self, id: Uuid, scope: &DailyCapScope, day: u64) -> Result<Settled> {
-        self.settle_write(id, scope, day, "refund").await
+        self.settle_write(id, scope, day, "refund", U256::ZERO)
+            .await
     }
 
     async fn settle_write(
@@ -182,6 +198,7 @@ impl RedisStore {
         scope: &DailyCapScope,
         day: u64,
         how: &str,
+        spent: U256,
     ) -> Result<Settled> {
         let counter = self.key(&keys::daily_notional_key(scope, day));
         let record = self.key(&keys::reservation_key(&id.to_string()));
@@ -189,6 +206,7 @@ impl RedisStore {
             .key(&counter)
             .key(&record)
             .arg(how)
+            .arg(spent.to_string())
             .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(if code == 1 {

@@ -415,3 +415,57 @@ fn test_namespace_keys_are_removed_on_drop() {
         .expect("keys");
     assert!(left.is_empty());
 }
+
+#[tokio::test]
+async fn a_committed_write_counts_what_it_spent_and_settles_once() {
+    let ns = TestRedis::new();
+    let s = store(&ns);
+    let reserve = |id: uuid::Uuid, amount: u128| pmm_store::WriteReservation {
+        id,
+        chain: devnet(),
+        pool: POOL,
+        scope: scope(POOL),
+        day: day(),
+        amount: u(amount),
+        cap: u(1_000),
+        now: 1_804_150_000,
+        cooldown_until: 0,
+    };
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for (id, amount) in [(a, 400), (b, 400)] {
+        assert!(matches!(
+            s.reserve_write(&reserve(id, amount))
+                .await
+                .expect("reserve"),
+            pmm_store::ReserveResult::Reserved { .. }
+        ));
+    }
+    // The chain moved 393 of the 400 reserved: the window counts 393, never the prediction.
+    assert_eq!(
+        s.commit_write(a, &scope(POOL), day(), u(393))
+            .await
+            .expect("commit"),
+        pmm_store::Settled::Now
+    );
+    assert_eq!(
+        s.daily_cap_used(&scope(POOL), day()).await.expect("used"),
+        793
+    );
+    assert_eq!(
+        s.commit_write(a, &scope(POOL), day(), u(400))
+            .await
+            .expect("again"),
+        pmm_store::Settled::Before
+    );
+    assert_eq!(
+        s.refund_write(a, &scope(POOL), day()).await.expect("late"),
+        pmm_store::Settled::Before
+    );
+    s.refund_write(b, &scope(POOL), day())
+        .await
+        .expect("refund");
+    assert_eq!(
+        s.daily_cap_used(&scope(POOL), day()).await.expect("used"),
+        393
+    );
+}
