@@ -173,11 +173,15 @@ async fn relay(shared: Shared, hub: WebSocket) {
     };
     let (mut to_node, mut from_node) = node.split();
     let (mut to_hub, mut from_hub) = hub.split();
-    let mut cut = shared.ws_down.subscribe();
+    let mut down = shared.ws_down.subscribe();
+    let cut = async move {
+        let _ = down.wait_for(|c| *c).await;
+    };
+    tokio::pin!(cut);
     let counts = &shared.counts;
     loop {
         tokio::select! {
-            _ = cut.wait_for(|c| *c) => return,
+            () = &mut cut => return,
             frame = from_hub.next() => {
                 let out = match frame {
                     Some(Ok(Frame::Text(t))) => {
