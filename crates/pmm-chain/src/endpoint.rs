@@ -42,7 +42,11 @@ impl Endpoint {
     /// and geth serve both on one port. Never log it.
     pub fn ws_url(&self) -> Url {
         let mut ws = self.url.clone();
-        let scheme = if self.url.scheme() == "https" { "wss" } else { "ws" };
+        let scheme = if self.url.scheme() == "https" {
+            "wss"
+        } else {
+            "ws"
+        };
         // Both schemes are "special" in the URL standard, so the swap cannot fail.
         let _ = ws.set_scheme(scheme);
         ws

@@ -201,9 +201,7 @@ async fn subscribe(
         .connect_pubsub_with(OneConnection(connect))
         .await?
         .erased();
-    let sub = provider
-        .subscribe::<_, PushedHead>(("newHeads",))
-        .await?;
+    let sub = provider.subscribe::<_, PushedHead>(("newHeads",)).await?;
     Ok((provider, sub))
 }
 

@@ -73,7 +73,11 @@ impl Relay {
     }
 }
 
-async fn relay_one(mut conn: TcpStream, upstream: &str, allowed: &AtomicBool) -> std::io::Result<()> {
+async fn relay_one(
+    mut conn: TcpStream,
+    upstream: &str,
+    allowed: &AtomicBool,
+) -> std::io::Result<()> {
     // The first request's head decides: an upgrade, or plain HTTP relayed byte for byte.
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -88,8 +92,10 @@ async fn relay_one(mut conn: TcpStream, upstream: &str, allowed: &AtomicBool) ->
         .to_ascii_lowercase()
         .contains("upgrade: websocket");
     if upgrade && !allowed.load(Ordering::SeqCst) {
-        conn.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            .await?;
+        conn.write_all(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await?;
         return Ok(());
     }
     let mut node = TcpStream::connect(upstream).await?;

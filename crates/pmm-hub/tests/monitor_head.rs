@@ -165,10 +165,7 @@ async fn mine_swept(f: &Fixture, hub: &pmm_hub::RunningHub) -> anyhow::Result<u6
 
 /// [`mine_swept`], also returning how many `/health` calls it took: each asks the node for
 /// its block number (one head poll at the proxy) that is the test's, not the monitor's.
-async fn mine_swept_counted(
-    f: &Fixture,
-    hub: &pmm_hub::RunningHub,
-) -> anyhow::Result<(u64, u64)> {
+async fn mine_swept_counted(f: &Fixture, hub: &pmm_hub::RunningHub) -> anyhow::Result<(u64, u64)> {
     let provider = f.devnet.provider();
     provider
         .raw_request::<_, Value>("evm_mine".into(), ())
@@ -193,7 +190,11 @@ async fn subscribed_heads_cost_one_batch_per_block_trip_in_time_and_fall_back_wh
     cfg.rpc_url = Some(proxy.url.clone());
     cfg.tools_use_monitor_head = true;
     cfg.monitor_poll_ms = POLL;
-    assert_eq!(cfg.monitor_heads, pmm_chain::HeadMode::Subscribe, "the default");
+    assert_eq!(
+        cfg.monitor_heads,
+        pmm_chain::HeadMode::Subscribe,
+        "the default"
+    );
     let hub = start(&cfg).await?;
     let redis = RedisStore::connect(f.redis.url(), f.redis.namespace())?;
     let chain = ChainName::new("devnet")?;
@@ -258,7 +259,13 @@ async fn subscribed_heads_cost_one_batch_per_block_trip_in_time_and_fall_back_wh
     })
     .await?;
     let b = mine_swept(&f, &hub).await?;
-    let body = call_ok(&hub, AGENT, "dodo.get_pool_state", json!({"pool": s(f.dsp)})).await?;
+    let body = call_ok(
+        &hub,
+        AGENT,
+        "dodo.get_pool_state",
+        json!({"pool": s(f.dsp)}),
+    )
+    .await?;
     assert_eq!(body["result"]["block_number"].as_u64(), Some(b), "{body}");
 
     // The websocket is back: the monitor resubscribes and head polls stop.
