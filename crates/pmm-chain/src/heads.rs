@@ -147,6 +147,8 @@ async fn follow(
     poll: Duration,
     tx: watch::Sender<Option<HeadUpdate>>,
 ) {
+    // The first retry comes one poll after a failure; the floor keeps a tiny poll interval
+    // from hammering an endpoint without a websocket.
     let first_backoff = poll.max(Duration::from_millis(100));
     let mut backoff = first_backoff;
     let mut next_attempt = Instant::now();
@@ -156,9 +158,12 @@ async fn follow(
             match subscribe(&client.endpoint, poll).await {
                 Ok((provider, sub)) => {
                     warned = false;
-                    backoff = first_backoff;
                     tracing::info!(rpc = %client.endpoint, "following heads over websocket");
-                    follow_subscription(&client, provider, sub, &tx).await;
+                    // Only a subscription that delivered resets the backoff: a node that
+                    // accepts and drops every subscription is retried ever more slowly.
+                    if follow_subscription(&client, provider, sub, &tx).await {
+                        backoff = first_backoff;
+                    }
                     unvouch(&tx);
                     tracing::warn!(rpc = %client.endpoint, "head subscription dropped; polling");
                 }
@@ -205,36 +210,39 @@ async fn subscribe(
     Ok((provider, sub))
 }
 
-/// Publishes every pushed head until the subscription ends. The head at subscription time
-/// is asked once: the subscription only speaks of blocks after it.
+/// Publishes every pushed head until the subscription ends; returns whether any was pushed.
+/// The head at subscription time is asked once: the subscription only speaks of blocks
+/// after it.
 async fn follow_subscription(
     client: &ChainClient,
     // Owns the connection the subscription lives on.
     _connection: DynProvider,
     mut sub: HeadSubscription,
     tx: &watch::Sender<Option<HeadUpdate>>,
-) {
+) -> bool {
     match client.block_number().await {
         Ok(n) => publish(tx, n, true),
         Err(e) => {
             tracing::warn!(error = %e, "no chain head at subscription");
-            return;
+            return false;
         }
     }
+    let mut delivered = false;
     loop {
         match sub.recv_any().await {
             Ok(SubscriptionItem::Item(head)) => {
                 let number = head.number.to::<u64>();
                 tracing::trace!(number, "head pushed");
                 publish(tx, number, true);
+                delivered = true;
             }
             Ok(SubscriptionItem::Other(raw)) => {
                 tracing::warn!(notification = %raw.get(), "undecodable head notification");
-                return;
+                return delivered;
             }
-            // Heads are only ever read newest first: skipped ones need no replay.
+            // Only the newest head matters: skipped ones need no replay.
             Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => return,
+            Err(RecvError::Closed) => return delivered,
         }
     }
 }

@@ -842,7 +842,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("push") && err.contains("subscribe"), "{err}");
+        assert!(
+            err.contains("push") && err.contains("monitor_heads"),
+            "{err}"
+        );
     }
 
     #[test]
