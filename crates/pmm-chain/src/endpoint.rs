@@ -38,6 +38,20 @@ impl Endpoint {
         &self.url
     }
 
+    /// The same endpoint over websocket (`ws`/`wss` for `http`/`https`): nodes such as anvil
+    /// and geth serve both on one port. Never log it.
+    pub fn ws_url(&self) -> Url {
+        let mut ws = self.url.clone();
+        let scheme = if self.url.scheme() == "https" {
+            "wss"
+        } else {
+            "ws"
+        };
+        // Both schemes are "special" in the URL standard, so the swap cannot fail.
+        let _ = ws.set_scheme(scheme);
+        ws
+    }
+
     /// Scheme, host and port only: safe for logs and health output.
     pub fn display(&self) -> &str {
         &self.display
@@ -45,11 +59,15 @@ impl Endpoint {
 
     /// Removes every spelling of the full URL (and its secret parts) from an error text.
     pub fn scrub(&self, message: &str) -> String {
-        let mut variants = vec![self.url.to_string()];
-        let mut bare = self.url.clone();
-        // HTTP clients print the URL without its user info.
-        if bare.set_username("").is_ok() && bare.set_password(None).is_ok() {
-            variants.push(bare.to_string());
+        let mut variants = Vec::new();
+        // The head source connects to the websocket spelling of the same URL.
+        for url in [self.url.clone(), self.ws_url()] {
+            variants.push(url.to_string());
+            let mut bare = url;
+            // HTTP clients print the URL without its user info.
+            if bare.set_username("").is_ok() && bare.set_password(None).is_ok() {
+                variants.push(bare.to_string());
+            }
         }
         let mut out = message.to_owned();
         for v in variants {
@@ -111,6 +129,19 @@ mod tests {
         let e = Endpoint::parse("https://KEY0123456789@rpc.example.org/").unwrap();
         let s = e.scrub("401 for project KEY0123456789");
         assert!(!s.contains("KEY0123456789"), "{s}");
+    }
+
+    #[test]
+    fn ws_url_keeps_host_path_and_credentials_and_is_scrubbed() {
+        let e = Endpoint::parse("https://user:pw@rpc.example.org/v2/SECRETKEY").unwrap();
+        assert_eq!(
+            e.ws_url().as_str(),
+            "wss://user:pw@rpc.example.org/v2/SECRETKEY"
+        );
+        let s = e.scrub("ws error for wss://user:pw@rpc.example.org/v2/SECRETKEY");
+        assert!(!s.contains("SECRETKEY") && !s.contains("pw@"), "{s}");
+        let local = Endpoint::parse("http://127.0.0.1:8545").unwrap();
+        assert_eq!(local.ws_url().as_str(), "ws://127.0.0.1:8545/");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod gas;
+pub mod heads;
 pub mod identify;
 pub mod overrides;
 pub mod prefetch;
@@ -24,6 +25,7 @@ pub mod watch;
 pub use client::ChainClient;
 pub use endpoint::Endpoint;
 pub use error::ChainError;
+pub use heads::{HeadMode, HeadSource, HeadUpdate};
 pub use simulate::Simulation;
 pub use types::{
     BlockRef, DetectedProfile, FeedRead, InterfaceReport, PoolRead, PoolType, RawPmmState,

@@ -1,11 +1,12 @@
 //! One batched read of every allowlisted pool per block, for the hub's pool monitor: one
-//! request holding one `eth_getBlockByNumber`, every pool's getters and the executor's
-//! holdings, cached per pool, so the tool calls of that block are served from the cache.
+//! request holding one `eth_getBlockByNumber`, `eth_gasPrice`, every pool's getters and the
+//! executor's holdings, cached per pool, so the tool calls of that block are served from the
+//! cache. With heads pushed by a subscription it is the only request of a block.
 
 use std::sync::Arc;
 
 use alloy::eips::BlockId;
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U128};
 use alloy::providers::Provider;
 use alloy::rpc::client::BatchRequest;
 
@@ -25,13 +26,14 @@ impl ChainClient {
     /// (one `eth_getBlockByNumber` shared by all, then each pool's getters, and `holder`'s
     /// holdings in each pool's tokens and shares) and caches them, so the reads of that block
     /// that follow, [`ChainClient::holdings`] included, cost no RPC. A pool whose statics or
-    /// getters fail is left uncached: its own read reports why.
+    /// getters fail is left uncached: its own read reports why. Returns the node's gas price,
+    /// asked in the same round trip (with the head on its own when no pool needed reading).
     pub async fn prefetch_pools_at(
         &self,
         specs: &[ReadSpec],
         holder: Option<Address>,
         number: u64,
-    ) -> Result<(), ChainError> {
+    ) -> Result<u128, ChainError> {
         let misses: Vec<&ReadSpec> = specs
             .iter()
             .filter(|s| {
@@ -47,21 +49,38 @@ impl ChainClient {
                 Err(e) => tracing::debug!(pool = %spec.pool, error = %e, "pool statics unreadable"),
             }
         }
+        let mut gas_price = None;
         for chunk in ready.chunks(POOLS_PER_BATCH) {
-            self.prefetch_chunk(chunk, holder, number).await?;
+            let with_gas = gas_price.is_none();
+            let gas = self.prefetch_chunk(chunk, holder, number, with_gas).await?;
+            gas_price = gas_price.or(gas);
         }
-        Ok(())
+        match gas_price {
+            Some(g) => Ok(g),
+            None => Ok(self.head().await?.gas_price_wei),
+        }
     }
 
+    /// One batch of `pools`, with `eth_gasPrice` when `with_gas`.
     async fn prefetch_chunk(
         &self,
         pools: &[(&ReadSpec, Arc<PoolStatics>)],
         holder: Option<Address>,
         number: u64,
-    ) -> Result<(), ChainError> {
+        with_gas: bool,
+    ) -> Result<Option<u128>, ChainError> {
         let ep = &self.endpoint;
         let mut batch = BatchRequest::new(self.provider.client());
         let block_w = add_block_call(&mut batch, ep, number)?;
+        let gas_w = if with_gas {
+            Some(
+                batch
+                    .add_call::<_, U128>("eth_gasPrice", &())
+                    .map_err(|e| rpc_error("eth_gasPrice", ep, &e))?,
+            )
+        } else {
+            None
+        };
         let at = BlockId::number(number);
         let mut pending = Vec::with_capacity(pools.len());
         for (spec, statics) in pools {
@@ -87,6 +106,14 @@ impl ChainClient {
             .await
             .map_err(|e| rpc_error("eth_getBlockByNumber", ep, &e))?
             .ok_or(ChainError::BlockNotFound(number))?;
+        let gas = match gas_w {
+            Some(w) => Some(
+                w.await
+                    .map_err(|e| rpc_error("eth_gasPrice", ep, &e))?
+                    .to::<u128>(),
+            ),
+            None => None,
+        };
         for ((spec, statics), (p, held)) in pools.iter().zip(pending) {
             match self.resolve_pool(p, spec, statics, &block).await {
                 Ok(read) => self.cache_read(read_key(spec, number), Arc::new(read)),
@@ -103,6 +130,6 @@ impl ChainClient {
                 }
             }
         }
-        Ok(())
+        Ok(gas)
     }
 }

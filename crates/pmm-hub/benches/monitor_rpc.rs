@@ -1,16 +1,19 @@
 //! JSON-RPC requests per block the hub sends its node for 50 allowlisted pools while tool calls
-//! are in flight, counted by a proxy between the hub and anvil, in three modes of one run:
+//! are in flight, counted by a proxy between the hub and anvil, in four modes of one run:
 //!
 //! * baseline: the monitor idle (`monitor_interval_s` = 1 h: one sweep at start), every tool
 //!   call asks the node for the head and reads its pool itself;
-//! * the monitor sweeping each block, tool calls still asking the node for the head;
-//! * the monitor sweeping each block and tool calls using the head it published.
+//! * the monitor polling for heads and sweeping each block, tool calls still asking the node
+//!   for the head;
+//! * the monitor polling and sweeping each block, tool calls using the head it published;
+//! * the same with heads pushed by `eth_subscribe newHeads` (`monitor_heads = "subscribe"`).
 //!
-//! Requests are counted and sorted by the proxy in `tests/common/rpc_proxy.rs` (a JSON-RPC
-//! batch counts once). With the monitor's head, what is left per block is the monitor's own:
-//! its one batch of every pool, and its head polls (`monitor_poll_ms` apart, so about the
-//! block interval over the poll interval of them; a node that pushed new heads would need
-//! none).
+//! Requests are counted and sorted by the proxy in `tests/common/rpc_proxy.rs` over HTTP and
+//! websocket (a JSON-RPC batch counts once; a websocket text frame to the node counts as a
+//! request, the node's pushes and ping/pong frames are shown apart). With the monitor's
+//! head, what is left per block is the monitor's own: its one batch of every pool, plus, when
+//! polling, its head polls (`monitor_poll_ms` apart, so about the block interval over the poll
+//! interval of them); subscribed, none. `x poll` compares with the polling monitor's head.
 //!
 //! Run: `cargo bench -p pmm-hub --bench monitor_rpc` (prints; asserts nothing).
 
@@ -39,6 +42,7 @@ struct Mode {
     name: &'static str,
     monitor_each_block: bool,
     tools_use_monitor_head: bool,
+    heads: &'static str,
 }
 
 struct Measured {
@@ -102,6 +106,7 @@ async fn measure(
         "executor": devnet.deployer().to_string(),
         "monitor_poll_ms": POLL_MS,
         "tools_use_monitor_head": mode.tools_use_monitor_head,
+        "monitor_heads": mode.heads,
     });
     if !mode.monitor_each_block {
         cfg["monitor_interval_s"] = json!(3600);
@@ -212,18 +217,28 @@ async fn main() -> anyhow::Result<()> {
             name: "baseline: monitor idle, tools ask",
             monitor_each_block: false,
             tools_use_monitor_head: false,
+            heads: "poll",
         },
         Mode {
-            name: "monitor each block, tools ask",
+            name: "monitor polls, tools ask",
             monitor_each_block: true,
             tools_use_monitor_head: false,
+            heads: "poll",
         },
         Mode {
-            name: "monitor each block, monitor head",
+            name: "monitor polls, monitor head",
             monitor_each_block: true,
             tools_use_monitor_head: true,
+            heads: "poll",
+        },
+        Mode {
+            name: "monitor subscribed, monitor head",
+            monitor_each_block: true,
+            tools_use_monitor_head: true,
+            heads: "subscribe",
         },
     ];
+    const POLLED_HEAD: usize = 2;
     let mut results = Vec::new();
     for mode in &modes {
         results.push(measure(&devnet, &proxy, &allowlist, &pools, mode).await?);
@@ -235,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
         BLOCK_GAP.as_millis()
     );
     println!(
-        "{:<36} {:>11} {:>13} {:>12} {:>10} {:>7} {:>11} {:>10}",
+        "{:<34} {:>10} {:>9} {:>12} {:>10} {:>6} {:>9} {:>7} {:>7} {:>10} {:>7}",
         "per block",
         "tool calls",
         "requests",
@@ -243,12 +258,16 @@ async fn main() -> anyhow::Result<()> {
         "head polls",
         "other",
         "rpc calls",
-        "x baseline"
+        "pushes",
+        "pings",
+        "x baseline",
+        "x poll"
     );
     let baseline = results[0].requests();
+    let polled = results[POLLED_HEAD].requests();
     for (mode, m) in modes.iter().zip(&results) {
         println!(
-            "{:<36} {:>11.1} {:>13.1} {:>12.1} {:>10.1} {:>7.1} {:>11.1} {:>10.3}",
+            "{:<34} {:>10.1} {:>9.2} {:>12.2} {:>10.2} {:>6.2} {:>9.1} {:>7.2} {:>7.2} {:>10.4} {:>7.3}",
             mode.name,
             m.per_block(m.tool_calls),
             m.requests(),
@@ -256,7 +275,10 @@ async fn main() -> anyhow::Result<()> {
             m.per_block(m.counted.head_polls),
             m.per_block(m.counted.other),
             m.per_block(m.counted.calls),
+            m.per_block(m.counted.pushes),
+            m.per_block(m.counted.keepalives),
             m.requests() / baseline,
+            m.requests() / polled,
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

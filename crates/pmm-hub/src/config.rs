@@ -208,6 +208,13 @@ pub struct HubConfig {
     /// Off, or with `monitor_interval_s`, every call asks the node; writes always do.
     #[serde(default = "default_true")]
     pub tools_use_monitor_head: bool,
+    /// How the pool monitor learns of new blocks: `"subscribe"` (default) to `eth_subscribe
+    /// newHeads` over the websocket of `rpc_url` (`ws`/`wss` on the same host, port and
+    /// path), so a block costs one batched read and no head polls; polling every
+    /// `monitor_poll_ms` while the subscription is unavailable or dropped, retried with
+    /// backoff. `"poll"` asks `eth_blockNumber` every `monitor_poll_ms`.
+    #[serde(default)]
+    pub monitor_heads: pmm_chain::HeadMode,
     /// Tool-call log rows kept in memory while Postgres is unreachable.
     #[serde(default = "default_log_buffer")]
     pub tool_log_buffer: usize,
@@ -330,6 +337,7 @@ impl std::fmt::Debug for HubConfig {
             .field("monitor_poll_ms", &self.monitor_poll_ms)
             .field("monitor_interval_s", &self.monitor_interval_s)
             .field("tools_use_monitor_head", &self.tools_use_monitor_head)
+            .field("monitor_heads", &self.monitor_heads)
             .field("tool_log_buffer", &self.tool_log_buffer)
             .field("allow_write", &self.allow_write)
             .field("execution_armed", &self.execution_armed)
@@ -345,7 +353,7 @@ impl std::fmt::Debug for HubConfig {
 }
 
 /// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
-const KEYS: [&str; 29] = [
+const KEYS: [&str; 30] = [
     "listen",
     "chain",
     "rpc_url",
@@ -365,6 +373,7 @@ const KEYS: [&str; 29] = [
     "monitor_poll_ms",
     "monitor_interval_s",
     "tools_use_monitor_head",
+    "monitor_heads",
     "tool_log_buffer",
     "allow_write",
     "execution_armed",
@@ -563,6 +572,7 @@ impl HubConfig {
         match self.monitor_interval_s {
             Some(s) => crate::monitor::Schedule::Every(std::time::Duration::from_secs(s)),
             None => crate::monitor::Schedule::EachBlock {
+                heads: self.monitor_heads,
                 poll: std::time::Duration::from_millis(self.monitor_poll_ms),
             },
         }
@@ -572,7 +582,7 @@ impl HubConfig {
     /// asking the node; `None` when tool calls always ask.
     pub fn tool_head_max_age(&self) -> Option<std::time::Duration> {
         match self.monitor() {
-            crate::monitor::Schedule::EachBlock { poll } if self.tools_use_monitor_head => {
+            crate::monitor::Schedule::EachBlock { poll, .. } if self.tools_use_monitor_head => {
                 Some(poll * 2)
             }
             _ => None,
@@ -807,6 +817,35 @@ mod tests {
             operator: Vec::new(),
         };
         assert!(!format!("{tokens:?}").contains("AGENTTOKEN"));
+    }
+
+    #[test]
+    fn monitor_heads_default_to_subscribe_and_refuse_unknown_values() {
+        assert_eq!(base().monitor_heads, pmm_chain::HeadMode::Subscribe);
+        let c = HubConfig::load_from(
+            None,
+            env(&[
+                ("CHAIN", "devnet"),
+                ("RPC_URL", "http://127.0.0.1:8545"),
+                ("PMM_MONITOR_HEADS", "poll"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.monitor_heads, pmm_chain::HeadMode::Poll);
+        let err = HubConfig::load_from(
+            None,
+            env(&[
+                ("CHAIN", "devnet"),
+                ("RPC_URL", "http://127.0.0.1:8545"),
+                ("PMM_MONITOR_HEADS", "push"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("push") && err.contains("monitor_heads"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -297,8 +297,8 @@ impl Hub {
     /// The head a tool call reads at: the pool monitor's when it is fresh, else the node's,
     /// asked now.
     ///
-    /// The monitor's head is used when the node reported it within `tool_head_max_age` of
-    /// now and its pools are cached. A call that finds the monitor reading a new block (seen
+    /// The monitor's head is used when its pools are cached and it is fresh: vouched for by a
+    /// live head subscription, or reported by the node within `tool_head_max_age` of now. A call that finds the monitor reading a new block (seen
     /// within that age) waits for the sweep and uses that block: its pools arrive in the
     /// sweep's one batch, not in a read of its own. A call that finds the head too old waits
     /// for the monitor's next poll, at most that age. A sweep is waited for up to
@@ -315,17 +315,17 @@ impl Hub {
         let mut joined = None;
         loop {
             match *view.borrow_and_update() {
-                HeadView::Ready { head, seen }
-                    if seen.elapsed() <= max_age || joined == Some(head.number) =>
+                HeadView::Ready { head, update }
+                    if update.is_fresh(max_age) || joined == Some(head.number) =>
                 {
                     metrics::counter!("pmm_hub_tool_heads_total", "source" => "monitor")
                         .increment(1);
                     return Ok(head);
                 }
-                HeadView::Sweeping { head, seen }
-                    if seen.elapsed() <= max_age || joined == Some(head.number) =>
+                HeadView::Sweeping { number, update }
+                    if update.is_fresh(max_age) || joined == Some(number) =>
                 {
-                    joined = Some(head.number);
+                    joined = Some(number);
                 }
                 // Too old (the next poll is due), or a sweep this call did not join: wait for
                 // the monitor's next word.

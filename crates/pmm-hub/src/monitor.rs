@@ -6,18 +6,25 @@
 //! negative feed, reserves below their floors, or a pool that no longer reads as what the
 //! allowlist claims. Each trip is one `policy_events` row (written before Redis changes) and
 //! never overwrites an earlier trip. A sweep reads every allowlisted pool in one JSON-RPC
-//! batch into the chain client's per-block cache. With `tools_use_monitor_head` the monitor
+//! batch into the chain client's per-block cache (the block's gas price rides in it). New
+//! blocks come from a [`HeadSource`]: pushed by an `eth_subscribe newHeads` subscription
+//! (`monitor_heads = "subscribe"`), so a block costs that one batch and nothing else, or
+//! polled (`"poll"`, and whenever the subscription is unavailable or dropped). With
+//! `tools_use_monitor_head` the monitor
 //! also publishes what it knows of the head ([`HeadView`]) and tool calls read at that head:
 //! a call in a swept block costs no RPC, not even `eth_blockNumber`, and a call that arrives
 //! while the monitor reads a new block waits for that sweep instead of reading it a second
 //! time. `dodo.risk_check` and `dodo.simulate_action` only report what is stored.
 //!
-//! The task holds only a weak reference to the hub: it ends when the hub is dropped.
+//! The task holds only a weak reference to the hub and ends, with its head source, when the
+//! hub is dropped.
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pmm_chain::{ChainError, Head};
+use tokio_util::sync::CancellationToken;
+
+use pmm_chain::{ChainError, Head, HeadMode, HeadSource, HeadUpdate};
 use pmm_core::config::PoolEntry;
 use pmm_core::policy::trip_reason;
 use pmm_store::PolicyEventKind;
@@ -32,9 +39,12 @@ pub const MONITOR_ACTOR: &str = "pool-monitor";
 /// When the monitor sweeps the allowlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
-    /// Once per new block, asking the node for its head every `poll`.
+    /// Once per new block, learning of new blocks as `heads` says; `poll` is the polling
+    /// interval (and, subscribed, the interval the subscription is probed at).
     EachBlock {
-        /// How often to ask for the head.
+        /// Subscription or polling.
+        heads: HeadMode,
+        /// How often to poll, or probe the subscription.
         poll: Duration,
     },
     /// At the latest block every interval, new block or not.
@@ -47,20 +57,19 @@ pub(crate) enum HeadView {
     /// Nothing yet, or tool calls do not use the monitor's head.
     #[default]
     Unknown,
-    /// The node said `head` is its latest at `seen`; its pools are being read.
+    /// The node said block `number` is its latest; its pools are being read.
     Sweeping {
-        /// The new head.
-        head: Head,
-        /// When the node reported it.
-        seen: Instant,
+        /// The new head's number.
+        number: u64,
+        /// When the node reported it, and whether a live subscription vouches for it.
+        update: HeadUpdate,
     },
-    /// `head`'s allowlisted pools are cached; `seen` is when the node last reported it as
-    /// its latest.
+    /// `head`'s allowlisted pools are cached (its gas price came in their batch).
     Ready {
         /// The head.
         head: Head,
-        /// When the node last reported it.
-        seen: Instant,
+        /// When the node last reported it, and whether a live subscription vouches for it.
+        update: HeadUpdate,
     },
 }
 
@@ -70,6 +79,8 @@ pub(crate) enum HeadView {
 pub(crate) struct MonitorState {
     swept: Mutex<Option<u64>>,
     head: tokio::sync::watch::Sender<HeadView>,
+    /// Cancelled when the hub is dropped: the monitor task (and its head source) end.
+    stop: CancellationToken,
 }
 
 impl Default for MonitorState {
@@ -77,7 +88,14 @@ impl Default for MonitorState {
         Self {
             swept: Mutex::default(),
             head: tokio::sync::watch::Sender::new(HeadView::Unknown),
+            stop: CancellationToken::new(),
         }
+    }
+}
+
+impl Drop for MonitorState {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -109,48 +127,80 @@ pub(crate) fn spawn(hub: &Hub, schedule: Schedule) {
         return;
     }
     let weak = Arc::downgrade(&hub.inner);
-    tokio::spawn(run(weak, schedule));
+    let stop = hub.inner.monitor.stop.clone();
+    let task = match schedule {
+        Schedule::EachBlock { heads, poll } => {
+            let source = HeadSource::spawn(&hub.inner.chain, heads, poll);
+            tokio::spawn(each_block(weak, source))
+        }
+        Schedule::Every(every) => tokio::spawn(every_interval(weak, every)),
+    };
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        task.abort();
+    });
 }
 
-async fn run(weak: Weak<Inner>, schedule: Schedule) {
-    let wait = match schedule {
-        Schedule::EachBlock { poll } => poll,
-        Schedule::Every(every) => every,
-    };
-    // Rounds start `wait` apart whatever a round took, so the published head is never older
-    // than one poll plus one round trip while the node answers.
-    let mut ticks = tokio::time::interval(wait);
+/// Sweeps each new head the source reports. Tool calls see a new block only as `Sweeping`
+/// until its pools are cached, so they wait for the sweep's batch rather than read the pools
+/// themselves; an update of a head already swept (a poll confirming it, a subscription
+/// dropping) only republishes how fresh it is.
+async fn each_block(weak: Weak<Inner>, mut source: HeadSource) {
+    let mut last: Option<Head> = None;
+    while let Some(update) = source.changed().await {
+        let Some(inner) = weak.upgrade() else { return };
+        let hub = Hub { inner };
+        let state = &hub.inner.monitor;
+        match last {
+            Some(head) if head.number == update.number => {
+                state.publish(HeadView::Ready { head, update });
+            }
+            _ => {
+                state.publish(HeadView::Sweeping {
+                    number: update.number,
+                    update,
+                });
+                match hub.sweep(update.number).await {
+                    Some(gas_price_wei) => {
+                        let head = Head {
+                            number: update.number,
+                            gas_price_wei,
+                        };
+                        last = Some(head);
+                        state.publish(HeadView::Ready { head, update });
+                    }
+                    // No gas price for this block: tool calls ask the node themselves.
+                    None => {
+                        last = None;
+                        state.publish(HeadView::Unknown);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sweeps the latest block every `every`, new block or not.
+async fn every_interval(weak: Weak<Inner>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = None;
     loop {
         ticks.tick().await;
         let Some(inner) = weak.upgrade() else { return };
         let hub = Hub { inner };
-        // One head poll (block number and gas price in one request) per round. Tool calls see
-        // a new block only as `Sweeping` until its pools are cached, so they wait for the
-        // sweep's batch rather than read the pools themselves.
-        let seen = Instant::now();
-        match hub.inner.chain.head().await {
-            Ok(head) => {
-                let state = &hub.inner.monitor;
-                let new = last != Some(head.number);
-                if new || matches!(schedule, Schedule::Every(_)) {
-                    state.publish(HeadView::Sweeping { head, seen });
-                    hub.sweep(head.number).await;
-                    last = Some(head.number);
-                }
-                state.publish(HeadView::Ready { head, seen });
+        match hub.inner.chain.block_number().await {
+            Ok(number) => {
+                hub.sweep(number).await;
             }
-            // The published head ages out: tool calls stop using it after their maximum age.
             Err(e) => tracing::warn!(error = %e, "pool monitor: no chain head"),
         }
-        drop(hub);
     }
 }
 
 impl Hub {
-    /// Reads every allowlisted pool at block `number` and trips the unhealthy ones.
-    pub(crate) async fn sweep(&self, number: u64) {
+    /// Reads every allowlisted pool at block `number` and trips the unhealthy ones; returns
+    /// the gas price read in the same batch, `None` when the batch failed.
+    pub(crate) async fn sweep(&self, number: u64) -> Option<u128> {
         let pools = &self.inner.allowlist.pools;
         let specs: Vec<_> = pools
             .iter()
@@ -159,17 +209,22 @@ impl Hub {
         // All pools, and the executor's holdings in them (what `balance` checks), in one
         // batch; the checks below and the tool calls of this block then read them from the
         // cache. A pool the batch could not read is read (and its error reported) on its own.
-        if let Err(e) = self
+        let gas_price = match self
             .inner
             .chain
             .prefetch_pools_at(&specs, self.inner.executor, number)
             .await
         {
-            tracing::warn!(block = number, error = %e, "pool monitor: batched read failed");
-        }
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(block = number, error = %e, "pool monitor: batched read failed");
+                None
+            }
+        };
         futures::future::join_all(pools.iter().map(|e| self.watch(e, number))).await;
         self.inner.monitor.record(number);
         metrics::counter!("pmm_hub_monitor_sweeps_total").increment(1);
+        gas_price
     }
 
     async fn watch(&self, entry: &PoolEntry, number: u64) {
