@@ -60,7 +60,7 @@ pids=()
 agent_pid=""
 inference_pgid=""
 cleanup() {
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM HUP
   # The agent first: SIGTERM lets it finish its tick and release its leases.
   if [ -n "$agent_pid" ]; then
     kill -TERM "$agent_pid" 2>/dev/null || true
@@ -76,7 +76,7 @@ cleanup() {
   done
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 wait_for() { # what, pid, log, deadline seconds, command...
   local what=$1 pid=$2 log=$3 limit=$4 deadline=$((SECONDS + $4))
@@ -101,10 +101,13 @@ wait_for() { # what, pid, log, deadline seconds, command...
   fi
 }
 
+# Ctrl-C signals the terminal's whole foreground group. The services run in sessions of their
+# own so that only this script and the agent get it: the agent then ends its tick and closes its
+# MCP session while the hub still answers, and cleanup stops the rest in reverse order.
 mkdir -p var
 rm -f var/devnet.json var/allowlist.json
 say "starting the devnet (log: var/devnet.log)"
-"$bin/pmm-devnet" --out var/devnet.json --allowlist-out var/allowlist.json >var/devnet.log 2>&1 &
+setsid "$bin/pmm-devnet" --out var/devnet.json --allowlist-out var/allowlist.json >var/devnet.log 2>&1 &
 pids+=($!)
 wait_for "devnet" "${pids[-1]}" var/devnet.log 120 test -s var/allowlist.json
 
@@ -119,7 +122,7 @@ check_ports
 say "starting the hub on 127.0.0.1:$hub_port, read-only (log: var/hub.log)"
 PMM_CHAIN=devnet PMM_DEVNET_FILE=var/devnet.json PMM_ALLOWLIST_PATH=var/allowlist.json \
   PMM_AUTH=none PMM_LISTEN="127.0.0.1:$hub_port" PMM_REDIS_URL="$redis" PMM_DATABASE_URL="$db" \
-  "$bin/pmm-hub" >var/hub.log 2>&1 &
+  setsid "$bin/pmm-hub" >var/hub.log 2>&1 &
 pids+=($!)
 wait_for "hub" "${pids[-1]}" var/hub.log 60 curl -fsS "http://127.0.0.1:$hub_port/health"
 
@@ -133,7 +136,7 @@ wait_for "inference" "$inference_pgid" var/inference.log 120 \
 
 if [ "$once" = 0 ]; then
   say "starting the market: a swap or a feed move every few seconds (log: var/market.log)"
-  "$bin/pmm-market" --devnet var/devnet.json >var/market.log 2>&1 &
+  setsid "$bin/pmm-market" --devnet var/devnet.json >var/market.log 2>&1 &
   pids+=($!)
 fi
 
