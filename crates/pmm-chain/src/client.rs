@@ -66,9 +66,18 @@ impl ChainClient {
     /// Connects over HTTP and asks the node for its chain id.
     pub async fn connect(rpc_url: &str) -> Result<Self, ChainError> {
         let endpoint = Endpoint::parse(rpc_url)?;
+        let is_local = endpoint.url().host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        let rpc = alloy::rpc::client::RpcClient::new(
+            crate::transport::QuietHttp::new(&endpoint),
+            is_local,
+        );
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
-            .connect_http(endpoint.url().clone())
+            .connect_client(rpc)
             .erased();
         let chain_id = provider
             .get_chain_id()

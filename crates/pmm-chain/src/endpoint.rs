@@ -52,6 +52,24 @@ impl Endpoint {
         ws
     }
 
+    /// The URL without user name and password (they go in a header, see
+    /// [`Endpoint::basic_auth`]). Still secret: a path or query may carry an API key.
+    pub(crate) fn url_without_user_info(&self) -> Url {
+        let mut bare = self.url.clone();
+        // Only fails for URLs that cannot have user info, which then have none to strip.
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        bare
+    }
+
+    /// The URL's user name and password for an `Authorization: Basic` header, if it has any.
+    pub(crate) fn basic_auth(&self) -> Option<(String, Option<String>)> {
+        let user = self.url.username();
+        let password = self.url.password();
+        (!user.is_empty() || password.is_some())
+            .then(|| (user.to_owned(), password.map(str::to_owned)))
+    }
+
     /// Scheme, host and port only: safe for logs and health output.
     pub fn display(&self) -> &str {
         &self.display
@@ -142,6 +160,22 @@ mod tests {
         assert!(!s.contains("SECRETKEY") && !s.contains("pw@"), "{s}");
         let local = Endpoint::parse("http://127.0.0.1:8545").unwrap();
         assert_eq!(local.ws_url().as_str(), "ws://127.0.0.1:8545/");
+    }
+
+    #[test]
+    fn user_info_moves_to_basic_auth() {
+        let e = Endpoint::parse("https://user:pw@rpc.example.org/v2/KEY?key=abc").unwrap();
+        assert_eq!(
+            e.url_without_user_info().as_str(),
+            "https://rpc.example.org/v2/KEY?key=abc"
+        );
+        assert_eq!(e.basic_auth(), Some(("user".into(), Some("pw".into()))));
+        assert_eq!(
+            Endpoint::parse("http://127.0.0.1:8545")
+                .unwrap()
+                .basic_auth(),
+            None
+        );
     }
 
     #[test]

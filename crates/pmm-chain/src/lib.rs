@@ -18,6 +18,7 @@ pub mod raw;
 pub mod read;
 pub mod send;
 pub mod simulate;
+mod transport;
 pub mod tx;
 pub mod types;
 pub mod watch;

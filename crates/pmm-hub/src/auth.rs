@@ -3,15 +3,18 @@
 //! Tokens are hashed before the compare so neither their content nor their length leaks
 //! through timing; every configured token is compared on every request.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::TokenFile;
+use crate::guard::{RateLimiter, error_response, rate_limited};
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -138,32 +141,46 @@ impl Authenticator {
     }
 }
 
-/// Axum middleware: 401 without a valid token; otherwise the [`Caller`] rides along.
+/// State of [`require_caller`]: who may call, and how often.
+#[derive(Debug, Clone)]
+pub struct CallerGate {
+    /// Configured tokens.
+    pub auth: Authenticator,
+    /// Per-caller token buckets.
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// Axum middleware: 401 without a valid token, 429 (with `Retry-After`) over the caller's
+/// rate; otherwise the [`Caller`] rides along.
 pub async fn require_caller(
-    State(auth): State<Authenticator>,
+    State(gate): State<CallerGate>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    match auth.authenticate(req.headers()) {
+    match gate.auth.authenticate(req.headers()) {
         Some(caller) => {
+            if let Err(retry_after) = gate.limiter.check(&caller.name) {
+                return rate_limited(retry_after);
+            }
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(serde_json::json!({
-                "error": {"code": "unauthorized", "message": "missing or invalid bearer token"}
-            })),
-        )
-            .into_response(),
+        None => {
+            let mut r = error_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid bearer token",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn headers(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -187,6 +187,22 @@ pub struct HubConfig {
     /// Browser `Origin`s accepted on `/mcp`; any other present Origin gets 403.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Requests served at once; one more gets 503 with `Retry-After` instead of queueing.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Tool requests per second each authenticated caller may make on average; beyond the
+    /// burst it gets 429 with `Retry-After`.
+    #[serde(default = "default_rate_limit_per_s")]
+    pub rate_limit_per_s: u32,
+    /// Requests a caller may make at once above its average rate.
+    #[serde(default = "default_rate_limit_burst")]
+    pub rate_limit_burst: u32,
+    /// Milliseconds a connection may take to send a request's headers before it is closed.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a request may take to send its body; slower gets 408.
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
     /// The account writes are signed by: fees are quoted for it, dry runs sent from it, and
     /// the `balance` rule checks its token balances and shares. Unset, every write-shaped
     /// check is denied under `balance`.
@@ -278,6 +294,21 @@ fn default_auth() -> AuthMode {
 fn default_hosts() -> Vec<String> {
     vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
 }
+fn default_max_concurrent_requests() -> usize {
+    256
+}
+fn default_rate_limit_per_s() -> u32 {
+    50
+}
+fn default_rate_limit_burst() -> u32 {
+    100
+}
+fn default_header_read_timeout_ms() -> u64 {
+    5_000
+}
+fn default_body_read_timeout_ms() -> u64 {
+    10_000
+}
 fn default_log_buffer() -> usize {
     10_000
 }
@@ -333,6 +364,11 @@ impl std::fmt::Debug for HubConfig {
             .field("operator_token", &redacted(&self.operator_token))
             .field("allowed_hosts", &self.allowed_hosts)
             .field("allowed_origins", &self.allowed_origins)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("rate_limit_per_s", &self.rate_limit_per_s)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
+            .field("body_read_timeout_ms", &self.body_read_timeout_ms)
             .field("executor", &self.executor)
             .field("monitor_poll_ms", &self.monitor_poll_ms)
             .field("monitor_interval_s", &self.monitor_interval_s)
@@ -353,7 +389,7 @@ impl std::fmt::Debug for HubConfig {
 }
 
 /// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
-const KEYS: [&str; 30] = [
+const KEYS: [&str; 35] = [
     "listen",
     "chain",
     "rpc_url",
@@ -369,6 +405,11 @@ const KEYS: [&str; 30] = [
     "operator_token",
     "allowed_hosts",
     "allowed_origins",
+    "max_concurrent_requests",
+    "rate_limit_per_s",
+    "rate_limit_burst",
+    "header_read_timeout_ms",
+    "body_read_timeout_ms",
     "executor",
     "monitor_poll_ms",
     "monitor_interval_s",

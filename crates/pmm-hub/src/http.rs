@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::{Authenticator, Caller, require_caller};
+use crate::auth::{Authenticator, Caller, CallerGate, require_caller};
+use crate::guard::{self, Guard, HttpLimits, RateLimiter, error_response};
 use crate::hub::Hub;
 use crate::mcp::McpServer;
 
@@ -49,31 +50,40 @@ pub struct AppState {
 /// Transport settings of `/mcp`.
 #[derive(Debug, Clone)]
 pub struct McpSettings {
-    /// Accepted `Host` values.
-    pub allowed_hosts: Vec<String>,
-    /// Accepted `Origin`s (others get 403).
-    pub allowed_origins: Vec<String>,
     /// Stops open MCP sessions on shutdown.
     pub cancel: CancellationToken,
 }
 
-/// Builds the router.
-pub fn router(state: AppState, auth: Authenticator, mcp: McpSettings) -> Router {
+/// Builds the router. Layers, outermost first: [`guard::guard`] (Host/Origin, concurrency,
+/// body-read timeout, JSON 4xx, `Connection: close` on an unread body), the request timeout,
+/// the body size limit; the tool routes then authenticate and rate-limit the caller.
+pub fn router(
+    state: AppState,
+    auth: Authenticator,
+    mcp: McpSettings,
+    limits: &HttpLimits,
+) -> Router {
     let hub = state.hub.clone();
+    // Host and Origin are checked by the guard on every route, so rmcp's own checks (which
+    // refused a same-origin browser request) are off.
     let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(mcp.allowed_hosts)
-        .with_allowed_origins(mcp.allowed_origins)
-        .enforce_origin_validation()
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
+        .with_max_request_body_bytes(MAX_BODY)
         .with_cancellation_token(mcp.cancel);
     let service: StreamableHttpService<McpServer, LocalSessionManager> = StreamableHttpService::new(
         move || Ok(McpServer::new(hub.clone())),
         Default::default(),
         config,
     );
+    let gate = CallerGate {
+        auth,
+        limiter: Arc::new(RateLimiter::new(limits)),
+    };
     let authed = Router::new()
         .route("/mcp/call", post(call))
         .nest_service("/mcp", service)
-        .layer(middleware::from_fn_with_state(auth, require_caller));
+        .layer(middleware::from_fn_with_state(gate, require_caller));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -82,6 +92,10 @@ pub fn router(state: AppState, auth: Authenticator, mcp: McpSettings) -> Router 
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Guard::new(limits),
+            guard::guard,
         ))
         .with_state(state)
 }
@@ -94,11 +108,7 @@ async fn call(
     let req = match body {
         Ok(Json(r)) => r,
         Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": {"code": "invalid_request", "message": e.body_text()}})),
-            )
-                .into_response();
+            return error_response(e.status(), "invalid_request", &e.body_text());
         }
     };
     match state.hub.dispatch(&caller, &req.tool, req.params).await {
@@ -135,6 +145,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
             h.render(),
         )
             .into_response(),
-        None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics recorder not installed",
+        ),
     }
 }

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod doctor;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod mcp;
@@ -40,7 +41,7 @@ pub struct RunningHub {
     pub addr: std::net::SocketAddr,
     hub: Hub,
     cancel: CancellationToken,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningHub {
@@ -85,11 +86,10 @@ pub async fn serve(
         config::AuthMode::None => auth::Authenticator::open(),
         config::AuthMode::Tokens => auth::Authenticator::with_tokens(&cfg.resolve_tokens()?),
     };
+    let limits = guard::HttpLimits::from_config(cfg)?;
     let cancel = CancellationToken::new();
-    let mut hosts = cfg.allowed_hosts.clone();
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    hosts.push(format!("{}:{}", addr.ip(), addr.port()));
     let app = http::router(
         http::AppState {
             hub: hub.clone(),
@@ -97,17 +97,16 @@ pub async fn serve(
         },
         auth,
         http::McpSettings {
-            allowed_hosts: hosts,
-            allowed_origins: cfg.allowed_origins.clone(),
             cancel: cancel.clone(),
         },
+        &limits,
     );
-    let stop = cancel.clone();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled_owned().await })
-            .await
-    });
+    let task = tokio::spawn(serve_http(
+        listener,
+        app,
+        limits.header_read_timeout,
+        cancel.clone(),
+    ));
     tracing::info!(%addr, "pmm-hub listening");
     Ok(RunningHub {
         addr,
@@ -115,4 +114,58 @@ pub async fn serve(
         cancel,
         task: Some(task),
     })
+}
+
+/// Longest wait at shutdown for open connections to finish their requests.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `stop`, then lets open connections finish (bounded by
+/// [`DRAIN_TIMEOUT`]). Its own loop rather than `axum::serve` because that sets no timer, so
+/// a client sending its headers slowly held a connection forever: here a connection whose
+/// headers take longer than `header_read_timeout` is closed.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    stop: CancellationToken,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+        ));
+        // No upgrades: the hub serves no WebSocket or CONNECT.
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout");
+    }
 }
