@@ -1,11 +1,23 @@
 //! Process plumbing every binary of the stack shares, so each daemon starts and stops the same
 //! way: one log setup (text for a terminal, JSON lines for a collector) and one stop signal.
 
-/// Installs the global `tracing` subscriber: `RUST_LOG` filters (default `info`); `json`
-/// selects JSON lines, as the systemd units ask for, instead of text.
+/// Libraries whose debug and trace events print a connection's request line or URL, which
+/// carry an RPC endpoint's API key: held at `info` whatever `RUST_LOG` asks for.
+const URL_ECHOING_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// Installs the global `tracing` subscriber: `RUST_LOG` filters (default `info`), except the
+/// [`URL_ECHOING_TARGETS`]; `json` selects JSON lines, as the systemd units ask for, instead of
+/// text.
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = URL_ECHOING_TARGETS.iter().fold(filter, |f, target| {
+        f.add_directive(
+            format!("{target}=info")
+                .parse()
+                .expect("a target name with a level is a valid directive"),
+        )
+    });
     let fmt = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         fmt.json().init();
