@@ -144,6 +144,20 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+impl Outcome {
+    /// An intent ended before anything of it was sent, with why.
+    pub fn dropped(error: impl Into<String>) -> Self {
+        Self {
+            status: TxStatus::Dropped,
+            tx_hash: None,
+            receipt: None,
+            revert_reason: None,
+            gas_used: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
 const COLS: &str = "id, idempotency_key, chain_id, pool, intent, from_address, nonce, tx_hash, \
     status, call_to, call_input, gas_limit, reservation_id, notional::text AS notional, receipt, \
     revert_reason, gas_used, error, steps, created_at";

@@ -283,20 +283,7 @@ impl Hub {
             };
             if let Err(e) = self.sign_intent(&it, fees).await {
                 lock.release().await;
-                self.settle(&main, false).await;
-                pg.finish_intent(
-                    main.id,
-                    &Outcome {
-                        status: TxStatus::Dropped,
-                        tx_hash: None,
-                        receipt: None,
-                        revert_reason: None,
-                        gas_used: None,
-                        error: Some(e.to_string()),
-                    },
-                )
-                .await
-                .ok();
+                self.void_unsent(&pg, &main, e.to_string()).await;
                 return Err(e);
             }
         }
@@ -304,20 +291,7 @@ impl Hub {
             Ok(a) => a,
             Err(e) => {
                 lock.release().await;
-                self.settle(&main, false).await;
-                pg.finish_intent(
-                    main.id,
-                    &Outcome {
-                        status: TxStatus::Dropped,
-                        tx_hash: None,
-                        receipt: None,
-                        revert_reason: None,
-                        gas_used: None,
-                        error: Some(e.to_string()),
-                    },
-                )
-                .await
-                .ok();
+                self.void_unsent(&pg, &main, e.to_string()).await;
                 return Err(e);
             }
         };

@@ -4,6 +4,16 @@
 use super::*;
 
 impl Hub {
+    /// Ends an intent nothing of which was sent: its reservation goes back and it is `dropped`
+    /// with why. When the store cannot record that, the intent stays open and the next start's
+    /// `recover_intents` voids it, so this only logs.
+    pub(super) async fn void_unsent(&self, pg: &pmm_store::PgStore, it: &Intent, why: String) {
+        self.settle(it, false).await;
+        if let Err(e) = pg.finish_intent(it.id, &Outcome::dropped(why)).await {
+            tracing::warn!(intent = %it.id, error = %e, "unsent intent left open; the next start voids it");
+        }
+    }
+
     /// Commits (success) or refunds the reservation of a write, in Redis and the ledger.
     pub(super) async fn settle(&self, main: &Intent, success: bool) {
         let (Some(redis), Some(pg)) = (&self.inner.redis, &self.inner.pg) else {

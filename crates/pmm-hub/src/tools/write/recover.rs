@@ -32,19 +32,7 @@ impl Hub {
         for it in open.iter().filter(|i| !i.key.contains('#')) {
             if it.status == TxStatus::Pending && it.nonce.is_none() {
                 // Never signed: nothing left the hub. Void it and give the notional back.
-                self.settle(it, false).await;
-                let _ = pg
-                    .finish_intent(
-                        it.id,
-                        &Outcome {
-                            status: TxStatus::Dropped,
-                            tx_hash: None,
-                            receipt: None,
-                            revert_reason: None,
-                            gas_used: None,
-                            error: Some("never signed before a restart".into()),
-                        },
-                    )
+                self.void_unsent(pg, it, "never signed before a restart".into())
                     .await;
                 done += 1;
                 continue;
