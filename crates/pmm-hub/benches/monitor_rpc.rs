@@ -107,6 +107,9 @@ async fn measure(
         "monitor_poll_ms": POLL_MS,
         "tools_use_monitor_head": mode.tools_use_monitor_head,
         "monitor_heads": mode.heads,
+        // The benchmark measures the hub's reads, not its per-caller rate limit.
+        "rate_limit_per_s": 1_000_000,
+        "rate_limit_burst": 1_000_000,
     });
     if !mode.monitor_each_block {
         cfg["monitor_interval_s"] = json!(3600);
