@@ -203,6 +203,13 @@ pub struct HubConfig {
     /// Milliseconds a request may take to send its body; slower gets 408.
     #[serde(default = "default_body_read_timeout_ms")]
     pub body_read_timeout_ms: u64,
+    /// Seconds an MCP session may go without a request before it ends (its id then gets
+    /// 404 and the client initializes again).
+    #[serde(default = "default_mcp_session_idle_s")]
+    pub mcp_session_idle_s: u64,
+    /// MCP sessions open at once; one more `initialize` ends the session used longest ago.
+    #[serde(default = "default_mcp_max_sessions")]
+    pub mcp_max_sessions: usize,
     /// The account writes are signed by: fees are quoted for it, dry runs sent from it, and
     /// the `balance` rule checks its token balances and shares. Unset, every write-shaped
     /// check is denied under `balance`.
@@ -309,6 +316,12 @@ fn default_header_read_timeout_ms() -> u64 {
 fn default_body_read_timeout_ms() -> u64 {
     10_000
 }
+fn default_mcp_session_idle_s() -> u64 {
+    300
+}
+fn default_mcp_max_sessions() -> usize {
+    1_000
+}
 fn default_log_buffer() -> usize {
     10_000
 }
@@ -369,6 +382,8 @@ impl std::fmt::Debug for HubConfig {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("header_read_timeout_ms", &self.header_read_timeout_ms)
             .field("body_read_timeout_ms", &self.body_read_timeout_ms)
+            .field("mcp_session_idle_s", &self.mcp_session_idle_s)
+            .field("mcp_max_sessions", &self.mcp_max_sessions)
             .field("executor", &self.executor)
             .field("monitor_poll_ms", &self.monitor_poll_ms)
             .field("monitor_interval_s", &self.monitor_interval_s)
@@ -389,7 +404,7 @@ impl std::fmt::Debug for HubConfig {
 }
 
 /// Every key of [`HubConfig`], for picking `PMM_<KEY>` variables out of the environment.
-const KEYS: [&str; 35] = [
+const KEYS: [&str; 37] = [
     "listen",
     "chain",
     "rpc_url",
@@ -410,6 +425,8 @@ const KEYS: [&str; 35] = [
     "rate_limit_burst",
     "header_read_timeout_ms",
     "body_read_timeout_ms",
+    "mcp_session_idle_s",
+    "mcp_max_sessions",
     "executor",
     "monitor_poll_ms",
     "monitor_interval_s",

@@ -73,6 +73,10 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Request body-read timeout.
     pub body_read_timeout: Duration,
+    /// MCP session idle timeout.
+    pub mcp_session_idle: Duration,
+    /// MCP sessions open at once.
+    pub mcp_max_sessions: usize,
 }
 
 fn invalid(key: &'static str, message: &str) -> ConfigError {
@@ -100,6 +104,12 @@ impl HttpLimits {
         if cfg.body_read_timeout_ms == 0 {
             return Err(invalid("body_read_timeout_ms", "must be at least 1"));
         }
+        if cfg.mcp_session_idle_s == 0 {
+            return Err(invalid("mcp_session_idle_s", "must be at least 1"));
+        }
+        if cfg.mcp_max_sessions == 0 {
+            return Err(invalid("mcp_max_sessions", "must be at least 1"));
+        }
         Ok(Self {
             allowed_hosts: cfg.allowed_hosts.clone(),
             allowed_origins: cfg.allowed_origins.clone(),
@@ -108,6 +118,8 @@ impl HttpLimits {
             rate_limit_burst: cfg.rate_limit_burst,
             header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
             body_read_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
+            mcp_session_idle: Duration::from_secs(cfg.mcp_session_idle_s),
+            mcp_max_sessions: cfg.mcp_max_sessions,
         })
     }
 }
@@ -452,6 +464,8 @@ mod tests {
             rate_limit_burst: 2,
             header_read_timeout: Duration::from_secs(1),
             body_read_timeout: Duration::from_secs(1),
+            mcp_session_idle: Duration::from_secs(1),
+            mcp_max_sessions: 2,
         }
     }
 

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use metrics_exporter_prometheus::PrometheusHandle;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +20,7 @@ use crate::auth::{Authenticator, Caller, CallerGate, require_caller};
 use crate::guard::{self, Guard, HttpLimits, RateLimiter, error_response};
 use crate::hub::Hub;
 use crate::mcp::McpServer;
+use crate::sessions::{Sessions, session_gate};
 
 /// Largest request body accepted on `/mcp/call`.
 const MAX_BODY: usize = 1 << 20;
@@ -45,6 +45,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Prometheus renderer.
     pub metrics: Option<Arc<PrometheusHandle>>,
+    /// MCP sessions (for `/health`); [`router`] sets them.
+    pub sessions: Option<Arc<Sessions>>,
 }
 
 /// Transport settings of `/mcp`.
@@ -58,7 +60,7 @@ pub struct McpSettings {
 /// body-read timeout, JSON 4xx, `Connection: close` on an unread body), the request timeout,
 /// the body size limit; the tool routes then authenticate and rate-limit the caller.
 pub fn router(
-    state: AppState,
+    mut state: AppState,
     auth: Authenticator,
     mcp: McpSettings,
     limits: &HttpLimits,
@@ -71,18 +73,26 @@ pub fn router(
         .disable_allowed_origins()
         .with_max_request_body_bytes(MAX_BODY)
         .with_cancellation_token(mcp.cancel);
-    let service: StreamableHttpService<McpServer, LocalSessionManager> = StreamableHttpService::new(
+    let sessions = Arc::new(Sessions::new(
+        limits.mcp_session_idle,
+        limits.mcp_max_sessions,
+    ));
+    state.sessions = Some(sessions.clone());
+    let service: StreamableHttpService<McpServer, Sessions> = StreamableHttpService::new(
         move || Ok(McpServer::new(hub.clone())),
-        Default::default(),
+        sessions.clone(),
         config,
     );
+    let mcp_route = Router::new()
+        .fallback_service(service)
+        .layer(middleware::from_fn_with_state(sessions, session_gate));
     let gate = CallerGate {
         auth,
         limiter: Arc::new(RateLimiter::new(limits)),
     };
     let authed = Router::new()
         .route("/mcp/call", post(call))
-        .nest_service("/mcp", service)
+        .nest_service("/mcp", mcp_route)
         .layer(middleware::from_fn_with_state(gate, require_caller));
     Router::new()
         .route("/health", get(health))
@@ -126,7 +136,8 @@ async fn call(
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let report = state.hub.health().await;
+    let mut report = state.hub.health().await;
+    report.mcp_sessions = state.sessions.as_ref().map(|s| s.stats());
     let code = if report.status == "ok" {
         StatusCode::OK
     } else {

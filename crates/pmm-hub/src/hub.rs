@@ -492,6 +492,7 @@ impl Hub {
                 signer: self.inner.writes.signer.as_ref().map(|s| s.address()),
             },
             monitor_block: self.inner.monitor.last_block(),
+            mcp_sessions: None,
         }
     }
 }
@@ -607,4 +608,7 @@ pub struct HealthReport {
     pub tool_log: ToolLogStatus,
     /// Block of the pool monitor's last completed sweep of the allowlist.
     pub monitor_block: Option<u64>,
+    /// Open MCP sessions and their cap (set by the HTTP layer, which owns them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_sessions: Option<crate::sessions::SessionStats>,
 }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod hub;
 pub mod mcp;
 pub mod monitor;
+pub mod sessions;
 pub mod signer;
 pub mod toollog;
 pub mod tools;
@@ -94,6 +95,7 @@ pub async fn serve(
         http::AppState {
             hub: hub.clone(),
             metrics,
+            sessions: None,
         },
         auth,
         http::McpSettings {

@@ -12,6 +12,9 @@ use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use zeroize::Zeroizing;
 
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(

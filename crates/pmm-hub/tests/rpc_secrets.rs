@@ -4,8 +4,10 @@
 
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+#[path = "common/process.rs"]
+mod process;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,22 +15,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use common::*;
+use process::HubProcess;
 use serde_json::json;
 
 const USER: &str = "rpcuser7f3a";
 const PASSWORD: &str = "rpcpass9c1d";
 const PATH_KEY: &str = "PATHKEY5e2b";
 const QUERY_KEY: &str = "QUERYKEY8a4c";
-
-/// The hub process; killed on drop, whatever the test's outcome.
-struct HubProcess(Child);
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A node behind credentials: forwards to `upstream` only requests that carry all of them,
 /// counting those; anything else gets 401.
@@ -86,27 +79,11 @@ async fn guarded_node(upstream: String) -> anyhow::Result<(String, Arc<AtomicU64
 async fn rpc_credentials_never_reach_the_output_at_trace_level() -> anyhow::Result<()> {
     let fx = fixture().await?;
     let (rpc_url, forwarded) = guarded_node(fx.devnet.rpc_url().to_string()).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
     let mut cfg = serde_json::to_value(&fx.cfg)?;
     cfg["rpc_url"] = json!(rpc_url);
-    cfg["listen"] = json!(format!("127.0.0.1:{port}"));
-    let config = fx.dir.join("hub-secrets.json");
-    std::fs::write(&config, cfg.to_string())?;
     let log = fx.dir.join("hub-output.log");
-    let out = std::fs::File::create(&log)?;
-    let _hub = HubProcess(
-        Command::new(env!("CARGO_BIN_EXE_pmm-hub"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "trace")
-            .env_remove("RPC_URL")
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()?,
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let hub = HubProcess::spawn(&fx.dir, cfg, "trace", &log)?;
+    let base = hub.base.clone();
     let client = reqwest::Client::new();
     // Up and reading the chain through the guarded node.
     let state = poll(Duration::from_secs(60), || {
@@ -137,7 +114,7 @@ async fn rpc_credentials_never_reach_the_output_at_trace_level() -> anyhow::Resu
     client.get(format!("{base}/health")).send().await?;
     let n = forwarded.load(Ordering::SeqCst);
     assert!(n > 0, "no request reached the node with its credentials");
-    drop(_hub);
+    drop(hub);
 
     let output = std::fs::read_to_string(&log)?;
     let lines = output.lines().count();
