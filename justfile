@@ -80,6 +80,7 @@ state:
 bench:
     cargo bench -p pmm-store --bench tool_calls_insert
     cargo bench -p pmm-hub --bench get_pool_state
+    cargo bench -p pmm-hub --bench mcp_load
     cargo bench -p pmm-inference --bench proxy_overhead
 
 # Deploy the MCP hub to VM 5701 (ssh destination in PMM_HOST_5701).
