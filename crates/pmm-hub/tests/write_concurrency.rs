@@ -61,17 +61,25 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
     }
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
+    let client = reqwest::Client::new();
     for i in 0..200 {
         let port = ports[i % 2];
         let p = add_params(w.fx.dsp, &format!("cap-{i}"));
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            http(port, "dodo.add_liquidity", p).await
+            http(&client, port, "dodo.add_liquidity", p).await
         }));
     }
     let (mut confirmed, mut denied, mut unavailable, mut other) = (0u64, 0u64, 0u64, Vec::new());
     let (mut shares, mut base) = (U256::ZERO, U256::ZERO);
     for t in tasks {
-        let (status, body) = t.await??;
+        let (status, body) = match t.await? {
+            Ok(r) => r,
+            Err(e) => anyhow::bail!(
+                "a call got no response: {e:#}\nhub log:\n{}",
+                std::fs::read_to_string(&log)?
+            ),
+        };
         match body["result"]["status"].as_str() {
             Some("confirmed") => {
                 confirmed += 1;

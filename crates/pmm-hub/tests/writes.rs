@@ -318,9 +318,10 @@ async fn sigkill_between_send_and_receipt_then_restart_completes_the_intent() ->
     })
     .await?;
     let p = add_params(w.fx.dsp, "kill-1");
+    let client = reqwest::Client::new();
     let first = tokio::spawn({
-        let p = p.clone();
-        async move { http(port, "dodo.add_liquidity", p).await }
+        let (p, client) = (p.clone(), client.clone());
+        async move { http(&client, port, "dodo.add_liquidity", p).await }
     });
     // All three transactions are in the node's pool: the hub sent them and waits for receipts.
     poll(Duration::from_secs(20), || async {
@@ -341,7 +342,9 @@ async fn sigkill_between_send_and_receipt_then_restart_completes_the_intent() ->
     anvil(&w, "evm_mine", json!([])).await?;
     let _hub = spawn_hub(&w.fx.cfg, &w.fx.dir, &log)?;
     let (status, body) = poll(Duration::from_secs(30), || async {
-        Ok(http(port, "dodo.add_liquidity", p.clone()).await.ok())
+        Ok(http(&client, port, "dodo.add_liquidity", p.clone())
+            .await
+            .ok())
     })
     .await?;
     assert_eq!(status, 200, "{body}");

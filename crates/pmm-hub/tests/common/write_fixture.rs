@@ -155,8 +155,16 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-pub async fn http(port: u16, tool: &str, params: Value) -> anyhow::Result<(u16, Value)> {
-    let resp = reqwest::Client::new()
+/// Calls `tool` on the hub at `port` over `/mcp/call`. One `client` per test: building one per
+/// call (its TLS roots, in a debug build) kept the test's one thread so busy that a connection
+/// opened early went unwritten past the hub's header-read timeout, which closed it.
+pub async fn http(
+    client: &reqwest::Client,
+    port: u16,
+    tool: &str,
+    params: Value,
+) -> anyhow::Result<(u16, Value)> {
+    let resp = client
         .post(format!("http://127.0.0.1:{port}/mcp/call"))
         .bearer_auth(AGENT)
         .json(&json!({"tool": tool, "params": params}))
