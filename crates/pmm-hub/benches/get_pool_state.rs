@@ -6,44 +6,20 @@
 use std::time::{Duration, Instant};
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, Bytes};
 use alloy::providers::Provider;
 use alloy::rpc::client::BatchRequest;
 use alloy::rpc::types::{Block, TransactionRequest};
 use alloy::sol_types::SolCall;
 use pmm_chain::abi::{IDODOV2Pool, IDODOV2Shares, IDODOV2Targets, IERC20};
-use pmm_testkit::devnet::{Devnet, ONE, PoolParams};
 use serde_json::json;
 
+// Each benchmark uses part of it.
+#[allow(dead_code)]
+mod common;
+use common::{BenchPool, TOKEN, show, stats};
+
 const N: usize = 300;
-const TOKEN: &str = "bench-agent-token-000000001";
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    per_s: f64,
-}
-
-fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        per_s: samples.len() as f64 / total.as_secs_f64(),
-    }
-}
-
-fn show(name: &str, s: &Stats, base: &Stats) {
-    println!(
-        "{name:<28} p50 {:>8.3} ms  p99 {:>8.3} ms  {:>8.1} req/s  | p50 x{:.2}  throughput x{:.2} vs direct",
-        s.p50.as_secs_f64() * 1e3,
-        s.p99.as_secs_f64() * 1e3,
-        s.per_s,
-        s.p50.as_secs_f64() / base.p50.as_secs_f64(),
-        s.per_s / base.per_s,
-    );
-}
 
 fn call(to: Address, data: Vec<u8>, at: BlockId) -> (TransactionRequest, BlockId) {
     (
@@ -99,51 +75,9 @@ async fn direct_read(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let devnet = Devnet::start()?;
-    let base = devnet.deploy_token("WETH", 18).await?;
-    let quote = devnet.deploy_token("USDC", 6).await?;
-    let me = devnet.deployer();
-    devnet.mint(base, me, U256::from(10u128.pow(30))).await?;
-    devnet.mint(quote, me, U256::from(10u128.pow(30))).await?;
-    let p = PoolParams {
-        base,
-        quote,
-        lp_fee_rate: U256::from(ONE / 1000),
-        mt_fee_rate: U256::ZERO,
-        i: U256::from(2_000_000_000u64),
-        k: U256::from(ONE / 10),
-    };
-    let dsp = devnet.deploy_dsp(p).await?;
-    devnet
-        .buy_shares(me, dsp, U256::from(10 * ONE), U256::from(20_000_000_000u64))
-        .await?;
-
-    let dir = std::env::temp_dir().join(format!("pmm-hub-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let allowlist = dir.join("allowlist.json");
-    std::fs::write(
-        &allowlist,
-        r#"{"chain": "devnet", "chain_id": 31337, "pools": []}"#,
-    )?;
-    let devnet_file = dir.join("devnet.json");
-    std::fs::write(
-        &devnet_file,
-        json!({"rpc_url": devnet.rpc_url(), "templates": devnet.all_templates().await?})
-            .to_string(),
-    )?;
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cfg: pmm_hub::HubConfig = serde_json::from_value(json!({
-        "listen": "127.0.0.1:0",
-        "chain": "devnet",
-        "rpc_url": devnet.rpc_url(),
-        "devnet_file": devnet_file,
-        "allowlist_path": allowlist,
-        "profiles_path": root.join("config/pool_profiles.json"),
-        "agent_token": TOKEN,
-        // The benchmark measures the hub's reads, not its per-caller rate limit.
-        "rate_limit_per_s": 1_000_000,
-        "rate_limit_burst": 1_000_000,
-    }))?;
+    let pool = BenchPool::start("pmm-hub-bench").await?;
+    let (devnet, base, quote, dsp) = (&pool.devnet, pool.base, pool.quote, pool.dsp);
+    let cfg = pool.hub_config(json!({})).await?;
     let hub = pmm_hub::serve(&cfg, None).await?;
     let http = reqwest::Client::new();
     let url = format!("http://{}/mcp/call", hub.addr);
@@ -209,10 +143,9 @@ async fn main() -> anyhow::Result<()> {
     let uncached = stats(uncached, busy);
 
     println!("get_pool_state, {N} sequential calls each, DSP on anvil:");
-    show("direct batched eth_call", &direct, &direct);
-    show("hub /mcp/call cached", &cached, &direct);
-    show("hub /mcp/call uncached", &uncached, &direct);
+    show("direct batched eth_call", &direct, &direct, "direct");
+    show("hub /mcp/call cached", &cached, &direct, "direct");
+    show("hub /mcp/call uncached", &uncached, &direct, "direct");
     hub.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U256;
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use pmm_testkit::devnet::{Devnet, ONE, PoolParams};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::service::{RoleClient, RunningService};
@@ -22,40 +20,18 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+// Each benchmark uses part of it.
+#[allow(dead_code)]
+mod common;
+use common::{BenchPool, Stats, TOKEN, show, stats};
+
 const SEQ: usize = 200;
 const CONC_N: usize = 1000;
 const CONC: usize = 50;
-const TOKEN: &str = "bench-agent-token-000000001";
 const TOOL: &str = "dodo.get_pool_state";
+/// The baseline every line is compared with.
+const BARE: &str = "bare axum";
 const ACCEPT: &str = "application/json, text/event-stream";
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    per_s: f64,
-}
-
-fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        per_s: samples.len() as f64 / total.as_secs_f64(),
-    }
-}
-
-fn show(name: &str, s: &Stats, base: &Stats) {
-    println!(
-        "{name:<34} p50 {:>8.3} ms  p99 {:>8.3} ms  {:>8.1} req/s  | p50 x{:.2}  p99 x{:.2}  throughput x{:.2} vs bare axum",
-        s.p50.as_secs_f64() * 1e3,
-        s.p99.as_secs_f64() * 1e3,
-        s.per_s,
-        s.p50.as_secs_f64() / base.p50.as_secs_f64(),
-        s.p99.as_secs_f64() / base.p99.as_secs_f64(),
-        s.per_s / base.per_s,
-    );
-}
 
 /// `n` calls of `f`, `conc` in flight; each call is its own task so that the client side
 /// uses both cores like real concurrent callers would.
@@ -267,56 +243,13 @@ async fn bare_axum(body: Vec<u8>, stop: CancellationToken) -> anyhow::Result<Str
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let devnet = Devnet::start()?;
-    let base = devnet.deploy_token("WETH", 18).await?;
-    let quote = devnet.deploy_token("USDC", 6).await?;
-    let me = devnet.deployer();
-    devnet.mint(base, me, U256::from(10u128.pow(30))).await?;
-    devnet.mint(quote, me, U256::from(10u128.pow(30))).await?;
-    let p = PoolParams {
-        base,
-        quote,
-        lp_fee_rate: U256::from(ONE / 1000),
-        mt_fee_rate: U256::ZERO,
-        i: U256::from(2_000_000_000u64),
-        k: U256::from(ONE / 10),
-    };
-    let dsp = devnet.deploy_dsp(p).await?;
-    devnet
-        .buy_shares(me, dsp, U256::from(10 * ONE), U256::from(20_000_000_000u64))
+    let pool = BenchPool::start("pmm-hub-mcp-load").await?;
+    let dsp = pool.dsp;
+    let cfg = pool
+        // An empty allowlist: no pool monitor, so every call asks the node for the head, as
+        // the baseline does.
+        .hub_config(json!({}))
         .await?;
-
-    let dir = std::env::temp_dir().join(format!("pmm-hub-mcp-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let allowlist = dir.join("allowlist.json");
-    std::fs::write(
-        &allowlist,
-        r#"{"chain": "devnet", "chain_id": 31337, "pools": []}"#,
-    )?;
-    let devnet_file = dir.join("devnet.json");
-    std::fs::write(
-        &devnet_file,
-        json!({"rpc_url": devnet.rpc_url(), "templates": devnet.all_templates().await?})
-            .to_string(),
-    )?;
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cfg: pmm_hub::HubConfig = serde_json::from_value(json!({
-        "listen": "127.0.0.1:0",
-        "chain": "devnet",
-        "rpc_url": devnet.rpc_url(),
-        "devnet_file": devnet_file,
-        "allowlist_path": allowlist,
-        "profiles_path": root.join("config/pool_profiles.json"),
-        "agent_token": TOKEN,
-        // The benchmark measures the hub under load, not its per-caller rate limit.
-        "rate_limit_per_s": 1_000_000,
-        "rate_limit_burst": 1_000_000,
-        // On an idle anvil the monitor's head goes stale two polls after the last block (its
-        // freshness is the head's change, not the poll), and every call that uses it then waits
-        // ~2 s for a head that never comes before asking the node. Asking the node each call
-        // keeps the bench on the hub's request path.
-        "tools_use_monitor_head": false,
-    }))?;
     let hub = pmm_hub::serve(&cfg, None).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CONC * 2)
@@ -434,31 +367,36 @@ async fn main() -> anyhow::Result<()> {
     for (label, n, conc) in [("sequential", SEQ, 1), ("50 concurrent", CONC_N, CONC)] {
         println!("{label}, {n} calls each:");
         let b = run(n, conc, bare.clone()).await?;
-        show("bare axum POST", &b, &b);
+        show("bare axum POST", &b, &b, BARE);
         show(
             "plain HTTP /mcp/call",
             &run(n, conc, mcp_call.clone()).await?,
             &b,
+            BARE,
         );
         show(
             "plain HTTP /mcp, one session",
             &run(n, conc, plain_one.clone()).await?,
             &b,
+            BARE,
         );
         show(
             "plain HTTP /mcp, new sessions",
             &run(n, conc, plain_new.clone()).await?,
             &b,
+            BARE,
         );
         show(
             "rmcp, one session",
             &run(n, conc, rmcp_one.clone()).await?,
             &b,
+            BARE,
         );
         show(
             "rmcp, new sessions",
             &run(n, conc, rmcp_new.clone()).await?,
             &b,
+            BARE,
         );
     }
 
@@ -468,6 +406,5 @@ async fn main() -> anyhow::Result<()> {
     }
     stop.cancel();
     hub.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

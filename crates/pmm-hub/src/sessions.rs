@@ -19,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures::Stream;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::common::http_header::HEADER_SESSION_ID;
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError,
 };
@@ -27,9 +28,6 @@ use rmcp::transport::streamable_http_server::session::{
 };
 
 use crate::guard::error_response;
-
-/// The header naming a request's session.
-const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Live sessions, their last use, and the bounds on them.
 #[derive(Debug)]
@@ -220,7 +218,7 @@ pub async fn session_gate(
     if req.method() == Method::DELETE
         && let Some(id) = req
             .headers()
-            .get(SESSION_HEADER)
+            .get(HEADER_SESSION_ID)
             .and_then(|v| v.to_str().ok())
         && !sessions.knows(id)
     {
