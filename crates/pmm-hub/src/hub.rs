@@ -133,10 +133,6 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// Longest a tool call waits for the pool monitor's poll or sweep in progress before it asks
-/// the node itself.
-const MONITOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 pub(crate) fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -295,18 +291,11 @@ impl Hub {
     }
 
     /// The head a tool call reads at: the pool monitor's when it is fresh, else the node's,
-    /// asked now.
-    ///
-    /// The monitor's head is used when its pools are cached and it is fresh: vouched for by a
-    /// live head subscription, or reported by the node within `tool_head_max_age` of now. A call that finds the monitor reading a new block (seen
-    /// within that age) waits for the sweep and uses that block: its pools arrive in the
-    /// sweep's one batch, not in a read of its own. A call that finds the head too old waits
-    /// for the monitor's next poll, at most that age. A sweep is waited for up to
-    /// [`MONITOR_WAIT`]. Past either, or when the monitor publishes nothing fresh, the call
-    /// asks the node: a head is never used older than its maximum age, so a monitor that
+    /// asked now. [`HeadView::step`](crate::monitor::HeadView::step) says when a call waits
+    /// for the monitor; a head is never used older than its maximum age, so a monitor that
     /// cannot reach the node never serves stale state as current.
     pub(crate) async fn current_head(&self) -> Result<pmm_chain::Head, ToolError> {
-        use crate::monitor::HeadView;
+        use crate::monitor::HeadStep;
         let Some(max_age) = self.inner.tool_head_max_age else {
             return Ok(self.inner.chain.head().await?);
         };
@@ -314,32 +303,17 @@ impl Hub {
         let start = tokio::time::Instant::now();
         let mut joined = None;
         loop {
-            match *view.borrow_and_update() {
-                HeadView::Ready { head, update }
-                    if update.is_fresh(max_age) || joined == Some(head.number) =>
-                {
+            let step = view.borrow_and_update().step(max_age, &mut joined);
+            let wait = match step {
+                HeadStep::Use(head) => {
                     metrics::counter!("pmm_hub_tool_heads_total", "source" => "monitor")
                         .increment(1);
                     return Ok(head);
                 }
-                HeadView::Sweeping { number, update }
-                    if update.is_fresh(max_age) || joined == Some(number) =>
-                {
-                    joined = Some(number);
-                }
-                // Too old (the next poll is due), or a sweep this call did not join: wait for
-                // the monitor's next word.
-                _ => {}
-            }
-            // A sweep is worth waiting for; a poll that is overdue by more than the head's
-            // age will not come.
-            let deadline = start
-                + if joined.is_some() {
-                    MONITOR_WAIT
-                } else {
-                    max_age
-                };
-            match tokio::time::timeout_at(deadline, view.changed()).await {
+                HeadStep::Wait(wait) => wait,
+                HeadStep::AskNode => break,
+            };
+            match tokio::time::timeout_at(start + wait, view.changed()).await {
                 Ok(Ok(())) => continue,
                 // The wait is over, or the monitor is gone.
                 Ok(Err(_)) | Err(_) => break,

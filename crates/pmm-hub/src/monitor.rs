@@ -73,6 +73,49 @@ pub(crate) enum HeadView {
     },
 }
 
+/// Longest a tool call waits for a sweep in progress before it asks the node itself.
+pub(crate) const MONITOR_WAIT: Duration = Duration::from_secs(2);
+
+/// What a tool call does next with the monitor's [`HeadView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadStep {
+    /// Read at this head: its pools are cached and it is fresh.
+    Use(Head),
+    /// Wait for the monitor's next word, at most this long after the call began.
+    Wait(Duration),
+    /// Ask the node now.
+    AskNode,
+}
+
+impl HeadView {
+    /// What a call whose heads may be `max_age` old does on seeing this view. `joined` is the
+    /// sweep the call already waits for, if any: its block is used when it completes, however
+    /// long the sweep took (up to [`MONITOR_WAIT`]), since its pools come in the sweep's one
+    /// batch rather than in a read of the call's own.
+    pub(crate) fn step(&self, max_age: Duration, joined: &mut Option<u64>) -> HeadStep {
+        match *self {
+            HeadView::Ready { head, update }
+                if update.is_fresh(max_age) || *joined == Some(head.number) =>
+            {
+                HeadStep::Use(head)
+            }
+            HeadView::Sweeping { number, update }
+                if update.is_fresh(max_age) || *joined == Some(number) =>
+            {
+                *joined = Some(number);
+                HeadStep::Wait(MONITOR_WAIT)
+            }
+            // Nothing known (no monitor, no sweep yet, or its batch failed): no word is due,
+            // so waiting would only delay the call.
+            HeadView::Unknown => HeadStep::AskNode,
+            // Too old: the next poll is due, at most one head age away (one overdue by more
+            // will not come).
+            _ if joined.is_some() => HeadStep::Wait(MONITOR_WAIT),
+            _ => HeadStep::Wait(max_age),
+        }
+    }
+}
+
 /// What the monitor has done, for `/health`-style inspection, tests, and the head it
 /// publishes to tool calls.
 #[derive(Debug)]
@@ -280,5 +323,84 @@ impl Hub {
                 tracing::error!(pool = %entry.address, error = %e, "could not trip the circuit breaker")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    const AGE: Duration = Duration::from_secs(1);
+    const HEAD: Head = Head {
+        number: 7,
+        gas_price_wei: 1,
+    };
+
+    fn update(number: u64, age: Duration) -> HeadUpdate {
+        HeadUpdate {
+            number,
+            seen: Instant::now() - age,
+            live: false,
+        }
+    }
+
+    #[test]
+    fn nothing_known_asks_the_node_at_once() {
+        // With no monitor (an empty allowlist) the view stays Unknown: a call that waited for
+        // it spent the whole head age on every call.
+        assert_eq!(HeadView::Unknown.step(AGE, &mut None), HeadStep::AskNode);
+        // A joined sweep whose batch failed says so with Unknown: no block is coming.
+        assert_eq!(HeadView::Unknown.step(AGE, &mut Some(7)), HeadStep::AskNode);
+    }
+
+    #[test]
+    fn a_fresh_head_is_used_and_a_stale_one_waits_for_the_next_poll() {
+        let fresh = HeadView::Ready {
+            head: HEAD,
+            update: update(7, Duration::ZERO),
+        };
+        assert_eq!(fresh.step(AGE, &mut None), HeadStep::Use(HEAD));
+        let stale = HeadView::Ready {
+            head: HEAD,
+            update: update(7, Duration::from_secs(10)),
+        };
+        assert_eq!(stale.step(AGE, &mut None), HeadStep::Wait(AGE));
+        let vouched = HeadView::Ready {
+            head: HEAD,
+            update: HeadUpdate {
+                live: true,
+                ..update(7, Duration::from_secs(10))
+            },
+        };
+        assert_eq!(vouched.step(AGE, &mut None), HeadStep::Use(HEAD));
+    }
+
+    #[test]
+    fn a_call_joins_a_fresh_sweep_and_uses_its_block_once_ready() {
+        let mut joined = None;
+        let sweeping = HeadView::Sweeping {
+            number: 7,
+            update: update(7, Duration::ZERO),
+        };
+        assert_eq!(
+            sweeping.step(AGE, &mut joined),
+            HeadStep::Wait(MONITOR_WAIT)
+        );
+        assert_eq!(joined, Some(7));
+        // The sweep took longer than the head's age: its block is still the one to use.
+        let done = HeadView::Ready {
+            head: HEAD,
+            update: update(7, Duration::from_secs(10)),
+        };
+        assert_eq!(done.step(AGE, &mut joined), HeadStep::Use(HEAD));
+        // A stale sweep is not joined.
+        let old = HeadView::Sweeping {
+            number: 8,
+            update: update(8, Duration::from_secs(10)),
+        };
+        let mut none = None;
+        assert_eq!(old.step(AGE, &mut none), HeadStep::Wait(AGE));
+        assert_eq!(none, None);
     }
 }
