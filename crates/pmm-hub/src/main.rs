@@ -136,10 +136,40 @@ async fn main() -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
+    tokio::spawn(publish_allocator_stats());
     let running = pmm_hub::serve(&cfg, Some(Arc::new(metrics)))
         .await
         .context("starting the hub")?;
     pmm_daemon::shutdown_signal().await;
     running.shutdown().await;
     Ok(())
+}
+
+/// Publishes jemalloc's statistics every second as `pmm_hub_allocator_bytes{kind}`:
+/// `allocated` is what the hub's live objects hold, `resident` what the allocator keeps in
+/// RAM for them (resident minus allocated is the allocator's, not the hub's: free pages not
+/// yet returned, and `metadata`), `retained` address space kept but given back to the OS.
+async fn publish_allocator_stats() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    type Read = fn() -> tikv_jemalloc_ctl::Result<usize>;
+    let reads: [(&str, Read); 4] = [
+        ("allocated", stats::allocated::read),
+        ("resident", stats::resident::read),
+        ("metadata", stats::metadata::read),
+        ("retained", stats::retained::read),
+    ];
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        // The statistics are a snapshot taken when the epoch advances.
+        if let Err(e) = epoch::advance() {
+            tracing::warn!(error = %e, "allocator statistics unavailable");
+            return;
+        }
+        for (kind, read) in reads {
+            if let Ok(bytes) = read() {
+                metrics::gauge!("pmm_hub_allocator_bytes", "kind" => kind).set(bytes as f64);
+            }
+        }
+    }
 }

@@ -100,6 +100,29 @@ async fn live(http: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no mcp_sessions in /health: {h}"))
 }
 
+/// The allocator gauges of `/metrics` (`pmm_hub_allocator_bytes{kind}`), kB by kind.
+async fn allocator_kb(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let kinds: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pmm_hub_allocator_bytes{kind=\""))
+        .filter_map(|l| {
+            let (kind, value) = l.split_once("\"} ")?;
+            Some(format!(
+                "{kind} {:.0}",
+                value.trim().parse::<f64>().ok()? / 1024.0
+            ))
+        })
+        .collect();
+    anyhow::ensure!(!kinds.is_empty(), "no allocator gauges in /metrics");
+    Ok(kinds.join(", "))
+}
+
 #[tokio::test]
 async fn delete_cap_and_idle_timeout() -> anyhow::Result<()> {
     let mut f = fixture().await?;
@@ -181,6 +204,7 @@ async fn five_thousand_abandoned_sessions_give_their_memory_back() -> anyhow::Re
     assert_eq!(mcp.list(&s).await?, 200);
     assert_eq!(mcp.delete(&s).await?.0, 202);
     let start = rss_kb(hub.pid())?;
+    let start_alloc = allocator_kb(&mcp.http, &hub.base).await?;
 
     let began = std::time::Instant::now();
     // Abandoned as a departed client leaves them: its connections close too.
@@ -198,6 +222,7 @@ async fn five_thousand_abandoned_sessions_give_their_memory_back() -> anyhow::Re
     drop(burst);
     let took = began.elapsed();
     let peak = rss_kb(hub.pid())?;
+    let peak_alloc = allocator_kb(&mcp.http, &hub.base).await?;
     let open_now = live(&mcp.http, &hub.base).await?;
     assert!(open_now as usize > SESSIONS / 2, "{open_now} sessions live");
 
@@ -221,11 +246,14 @@ async fn five_thousand_abandoned_sessions_give_their_memory_back() -> anyhow::Re
     })
     .await;
     let last = rss_kb(hub.pid())?;
+    // One second behind at most: the hub refreshes its allocator gauges each second.
+    let last_alloc = allocator_kb(&mcp.http, &hub.base).await?;
     println!(
         "hub RSS: start {start} kB; {SESSIONS} sessions opened in {took:.1?}: {peak} kB ({open_now} live); all idle-ended, then {:.1?} later: {last} kB ({:.3}x start)",
         ended.elapsed(),
         last as f64 / start as f64
     );
+    println!("allocator kB: start {start_alloc}; peak {peak_alloc}; end {last_alloc}");
     let end = end.map_err(|e| anyhow::anyhow!("RSS {last} kB stayed above {bound} kB: {e}"))?;
     assert!(end <= bound);
     Ok(())
