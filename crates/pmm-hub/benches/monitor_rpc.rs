@@ -17,6 +17,9 @@
 //!
 //! Run: `cargo bench -p pmm-hub --bench monitor_rpc` (prints; asserts nothing).
 
+// Each benchmark uses part of it.
+#[allow(dead_code)]
+mod common;
 #[allow(dead_code)]
 #[path = "../tests/common/rpc_proxy.rs"]
 mod rpc_proxy;
@@ -25,9 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, I256, U256};
+use alloy::primitives::{Address, I256};
 use alloy::providers::Provider;
-use pmm_testkit::devnet::{Devnet, ONE, PoolParams};
+use pmm_testkit::devnet::Devnet;
 use rpc_proxy::{CountingProxy, Snapshot};
 use serde_json::{Value, json};
 
@@ -169,30 +172,13 @@ async fn measure(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let devnet = Devnet::start()?;
-    let base = devnet.deploy_token("WETH", 18).await?;
-    let quote = devnet.deploy_token("USDC", 6).await?;
-    let me = devnet.deployer();
-    devnet.mint(base, me, U256::from(10u128.pow(30))).await?;
-    devnet.mint(quote, me, U256::from(10u128.pow(30))).await?;
+    let (base, quote) = common::tokens(&devnet).await?;
     let feed = devnet
         .deploy_feed(8, I256::try_from(200_000_000_000_i64)?)
         .await?;
     let mut pools = Vec::with_capacity(POOLS);
     for _ in 0..POOLS {
-        let dsp = devnet
-            .deploy_dsp(PoolParams {
-                base,
-                quote,
-                lp_fee_rate: U256::from(ONE / 1000),
-                mt_fee_rate: U256::ZERO,
-                i: U256::from(2_000_000_000u64),
-                k: U256::from(ONE / 10),
-            })
-            .await?;
-        devnet
-            .buy_shares(me, dsp, U256::from(10 * ONE), U256::from(20_000_000_000u64))
-            .await?;
-        pools.push(dsp);
+        pools.push(common::funded_dsp(&devnet, base, quote).await?);
     }
     let entries: Vec<Value> = pools
         .iter()

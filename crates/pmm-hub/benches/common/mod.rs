@@ -42,6 +42,40 @@ pub fn show(name: &str, s: &Stats, base: &Stats, base_name: &str) {
     );
 }
 
+/// WETH (18 decimals) and USDC (6) on `devnet`, 10^30 of each minted to its deployer.
+pub async fn tokens(devnet: &Devnet) -> anyhow::Result<(Address, Address)> {
+    let base = devnet.deploy_token("WETH", 18).await?;
+    let quote = devnet.deploy_token("USDC", 6).await?;
+    let me = devnet.deployer();
+    devnet.mint(base, me, U256::from(10u128.pow(30))).await?;
+    devnet.mint(quote, me, U256::from(10u128.pow(30))).await?;
+    Ok((base, quote))
+}
+
+/// A base/quote DSP at 2,000 quote per base (k 0.1, 0.1% LP fee) holding 10 base and 20,000
+/// quote of the deployer's.
+pub async fn funded_dsp(devnet: &Devnet, base: Address, quote: Address) -> anyhow::Result<Address> {
+    let dsp = devnet
+        .deploy_dsp(PoolParams {
+            base,
+            quote,
+            lp_fee_rate: U256::from(ONE / 1000),
+            mt_fee_rate: U256::ZERO,
+            i: U256::from(2_000_000_000u64),
+            k: U256::from(ONE / 10),
+        })
+        .await?;
+    devnet
+        .buy_shares(
+            devnet.deployer(),
+            dsp,
+            U256::from(10 * ONE),
+            U256::from(20_000_000_000u64),
+        )
+        .await?;
+    Ok(dsp)
+}
+
 /// An anvil devnet with a WETH/USDC DSP holding liquidity, and a scratch directory.
 pub struct BenchPool {
     pub devnet: Devnet,
@@ -61,24 +95,8 @@ impl BenchPool {
     /// Starts the devnet and deploys and funds the pool; `name` names the scratch directory.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
         let devnet = Devnet::start()?;
-        let base = devnet.deploy_token("WETH", 18).await?;
-        let quote = devnet.deploy_token("USDC", 6).await?;
-        let me = devnet.deployer();
-        devnet.mint(base, me, U256::from(10u128.pow(30))).await?;
-        devnet.mint(quote, me, U256::from(10u128.pow(30))).await?;
-        let dsp = devnet
-            .deploy_dsp(PoolParams {
-                base,
-                quote,
-                lp_fee_rate: U256::from(ONE / 1000),
-                mt_fee_rate: U256::ZERO,
-                i: U256::from(2_000_000_000u64),
-                k: U256::from(ONE / 10),
-            })
-            .await?;
-        devnet
-            .buy_shares(me, dsp, U256::from(10 * ONE), U256::from(20_000_000_000u64))
-            .await?;
+        let (base, quote) = tokens(&devnet).await?;
+        let dsp = funded_dsp(&devnet, base, quote).await?;
         let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(Self {
