@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use metrics_exporter_prometheus::PrometheusHandle;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +53,7 @@ pub struct AppState {
 /// Transport settings of `/mcp`.
 #[derive(Debug, Clone)]
 pub struct McpSettings {
-    /// Stops open MCP sessions on shutdown.
+    /// Ends in-flight MCP responses and the session sweeper on shutdown.
     pub cancel: CancellationToken,
 }
 
@@ -68,21 +69,26 @@ pub fn router(
     let hub = state.hub.clone();
     // Host and Origin are checked by the guard on every route, so rmcp's own checks (which
     // refused a same-origin browser request) are off.
+    // rmcp serves every request statelessly; sessions are the hub's own ([`Sessions`]).
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
         .disable_allowed_origins()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
         .with_max_request_body_bytes(MAX_BODY)
-        .with_cancellation_token(mcp.cancel);
+        .with_cancellation_token(mcp.cancel.clone());
     let sessions = Arc::new(Sessions::new(
         limits.mcp_session_idle,
         limits.mcp_max_sessions,
     ));
+    sessions.spawn_sweeper(mcp.cancel);
     state.sessions = Some(sessions.clone());
-    let service: StreamableHttpService<McpServer, Sessions> = StreamableHttpService::new(
-        move || Ok(McpServer::new(hub.clone())),
-        sessions.clone(),
-        config,
-    );
+    let service: StreamableHttpService<McpServer, NeverSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(McpServer::new(hub.clone())),
+            Arc::new(NeverSessionManager::default()),
+            config,
+        );
     let mcp_route = Router::new()
         .fallback_service(service)
         .layer(middleware::from_fn_with_state(sessions, session_gate));

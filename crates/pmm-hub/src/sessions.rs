@@ -1,50 +1,58 @@
-//! MCP session lifecycle: rmcp's in-memory session manager with a bound on what it may hold.
+//! MCP sessions as a table the hub owns, in front of rmcp's stateless Streamable HTTP service.
 //!
-//! - Idle timeout: a session with no request for `mcp_session_idle_s` ends (rmcp's worker
-//!   quits on its keep-alive, and the session is removed).
-//! - Cap: at `mcp_max_sessions` live sessions, a new `initialize` evicts the session used
+//! The hub's MCP server is tools-only: it never sends a client anything but the answer to its
+//! request, so a session needs no task, channel or buffer of its own. rmcp serves every
+//! request statelessly; a session is one row here (its id and last use, under 100 bytes)
+//! instead of rmcp's per-session worker (two tasks and six channels, ~130 kB each), which is
+//! what made 5,000 abandoned sessions cost 600 MB and leave allocator metadata behind.
+//!
+//! - `initialize` (no `Mcp-Session-Id`) opens a session: the answer carries its id.
+//! - A request naming a session that ended (deleted, idle, evicted) or never existed is 404,
+//!   as the spec asks, so the client starts a new one.
+//! - Requests of the session protocols (before 2026-07-28) without a session id are 400;
+//!   2026-07-28 requests need no session and go straight to rmcp.
+//! - `DELETE` ends the session (204).
+//! - Idle timeout: a session unused for `mcp_session_idle_s` ends; [`Sessions::sweep`]
+//!   frees its row.
+//! - Cap: at `mcp_max_sessions` live sessions, a new `initialize` ends the session used
 //!   longest ago, so abandoned sessions cannot exhaust memory and a live client is never
 //!   refused a session.
-//! - `DELETE` of a session that does not exist answers 404 ([`session_gate`]); rmcp answers
-//!   202 for any id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use futures::Stream;
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
-use rmcp::transport::common::http_header::HEADER_SESSION_ID;
-use rmcp::transport::streamable_http_server::session::local::{
-    LocalSessionManager, LocalSessionManagerError,
-};
-use rmcp::transport::streamable_http_server::session::{
-    ServerSseMessage, SessionId, SessionManager,
-};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, GetMeta, ProtocolVersion};
+use rmcp::transport::common::http_header::{HEADER_MCP_PROTOCOL_VERSION, HEADER_SESSION_ID};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::guard::error_response;
 
 /// Live sessions, their last use, and the bounds on them.
 #[derive(Debug)]
 pub struct Sessions {
-    inner: LocalSessionManager,
+    idle: Duration,
     max: usize,
-    /// Each session's last use as a tick of `clock`: an order, which is all eviction needs,
-    /// and one that two uses in the same instant cannot tie.
-    last_use: Mutex<Table>,
-    clock: AtomicU64,
+    table: Mutex<Table>,
 }
 
 #[derive(Debug, Default)]
 struct Table {
-    uses: HashMap<SessionId, u64>,
-    /// Places taken for sessions being created.
-    pending: usize,
+    rows: HashMap<Arc<str>, Use>,
+    /// Orders uses for eviction: two uses in the same instant cannot tie.
+    clock: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Use {
+    at: Instant,
+    tick: u64,
 }
 
 /// What `/health` reports of the sessions.
@@ -59,195 +67,316 @@ pub struct SessionStats {
 impl Sessions {
     /// Sessions that end after `idle` without a request, at most `max` at once.
     pub fn new(idle: Duration, max: usize) -> Self {
-        let mut inner = LocalSessionManager::default();
-        inner.session_config.keep_alive = Some(idle);
         Self {
-            inner,
+            idle,
             max,
-            last_use: Mutex::new(Table::default()),
-            clock: AtomicU64::new(0),
+            table: Mutex::new(Table::default()),
         }
     }
 
     /// Live sessions and the cap.
     pub fn stats(&self) -> SessionStats {
+        let now = Instant::now();
+        let t = self.table();
         SessionStats {
-            live: self.table().uses.len(),
+            live: t.rows.values().filter(|u| self.alive(u, now)).count(),
             max: self.max,
         }
     }
 
-    /// The last-use table. A panic while it was held cannot leave it inconsistent (every
-    /// update is one insert or remove), so a poisoned lock is used as it is.
+    /// The table. A panic while it was held cannot leave it inconsistent (every update is
+    /// one insert or remove), so a poisoned lock is used as it is.
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.last_use
+        self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed)
+    fn alive(&self, u: &Use, now: Instant) -> bool {
+        now.saturating_duration_since(u.at) < self.idle
     }
 
-    fn touch(&self, id: &SessionId) {
-        let now = self.tick();
-        if let Some(t) = self.table().uses.get_mut(id) {
-            *t = now;
-        }
-    }
-
-    fn knows(&self, id: &str) -> bool {
-        self.table().uses.contains_key(id)
-    }
-
-    /// Takes a place for one new session, and the sessions that must end to make room
-    /// (used longest ago first). The victims leave the table and the place is counted in
-    /// the same critical section, so concurrent `initialize`s never overshoot the cap.
-    fn reserve(&self) -> Vec<SessionId> {
+    /// Opens a session: its new id. At the cap, the session used longest ago ends first.
+    pub fn open(&self) -> Arc<str> {
+        let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let now = Instant::now();
         let mut t = self.table();
-        let excess = (t.uses.len() + t.pending + 1).saturating_sub(self.max);
-        let mut by_age: Vec<(SessionId, u64)> = Vec::new();
-        if excess > 0 {
-            by_age = t.uses.iter().map(|(id, n)| (id.clone(), *n)).collect();
-            by_age.sort_unstable_by_key(|(_, n)| *n);
-            by_age.truncate(excess);
-            for (id, _) in &by_age {
-                t.uses.remove(id);
-            }
+        if t.rows.len() >= self.max {
+            t.rows.retain(|_, u| now.saturating_duration_since(u.at) < self.idle);
         }
-        t.pending += 1;
-        by_age.into_iter().map(|(id, _)| id).collect()
-    }
-
-    /// Turns a place taken by [`Self::reserve`] into session `id` (or gives it back).
-    fn settle(&self, id: Option<&SessionId>) {
-        let now = self.tick();
-        let mut t = self.table();
-        t.pending -= 1;
-        if let Some(id) = id {
-            t.uses.insert(id.clone(), now);
-        }
-    }
-}
-
-impl SessionManager for Sessions {
-    type Error = LocalSessionManagerError;
-    type Transport = <LocalSessionManager as SessionManager>::Transport;
-
-    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
-        for id in self.reserve() {
-            tracing::info!(session = %id, max = self.max, "MCP session cap reached: ending the session used longest ago");
+        if t.rows.len() >= self.max
+            && let Some(oldest) = t
+                .rows
+                .iter()
+                .min_by_key(|(_, u)| u.tick)
+                .map(|(id, _)| id.clone())
+        {
+            t.rows.remove(&oldest);
+            tracing::info!(session = %oldest, max = self.max, "MCP session cap reached: ended the session used longest ago");
             metrics::counter!("pmm_hub_mcp_sessions_evicted_total").increment(1);
-            if let Err(e) = self.inner.close_session(&id).await {
-                tracing::warn!(session = %id, error = %e, "ending an evicted MCP session failed");
-            }
         }
-        match self.inner.create_session().await {
-            Ok((id, transport)) => {
-                self.settle(Some(&id));
-                Ok((id, transport))
+        t.clock += 1;
+        let tick = t.clock;
+        t.rows.insert(id.clone(), Use { at: now, tick });
+        id
+    }
+
+    /// Marks session `id` used now; `false` when it is not live (ended, idle too long,
+    /// evicted, or never opened).
+    pub fn touch(&self, id: &str) -> bool {
+        let now = Instant::now();
+        let mut t = self.table();
+        t.clock += 1;
+        let tick = t.clock;
+        match t.rows.get_mut(id) {
+            Some(u) if now.saturating_duration_since(u.at) < self.idle => {
+                *u = Use { at: now, tick };
+                true
             }
-            Err(e) => {
-                self.settle(None);
-                Err(e)
+            Some(_) => {
+                t.rows.remove(id);
+                false
             }
+            None => false,
         }
     }
 
-    async fn initialize_session(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        self.touch(id);
-        self.inner.initialize_session(id, message).await
+    /// Ends session `id`; `false` when it was not live.
+    pub fn end(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.table()
+            .rows
+            .remove(id)
+            .is_some_and(|u| self.alive(&u, now))
     }
 
-    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        self.inner.has_session(id).await
+    /// Frees the rows of sessions that idled out, and the table's room they took.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut t = self.table();
+        let before = t.rows.len();
+        t.rows
+            .retain(|_, u| now.saturating_duration_since(u.at) < self.idle);
+        let ended = before - t.rows.len();
+        // Room for a burst of sessions is kept only while it is in use.
+        if t.rows.capacity() > 64 && t.rows.len() < t.rows.capacity() / 4 {
+            let keep = t.rows.len() * 2;
+            t.rows.shrink_to(keep);
+        }
+        drop(t);
+        if ended > 0 {
+            tracing::debug!(ended, "MCP sessions idled out");
+        }
     }
 
-    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.table().uses.remove(id);
-        self.inner.close_session(id).await
-    }
-
-    async fn create_stream(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.touch(id);
-        self.inner.create_stream(id, message).await
-    }
-
-    async fn accept_message(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<(), Self::Error> {
-        self.touch(id);
-        self.inner.accept_message(id, message).await
-    }
-
-    async fn create_standalone_stream(
-        &self,
-        id: &SessionId,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.touch(id);
-        self.inner.create_standalone_stream(id).await
-    }
-
-    async fn resume(
-        &self,
-        id: &SessionId,
-        last_event_id: String,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.touch(id);
-        self.inner.resume(id, last_event_id).await
+    /// Sweeps every half idle timeout (at least each 100 ms, at most each 10 s) until `stop`
+    /// or until the sessions are dropped.
+    pub fn spawn_sweeper(self: &Arc<Self>, stop: CancellationToken) {
+        let every = (self.idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let sessions: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(s) = sessions.upgrade() else { return };
+                s.sweep();
+            }
+        });
     }
 }
 
-/// Middleware on `/mcp`: `DELETE` of an unknown (ended, evicted or never opened) session is
-/// 404, as the spec asks, instead of rmcp's unconditional 202.
+/// What a POST without a session id asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Opening {
+    /// `initialize`: a new session.
+    Initialize,
+    /// A session protocol's request or notification: it needs a session.
+    NeedsSession,
+    /// A 2026-07-28 request, or one rmcp answers with a JSON-RPC error (not JSON, a batch).
+    Stateless,
+}
+
+/// Sorts a POST without a session id, as rmcp routes it: `initialize` and any message
+/// whose protocol version (`_meta`, else the `MCP-Protocol-Version` header, else 2025-03-26)
+/// has the handshake belong to a session; `server/discover` and later versions do not.
+fn opening(headers: &HeaderMap, body: &[u8]) -> Opening {
+    let Ok(message) = serde_json::from_slice::<ClientJsonRpcMessage>(body) else {
+        return Opening::Stateless;
+    };
+    let header = || {
+        headers
+            .get(HEADER_MCP_PROTOCOL_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| serde_json::from_value(serde_json::Value::String(s.to_owned())).ok())
+    };
+    let version: Option<ProtocolVersion> = match &message {
+        ClientJsonRpcMessage::Request(r) => match &r.request {
+            ClientRequest::InitializeRequest(_) => return Opening::Initialize,
+            ClientRequest::DiscoverRequest(_) => return Opening::Stateless,
+            other => other.get_meta().protocol_version().or_else(header),
+        },
+        _ => header(),
+    };
+    if version.is_none_or(|v| v.has_initialize()) {
+        Opening::NeedsSession
+    } else {
+        Opening::Stateless
+    }
+}
+
+/// Middleware on `/mcp`: sessions as the module describes, before rmcp sees the request.
 pub async fn session_gate(
     State(sessions): State<Arc<Sessions>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() == Method::DELETE
-        && let Some(id) = req
-            .headers()
-            .get(HEADER_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-        && !sessions.knows(id)
-    {
-        return error_response(
+    match req.headers().get(HEADER_SESSION_ID).map(HeaderValue::to_str) {
+        Some(Ok(id)) => {
+            if !sessions.touch(id) {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    "unknown_session",
+                    "no such MCP session (ended, idle too long, or never opened): initialize a new one",
+                );
+            }
+            if req.method() == Method::DELETE {
+                sessions.end(id);
+                return Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(Body::empty())
+                    .unwrap_or_default();
+            }
+            next.run(req).await
+        }
+        Some(Err(_)) => error_response(
             StatusCode::NOT_FOUND,
             "unknown_session",
-            "no such MCP session (ended, idle too long, or never opened)",
-        );
+            "Mcp-Session-Id is not visible ASCII, so it names no session",
+        ),
+        None if req.method() == Method::DELETE => session_required(),
+        None if req.method() == Method::POST => {
+            let (parts, body) = req.into_parts();
+            // The body limit and read timeout wrap this body already.
+            let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(b) => b,
+                Err(e) => return unread_body(&e),
+            };
+            let opening = opening(&parts.headers, &bytes);
+            let req = Request::from_parts(parts, Body::from(bytes));
+            match opening {
+                Opening::NeedsSession => session_required(),
+                Opening::Stateless => next.run(req).await,
+                Opening::Initialize => {
+                    let mut resp = next.run(req).await;
+                    if resp.status() == StatusCode::OK {
+                        let id = sessions.open();
+                        // A uuid is always a valid header value; a session no client can
+                        // name would only wait for its idle timeout.
+                        if let Ok(v) = HeaderValue::from_str(&id) {
+                            resp.headers_mut().insert(HEADER_SESSION_ID, v);
+                        } else {
+                            sessions.end(&id);
+                        }
+                    }
+                    resp
+                }
+            }
+        }
+        None => next.run(req).await,
     }
-    next.run(req).await
+}
+
+fn session_required() -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "session_required",
+        "Mcp-Session-Id is required: send initialize first and use the id it returns",
+    )
+}
+
+/// The answer to a body that could not be read: too large, too slow, or broken.
+fn unread_body(e: &axum::Error) -> Response {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body larger than the hub accepts",
+            );
+        }
+        if err.is::<crate::guard::BodyTimeout>() {
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                &err.to_string(),
+            );
+        }
+        source = err.source();
+    }
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        &format!("request body could not be read: {e}"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_cap_ends_the_session_used_longest_ago() -> Result<(), LocalSessionManagerError> {
+    #[tokio::test(start_paused = true)]
+    async fn the_cap_ends_the_session_used_longest_ago() {
         let s = Sessions::new(Duration::from_secs(60), 2);
-        let (a, _ta) = s.create_session().await?;
-        let (b, _tb) = s.create_session().await?;
-        s.touch(&a);
-        let (c, _tc) = s.create_session().await?;
-        assert!(s.knows(&a) && s.knows(&c));
-        assert!(!s.knows(&b));
-        assert!(!s.has_session(&b).await?);
+        let a = s.open();
+        let b = s.open();
+        assert!(s.touch(&a));
+        let c = s.open();
+        assert!(s.touch(&a) && s.touch(&c));
+        assert!(!s.touch(&b), "b was used longest ago");
         assert_eq!(s.stats().live, 2);
-        s.close_session(&a).await?;
+        assert!(s.end(&a));
+        assert!(!s.end(&a), "an ended session ends once");
         assert_eq!(s.stats().live, 1);
-        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_session_ends_and_its_row_is_freed() {
+        let s = Sessions::new(Duration::from_secs(10), 10_000);
+        let kept = s.open();
+        let ids: Vec<_> = (0..5_000).map(|_| s.open()).collect();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(s.touch(&kept));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(s.stats().live, 1, "only the session used 6 s ago is live");
+        assert!(!s.touch(&ids[0]));
+        s.sweep();
+        let t = s.table();
+        assert_eq!(t.rows.len(), 1);
+        assert!(t.rows.capacity() < 64, "capacity {}", t.rows.capacity());
+    }
+
+    #[test]
+    fn posts_without_a_session_are_sorted_as_rmcp_routes_them() {
+        let h = HeaderMap::new();
+        let mut v2026 = HeaderMap::new();
+        v2026.insert(
+            HEADER_MCP_PROTOCOL_VERSION,
+            HeaderValue::from_static("2026-07-28"),
+        );
+        let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+        let note = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        assert_eq!(opening(&h, init), Opening::Initialize);
+        assert_eq!(opening(&v2026, init), Opening::Initialize);
+        assert_eq!(opening(&h, list), Opening::NeedsSession);
+        assert_eq!(opening(&h, note), Opening::NeedsSession);
+        assert_eq!(opening(&v2026, list), Opening::Stateless);
+        assert_eq!(opening(&h, b"{not json"), Opening::Stateless);
+        assert_eq!(opening(&h, b"[]"), Opening::Stateless);
     }
 }

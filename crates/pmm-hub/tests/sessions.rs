@@ -135,7 +135,7 @@ async fn delete_cap_and_idle_timeout() -> anyhow::Result<()> {
     // DELETE ends a session; the id is then unknown to every method.
     let a = mcp.open().await?;
     assert_eq!(mcp.list(&a).await?, 200);
-    assert_eq!(mcp.delete(&a).await?.0, 202);
+    assert_eq!(mcp.delete(&a).await?.0, 204);
     assert_eq!(mcp.list(&a).await?, 404);
     let (status, body) = mcp.delete(&a).await?;
     assert_eq!(status, 404, "{body}");
@@ -202,7 +202,7 @@ async fn five_thousand_abandoned_sessions_give_their_memory_back() -> anyhow::Re
     // Start: the hub up and having served a session.
     let s = mcp.open().await?;
     assert_eq!(mcp.list(&s).await?, 200);
-    assert_eq!(mcp.delete(&s).await?.0, 202);
+    assert_eq!(mcp.delete(&s).await?.0, 204);
     let start = rss_kb(hub.pid())?;
     let start_alloc = allocator_kb(&mcp.http, &hub.base).await?;
 
