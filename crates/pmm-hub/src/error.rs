@@ -57,6 +57,9 @@ pub enum ToolError {
     /// Redis is configured but does not answer (state-changing paths fail closed).
     #[error("state store unavailable: {0}")]
     Store(String),
+    /// The hub failed in a way no input explains (a write task that panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// The JSON body of an error, the same on every transport.
@@ -84,6 +87,7 @@ impl ToolError {
             Self::Store(_) => "store_unavailable",
             Self::GateClosed { .. } => "gate_closed",
             Self::Conflict(_) => "idempotency_conflict",
+            Self::Internal(_) => "internal",
         }
     }
 
@@ -99,6 +103,7 @@ impl ToolError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Chain(_) | Self::Schema(_) => StatusCode::BAD_GATEWAY,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

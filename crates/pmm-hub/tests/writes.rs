@@ -394,6 +394,69 @@ async fn sigkill_between_send_and_receipt_then_restart_completes_the_intent() ->
     Ok(())
 }
 
+/// A caller that disconnects while its write waits for the receipt does not stop the write:
+/// the hub drives it to its receipt and outcome without a restart, and sends nothing twice.
+#[tokio::test]
+async fn a_caller_that_disconnects_mid_write_leaves_it_to_finish() -> anyhow::Result<()> {
+    let mut w = writes(true, true).await?;
+    let port = free_port()?;
+    w.fx.cfg.listen = format!("127.0.0.1:{port}").parse()?;
+    let log = w.fx.dir.join("hub.log");
+    let n0 = nonce(&w).await?;
+    let lp0 = lp(&w, w.fx.dsp).await?;
+    anvil(&w, "evm_setAutomine", json!([false])).await?;
+    let _hub = spawn_hub(&w.fx.cfg, &w.fx.dir, &log)?;
+    let client = reqwest::Client::new();
+    poll(Duration::from_secs(30), || async {
+        Ok(client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await?;
+    let caller = tokio::spawn({
+        let client = client.clone();
+        let p = add_params(w.fx.dsp, "gone-1");
+        async move { http(&client, port, "dodo.add_liquidity", p).await }
+    });
+    // Sent, and waiting for a receipt that cannot come while the node does not mine.
+    poll(Duration::from_secs(20), || async {
+        Ok((nonce(&w).await? == n0 + 3).then_some(()))
+    })
+    .await?;
+    let pg = PgStore::connect(w.fx.db.url(), 1)?;
+    poll(Duration::from_secs(10), || async {
+        Ok(pg
+            .intent_by_key("gone-1")
+            .await?
+            .filter(|i| i.status == pmm_store::TxStatus::Sent))
+    })
+    .await?;
+    // The caller goes away: its request, and with it its connection, is dropped.
+    caller.abort();
+    assert!(caller.await.is_err_and(|e| e.is_cancelled()));
+    drop(client);
+    anvil(&w, "evm_setAutomine", json!([true])).await?;
+    anvil(&w, "evm_mine", json!([])).await?;
+    let done = poll(Duration::from_secs(30), || async {
+        Ok(pg
+            .intent_by_key("gone-1")
+            .await?
+            .filter(|i| i.status == pmm_store::TxStatus::Confirmed))
+    })
+    .await
+    .map_err(|e| {
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        anyhow::anyhow!("the abandoned write did not finish: {e}\nhub log:\n{logs}")
+    })?;
+    assert!(done.tx_hash.is_some());
+    assert_eq!(nonce(&w).await?, n0 + 3, "nothing sent twice");
+    assert!(lp(&w, w.fx.dsp).await? > lp0, "the deposit's shares were minted");
+    Ok(())
+}
+
 #[tokio::test]
 async fn doctor_passes_on_a_hardened_stack_and_names_what_breaks() -> anyhow::Result<()> {
     let mut w = writes(true, true).await?;

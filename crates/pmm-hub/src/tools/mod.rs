@@ -374,10 +374,47 @@ impl Hub {
             Decoded::Quote(p) => run!(QUOTE_ADD, p, quote_add_liquidity),
             Decoded::Risk(p) => run!(RISK_CHECK, p, risk_check),
             Decoded::Simulate(p) => run!(SIMULATE, p, simulate_action),
-            Decoded::Add(p) => run!(ADD_LIQUIDITY, p, add_liquidity),
-            Decoded::Remove(p) => run!(REMOVE_LIQUIDITY, p, remove_liquidity),
-            Decoded::Reset(p) => run!(RESET_POOL, p, reset_pool),
+            Decoded::Add(p) => {
+                self.to_the_end(caller, async move |hub, caller| {
+                    hub.invoke(&caller, ADD_LIQUIDITY, &p, hub.add_liquidity(&p))
+                        .await
+                        .map(out)
+                })
+                .await
+            }
+            Decoded::Remove(p) => {
+                self.to_the_end(caller, async move |hub, caller| {
+                    hub.invoke(&caller, REMOVE_LIQUIDITY, &p, hub.remove_liquidity(&p))
+                        .await
+                        .map(out)
+                })
+                .await
+            }
+            Decoded::Reset(p) => {
+                self.to_the_end(caller, async move |hub, caller| {
+                    hub.invoke(&caller, RESET_POOL, &p, hub.reset_pool(&p))
+                        .await
+                        .map(out)
+                })
+                .await
+            }
         }
+    }
+
+    /// Runs a write in a task of its own, so it goes on to its receipt, settlement and
+    /// outcome when its caller disconnects: dropped with the request, it would leave its
+    /// intent open (sent, never settled) until the next restart.
+    async fn to_the_end<F, Fut>(&self, caller: &Caller, write: F) -> Result<Value, ToolError>
+    where
+        F: FnOnce(Hub, Caller) -> Fut,
+        Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+    {
+        tokio::spawn(write(self.clone(), caller.clone()))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "a write task failed");
+                ToolError::Internal(format!("the write task failed: {e}"))
+            })?
     }
 }
 
