@@ -83,12 +83,11 @@ pub fn router(
     ));
     sessions.spawn_sweeper(mcp.cancel);
     state.sessions = Some(sessions.clone());
-    let service: StreamableHttpService<McpServer, NeverSessionManager> =
-        StreamableHttpService::new(
-            move || Ok(McpServer::new(hub.clone())),
-            Arc::new(NeverSessionManager::default()),
-            config,
-        );
+    let service: StreamableHttpService<McpServer, NeverSessionManager> = StreamableHttpService::new(
+        move || Ok(McpServer::new(hub.clone())),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
     let mcp_route = Router::new()
         .fallback_service(service)
         .layer(middleware::from_fn_with_state(sessions, session_gate));

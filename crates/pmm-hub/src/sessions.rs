@@ -102,7 +102,8 @@ impl Sessions {
         let now = Instant::now();
         let mut t = self.table();
         if t.rows.len() >= self.max {
-            t.rows.retain(|_, u| now.saturating_duration_since(u.at) < self.idle);
+            t.rows
+                .retain(|_, u| now.saturating_duration_since(u.at) < self.idle);
         }
         if t.rows.len() >= self.max
             && let Some(oldest) = t
@@ -234,7 +235,11 @@ pub async fn session_gate(
     req: Request,
     next: Next,
 ) -> Response {
-    match req.headers().get(HEADER_SESSION_ID).map(HeaderValue::to_str) {
+    match req
+        .headers()
+        .get(HEADER_SESSION_ID)
+        .map(HeaderValue::to_str)
+    {
         Some(Ok(id)) => {
             if !sessions.touch(id) {
                 return error_response(
@@ -358,6 +363,15 @@ mod tests {
         let t = s.table();
         assert_eq!(t.rows.len(), 1);
         assert!(t.rows.capacity() < 64, "capacity {}", t.rows.capacity());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_not_400() {
+        let limited = http_body_util::Limited::new(Body::from(vec![b'x'; 10]), 5);
+        let Err(e) = axum::body::to_bytes(Body::new(limited), usize::MAX).await else {
+            panic!("a 10-byte body passed a 5-byte limit");
+        };
+        assert_eq!(unread_body(&e).status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]

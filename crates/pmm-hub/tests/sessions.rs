@@ -170,6 +170,54 @@ async fn delete_cap_and_idle_timeout() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn what_requests_without_a_live_session_get() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let hub = start(&f.cfg).await?;
+    let base = format!("http://{}", hub.addr);
+    let mcp = Mcp::new(&base);
+    let error_code = |body: &str| -> anyhow::Result<Value> {
+        Ok(serde_json::from_str::<Value>(body)?["error"]["code"].clone())
+    };
+
+    // A session protocol's request without a session id: 400, and no session is opened.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let resp = mcp.post(None, &list).send().await?;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("mcp-session-id").is_none());
+    assert_eq!(error_code(&resp.text().await?)?, "session_required");
+    let resp = mcp.http.delete(&mcp.url).bearer_auth(AGENT).send().await?;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(live(&mcp.http, &base).await?, 0);
+
+    // An initialize too large to read: 413 in the hub's error shape, no session.
+    let mut init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "sessions-test", "version": "1"}}});
+    init["params"]["clientInfo"]["name"] = json!("x".repeat(2 << 20));
+    let resp = mcp.post(None, &init).send().await?;
+    assert_eq!(resp.status(), 413);
+    assert_eq!(error_code(&resp.text().await?)?, "payload_too_large");
+    assert_eq!(live(&mcp.http, &base).await?, 0);
+
+    // A live session: its requests pass; the hub sends nothing unasked, so GET is 405.
+    let s = mcp.open().await?;
+    assert_eq!(live(&mcp.http, &base).await?, 1);
+    let resp = mcp
+        .http
+        .get(&mcp.url)
+        .bearer_auth(AGENT)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &s)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 405);
+    assert_eq!(mcp.list(&s).await?, 200);
+    hub.shutdown().await;
+    Ok(())
+}
+
 /// Resident set size of `pid`, kB.
 fn rss_kb(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -453,7 +453,10 @@ async fn a_caller_that_disconnects_mid_write_leaves_it_to_finish() -> anyhow::Re
     })?;
     assert!(done.tx_hash.is_some());
     assert_eq!(nonce(&w).await?, n0 + 3, "nothing sent twice");
-    assert!(lp(&w, w.fx.dsp).await? > lp0, "the deposit's shares were minted");
+    assert!(
+        lp(&w, w.fx.dsp).await? > lp0,
+        "the deposit's shares were minted"
+    );
     Ok(())
 }
 
