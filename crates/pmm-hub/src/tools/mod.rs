@@ -357,6 +357,17 @@ impl Hub {
                     .map(out)
             };
         }
+        // A write runs to its end whatever its caller does ([`Self::to_the_end`]).
+        macro_rules! run_to_end {
+            ($tool:expr, $p:ident, $method:ident) => {
+                self.to_the_end(caller, async move |hub, caller| {
+                    hub.invoke(&caller, $tool, &$p, hub.$method(&$p))
+                        .await
+                        .map(out)
+                })
+                .await
+            };
+        }
         match decoded {
             Decoded::Pool(p) => match tool {
                 GET_POOL_STATE => run!(GET_POOL_STATE, p, get_pool_state),
@@ -374,30 +385,9 @@ impl Hub {
             Decoded::Quote(p) => run!(QUOTE_ADD, p, quote_add_liquidity),
             Decoded::Risk(p) => run!(RISK_CHECK, p, risk_check),
             Decoded::Simulate(p) => run!(SIMULATE, p, simulate_action),
-            Decoded::Add(p) => {
-                self.to_the_end(caller, async move |hub, caller| {
-                    hub.invoke(&caller, ADD_LIQUIDITY, &p, hub.add_liquidity(&p))
-                        .await
-                        .map(out)
-                })
-                .await
-            }
-            Decoded::Remove(p) => {
-                self.to_the_end(caller, async move |hub, caller| {
-                    hub.invoke(&caller, REMOVE_LIQUIDITY, &p, hub.remove_liquidity(&p))
-                        .await
-                        .map(out)
-                })
-                .await
-            }
-            Decoded::Reset(p) => {
-                self.to_the_end(caller, async move |hub, caller| {
-                    hub.invoke(&caller, RESET_POOL, &p, hub.reset_pool(&p))
-                        .await
-                        .map(out)
-                })
-                .await
-            }
+            Decoded::Add(p) => run_to_end!(ADD_LIQUIDITY, p, add_liquidity),
+            Decoded::Remove(p) => run_to_end!(REMOVE_LIQUIDITY, p, remove_liquidity),
+            Decoded::Reset(p) => run_to_end!(RESET_POOL, p, reset_pool),
         }
     }
 
