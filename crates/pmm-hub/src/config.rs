@@ -200,7 +200,7 @@ pub struct HubConfig {
     /// Milliseconds a connection may take to send a request's headers before it is closed.
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
-    /// Milliseconds a request may take to send its body; slower gets 408.
+    /// Milliseconds a request may take to send its body; slower gets 400 and `Connection: close`.
     #[serde(default = "default_body_read_timeout_ms")]
     pub body_read_timeout_ms: u64,
     /// Seconds an MCP session may go without a request before it ends (its id then gets

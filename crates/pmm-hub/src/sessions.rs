@@ -303,7 +303,8 @@ fn session_required() -> Response {
     )
 }
 
-/// The answer to a body that could not be read: too large, too slow, or broken.
+/// The answer to a body that could not be read: 413 when too large; otherwise (too slow,
+/// broken) 400, as `/mcp/call` answers it.
 fn unread_body(e: &axum::Error) -> Response {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
@@ -312,13 +313,6 @@ fn unread_body(e: &axum::Error) -> Response {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "request body larger than the hub accepts",
-            );
-        }
-        if err.is::<crate::guard::BodyTimeout>() {
-            return error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                &err.to_string(),
             );
         }
         source = err.source();
@@ -366,12 +360,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_over_the_limit_is_413_not_400() {
+    async fn a_body_over_the_limit_is_413_and_a_slow_one_400() {
         let limited = http_body_util::Limited::new(Body::from(vec![b'x'; 10]), 5);
         let Err(e) = axum::body::to_bytes(Body::new(limited), usize::MAX).await else {
             panic!("a 10-byte body passed a 5-byte limit");
         };
         assert_eq!(unread_body(&e).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let slow = Body::from_stream(futures::stream::once(async {
+            Err::<axum::body::Bytes, _>(crate::guard::BodyTimeout)
+        }));
+        let Err(e) = axum::body::to_bytes(slow, usize::MAX).await else {
+            panic!("a failing body was read");
+        };
+        assert_eq!(
+            unread_body(&e).status(),
+            StatusCode::BAD_REQUEST,
+            "as /mcp/call"
+        );
+        assert!(e.to_string().contains("body-read timeout"), "{e}");
     }
 
     #[test]
