@@ -190,6 +190,25 @@ async fn what_requests_without_a_live_session_get() -> anyhow::Result<()> {
     assert_eq!(resp.status(), 400);
     assert_eq!(live(&mcp.http, &base).await?, 0);
 
+    // A 2026-07-28 request needs no session: answered, and none is opened.
+    let stateless = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let resp = mcp
+        .post(None, &stateless)
+        .header("mcp-protocol-version", "2026-07-28")
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("mcp-session-id").is_none());
+    let body: Value = resp.json().await?;
+    assert_eq!(
+        body["result"]["tools"].as_array().map(Vec::len),
+        Some(10),
+        "{body}"
+    );
+    assert_eq!(live(&mcp.http, &base).await?, 0);
+
     // An initialize too large to read: 413 in the hub's error shape, no session.
     let mut init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
