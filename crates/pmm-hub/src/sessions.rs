@@ -102,8 +102,7 @@ impl Sessions {
         let now = Instant::now();
         let mut t = self.table();
         if t.rows.len() >= self.max {
-            t.rows
-                .retain(|_, u| now.saturating_duration_since(u.at) < self.idle);
+            t.rows.retain(|_, u| self.alive(u, now));
         }
         if t.rows.len() >= self.max
             && let Some(oldest) = t
@@ -130,7 +129,7 @@ impl Sessions {
         t.clock += 1;
         let tick = t.clock;
         match t.rows.get_mut(id) {
-            Some(u) if now.saturating_duration_since(u.at) < self.idle => {
+            Some(u) if self.alive(u, now) => {
                 *u = Use { at: now, tick };
                 true
             }
@@ -156,8 +155,7 @@ impl Sessions {
         let now = Instant::now();
         let mut t = self.table();
         let before = t.rows.len();
-        t.rows
-            .retain(|_, u| now.saturating_duration_since(u.at) < self.idle);
+        t.rows.retain(|_, u| self.alive(u, now));
         let ended = before - t.rows.len();
         // Room for a burst of sessions is kept only while it is in use.
         if t.rows.capacity() > 64 && t.rows.len() < t.rows.capacity() / 4 {
