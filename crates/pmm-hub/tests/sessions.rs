@@ -197,11 +197,13 @@ async fn what_requests_without_a_live_session_get() -> anyhow::Result<()> {
     let resp = mcp
         .post(None, &stateless)
         .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
         .send()
         .await?;
-    assert_eq!(resp.status(), 200);
+    let status = resp.status();
     assert!(resp.headers().get("mcp-session-id").is_none());
     let body: Value = resp.json().await?;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["result"]["tools"].as_array().map(Vec::len),
         Some(10),
