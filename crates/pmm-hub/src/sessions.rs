@@ -102,7 +102,7 @@ impl Sessions {
         let now = Instant::now();
         let mut t = self.table();
         if t.rows.len() >= self.max {
-            t.rows.retain(|_, u| self.alive(u, now));
+            self.expire(&mut t, now);
         }
         if t.rows.len() >= self.max
             && let Some(oldest) = t
@@ -150,13 +150,17 @@ impl Sessions {
             .is_some_and(|u| self.alive(&u, now))
     }
 
-    /// Frees the rows of sessions that idled out, and the table's room they took.
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        let mut t = self.table();
+    /// Drops the rows of sessions that idled out: how many.
+    fn expire(&self, t: &mut Table, now: Instant) -> usize {
         let before = t.rows.len();
         t.rows.retain(|_, u| self.alive(u, now));
-        let ended = before - t.rows.len();
+        before - t.rows.len()
+    }
+
+    /// Frees the rows of sessions that idled out, and the table's room they took.
+    pub fn sweep(&self) {
+        let mut t = self.table();
+        let ended = self.expire(&mut t, Instant::now());
         // Room for a burst of sessions is kept only while it is in use.
         if t.rows.capacity() > 64 && t.rows.len() < t.rows.capacity() / 4 {
             let keep = t.rows.len() * 2;
@@ -239,15 +243,20 @@ pub async fn session_gate(
         .map(HeaderValue::to_str)
     {
         Some(Ok(id)) => {
-            if !sessions.touch(id) {
+            let delete = req.method() == Method::DELETE;
+            let live = if delete {
+                sessions.end(id)
+            } else {
+                sessions.touch(id)
+            };
+            if !live {
                 return error_response(
                     StatusCode::NOT_FOUND,
                     "unknown_session",
                     "no such MCP session (ended, idle too long, or never opened): initialize a new one",
                 );
             }
-            if req.method() == Method::DELETE {
-                sessions.end(id);
+            if delete {
                 return Response::builder()
                     .status(StatusCode::NO_CONTENT)
                     .body(Body::empty())
