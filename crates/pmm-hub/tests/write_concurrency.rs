@@ -8,11 +8,8 @@ mod common;
 #[path = "common/write_fixture.rs"]
 mod write_fixture;
 
-use std::time::Duration;
-
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use common::poll;
 use pmm_store::PgStore;
 use serde_json::{Value, json};
 use write_fixture::*;
@@ -45,14 +42,9 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
         hubs.push(spawn_hub(&w.fx.cfg, &dir, &log)?);
         ports.push(port);
     }
+    let client = reqwest::Client::new();
     for &port in &ports {
-        let up = poll(Duration::from_secs(30), || async {
-            Ok(reqwest::get(format!("http://127.0.0.1:{port}/health"))
-                .await
-                .ok()
-                .map(|_| ()))
-        })
-        .await;
+        let up = wait_up(&client, port).await;
         anyhow::ensure!(
             up.is_ok(),
             "hub on {port} did not start: {}",
@@ -61,7 +53,6 @@ async fn two_hub_processes_keep_the_daily_cap_and_gap_free_nonces_under_200_call
     }
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
-    let client = reqwest::Client::new();
     for i in 0..200 {
         let port = ports[i % 2];
         let p = add_params(w.fx.dsp, &format!("cap-{i}"));

@@ -310,15 +310,9 @@ async fn sigkill_between_send_and_receipt_then_restart_completes_the_intent() ->
     let n0 = nonce(&w).await?;
     anvil(&w, "evm_setAutomine", json!([false])).await?;
     let hub = spawn_hub(&w.fx.cfg, &w.fx.dir, &log)?;
-    poll(Duration::from_secs(30), || async {
-        Ok(reqwest::get(format!("http://127.0.0.1:{port}/health"))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await?;
-    let p = add_params(w.fx.dsp, "kill-1");
     let client = reqwest::Client::new();
+    wait_up(&client, port).await?;
+    let p = add_params(w.fx.dsp, "kill-1");
     let first = tokio::spawn({
         let (p, client) = (p.clone(), client.clone());
         async move { http(&client, port, "dodo.add_liquidity", p).await }
@@ -407,15 +401,7 @@ async fn a_caller_that_disconnects_mid_write_leaves_it_to_finish() -> anyhow::Re
     anvil(&w, "evm_setAutomine", json!([false])).await?;
     let _hub = spawn_hub(&w.fx.cfg, &w.fx.dir, &log)?;
     let client = reqwest::Client::new();
-    poll(Duration::from_secs(30), || async {
-        Ok(client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await?;
+    wait_up(&client, port).await?;
     let caller = tokio::spawn({
         let client = client.clone();
         let p = add_params(w.fx.dsp, "gone-1");

@@ -2,6 +2,7 @@
 //! keystore of the deployer's key, both gates as asked, and helpers that read the chain.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
@@ -138,6 +139,19 @@ pub fn spawn_hub(
         .stderr(Stdio::from(out))
         .spawn()?;
     Ok(ChildGuard(child))
+}
+
+/// Waits up to 30 s for the hub [`spawn_hub`] started on `port` to answer `/health`.
+pub async fn wait_up(client: &reqwest::Client, port: u16) -> anyhow::Result<()> {
+    common::poll(Duration::from_secs(30), || async {
+        Ok(client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await
 }
 
 pub struct ChildGuard(pub std::process::Child);
